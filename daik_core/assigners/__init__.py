@@ -1,0 +1,1 @@
+"""Label assignment (arrives with the trainer issue)."""

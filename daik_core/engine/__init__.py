@@ -1,0 +1,1 @@
+"""Training engine (arrives with the trainer issue)."""

@@ -1,0 +1,1 @@
+"""daik_core.eval"""

@@ -1,0 +1,1 @@
+"""Detection and distillation losses (arrive with the trainer and distillation issues)."""

@@ -1,0 +1,1 @@
+"""Detector models (arrives with the trainer issue)."""

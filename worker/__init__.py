@@ -1,0 +1,1 @@
+"""DAIK Celery worker (arrives with the service issue)."""
