@@ -1,0 +1,1 @@
+"""DOTA data: file formats, class lists, splitting and merging of large images, synthetic scenes."""
