@@ -1,0 +1,249 @@
+"""The job spec: one schema for the CLI (``daik train SPEC``) and the HTTP API (``POST /jobs``).
+
+Pydantic only, no torch import (the API process stays torch-free). YAML or JSON. Unknown keys and bad values
+are errors that name the field. Every option of METHOD.md is a field here with a documented default; the
+fields marked *(reading)* are our reading where the paper is silent.
+
+Example (it must stay valid; ``tests/core/test_config.py`` checks it)::
+
+    name: synth-n
+    kind: train                      # train | distill
+    dataset:
+      train: data/synth/train        # DOTA layout: images/ and labelTxt/
+      val: data/synth/val
+      classes: dota1.0               # or an explicit list
+      split: {size: 1024, gap: 200}  # optional: tile images larger than this
+    student: {preset: n}             # n | s | m | l
+    hparams: {epochs: 30, batch: 16, imgsz: 512, lr: 0.0008, seed: 0, device: auto, workers: 2}
+    output: runs/synth-n
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from daik_core.errors import DaikError
+
+__all__ = [
+    "AssignerSpec",
+    "AugmentSpec",
+    "DatasetSpec",
+    "DetectionLossSpec",
+    "HParams",
+    "JobSpec",
+    "ModelSpec",
+    "SpecError",
+    "SplitSpec",
+    "TeacherSpec",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SplitSpec(_Strict):
+    """Tiling of images larger than ``size`` into overlapping patches (the DOTA devkit's split)."""
+
+    size: PositiveInt = 1024
+    gap: Annotated[int, Field(ge=0)] = 200
+    rates: tuple[Annotated[float, Field(gt=0)], ...] = (1.0,)
+
+    @model_validator(mode="after")
+    def _gap_below_size(self) -> SplitSpec:
+        if self.gap >= self.size:
+            raise ValueError(f"gap ({self.gap}) must be smaller than size ({self.size})")
+        return self
+
+
+class DatasetSpec(_Strict):
+    train: str = Field(min_length=1, description="DOTA folder (images/, labelTxt/) or a registered name")
+    val: str | None = Field(default=None, description="validation folder; none: no evaluation")
+    classes: str | tuple[str, ...] = Field(
+        default="dota1.0", description="dota1.0 | dota1.5 | dota2.0 | a,b,c | a list of names"
+    )
+    skip_unknown: bool = Field(default=False, description="drop objects of classes not in the list")
+    split: SplitSpec | None = Field(default=None, description="tile images larger than split.size")
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_resolve(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        from daik_core.data.classes import resolve_classes
+
+        try:
+            resolve_classes(v)
+        except DaikError as err:
+            raise ValueError(str(err).removeprefix("classes: ")) from None
+        return v
+
+    def class_names(self) -> tuple[str, ...]:
+        from daik_core.data.classes import resolve_classes
+
+        return resolve_classes(self.classes)
+
+
+class ModelSpec(_Strict):
+    preset: Literal["n", "s", "m", "l"] = "n"
+    reg_max: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=16, description="DFL bins - 1 per box side (the seed text says n=15; METHOD default 16)"
+    )
+    weights: str | None = Field(default=None, description="initialise from this checkpoint (optional)")
+
+
+class TeacherSpec(_Strict):
+    checkpoint: str = Field(min_length=1, description="a checkpoint written by `daik train` (best.pt)")
+
+
+class AssignerSpec(_Strict):
+    """Rotated task-aligned assigner: metric t = s^alpha * u^beta * AAL^gamma over anchors inside the GT."""
+
+    topk: PositiveInt = 13
+    alpha: NonNegFloat = 1.0
+    beta: NonNegFloat = 6.0
+    gamma: NonNegFloat = Field(default=0.0, description="AAL exponent; 0 turns AAL off in the assigner")
+    overlap: Literal["rotated_iou", "probiou", "hbb_iou"] = Field(
+        default="probiou", description="the overlap u between predicted and GT boxes"
+    )
+    aal: Literal["table", "sin"] = Field(
+        default="table", description="AAL as the exact rotated-IoU table (reading) or the paper's |sin| form"
+    )
+    aal_r: Annotated[float, Field(ge=1.0)] = Field(
+        default=3.0, description="|sin| form: V(AR) = 2 if AR > r else 1 (reading)"
+    )
+    aal_ar_bins: Annotated[int, Field(ge=2)] = 400
+    aal_angle_bins: Annotated[int, Field(ge=2)] = 400
+
+
+class DetectionLossSpec(_Strict):
+    w_cls: NonNegFloat = 1.0
+    w_box: NonNegFloat = 2.5
+    w_dfl: NonNegFloat = 0.5
+    w_angle: NonNegFloat = Field(default=0.05, description="CSL-BCE angle loss weight (reading)")
+    csl_sigma: Annotated[float, Field(gt=0)] = Field(default=6.0, description="CSL Gaussian window, bins")
+    box_loss: Literal["rotated_iou", "probiou"] = "rotated_iou"
+    vfl_alpha: NonNegFloat = 0.75
+    vfl_gamma: NonNegFloat = 2.0
+
+
+class AugmentSpec(_Strict):
+    hflip: Annotated[float, Field(ge=0, le=1)] = 0.5
+    vflip: Annotated[float, Field(ge=0, le=1)] = 0.5
+    rot90: Annotated[float, Field(ge=0, le=1)] = 0.5
+    rotate_deg: Annotated[float, Field(ge=0, le=180)] = Field(default=0.0, description="free rotation")
+    scale: Annotated[float, Field(ge=0, lt=1)] = Field(default=0.25, description="random scale +-")
+    hsv_h: Annotated[float, Field(ge=0, le=1)] = 0.015
+    hsv_s: Annotated[float, Field(ge=0, le=1)] = 0.5
+    hsv_v: Annotated[float, Field(ge=0, le=1)] = 0.3
+    mosaic: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class HParams(_Strict):
+    epochs: PositiveInt = 30
+    batch: PositiveInt = 16
+    imgsz: Annotated[int, Field(ge=32, le=8192)] = 512
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.0008
+    lr_final: Annotated[float, Field(gt=0, le=1)] = Field(default=0.01, description="final lr / lr")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.937
+    weight_decay: NonNegFloat = 0.05
+    warmup_epochs: NonNegFloat = 1.0
+    ema: bool = True
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] = 0.9999
+    grad_clip: NonNegFloat = Field(default=10.0, description="max gradient norm; 0 turns clipping off")
+    amp: bool = Field(default=True, description="mixed precision (CUDA only)")
+    channels_last: bool = Field(default=True, description="channels_last memory format (CUDA only)")
+    seed: Annotated[int, Field(ge=0)] = 0
+    deterministic: bool = False
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    workers: Annotated[int, Field(ge=0, le=64)] = 2
+    eval_interval: PositiveInt = Field(default=1, description="evaluate every k epochs (and at the end)")
+    conf_thr: Annotated[float, Field(ge=0, lt=1)] = 0.001
+    nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.45
+    max_det: PositiveInt = 1000
+
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz_multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32 (the largest stride), got {v}")
+        return v
+
+
+class JobSpec(_Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    kind: Literal["train", "distill"] = "train"
+    dataset: DatasetSpec
+    student: ModelSpec = ModelSpec()
+    teacher: TeacherSpec | None = None
+    assigner: AssignerSpec = AssignerSpec()
+    loss: DetectionLossSpec = DetectionLossSpec()
+    augment: AugmentSpec = AugmentSpec()
+    hparams: HParams = HParams()
+    output: str | None = Field(default=None, description="output folder; default runs/<name>")
+    # distillation toggles (`losses:`) arrive with the distillation issue
+
+    @model_validator(mode="after")
+    def _teacher_matches_kind(self) -> JobSpec:
+        if self.kind == "distill" and self.teacher is None:
+            raise ValueError("a distill job needs teacher.checkpoint")
+        if self.kind == "train" and self.teacher is not None:
+            raise ValueError("a train job takes no teacher (use kind: distill)")
+        return self
+
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("runs") / self.name
+
+
+class SpecError(DaikError):
+    """A job spec that does not validate; the message names every bad field."""
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    """One ``field.path: message`` line per problem."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def parse_spec(data: Any, source: str = "spec") -> JobSpec:
+    """Validate a mapping as a :class:`JobSpec`; errors name the source and each bad field."""
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(f"{source}: " + "; ".join(format_validation_error(err))) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON job spec file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file does not exist") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise SpecError(f"{path}{line}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job spec must be a mapping, got {type(data).__name__}")
+    return parse_spec(data, source=str(path))

@@ -1,0 +1,104 @@
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from daik_core.config import JobSpec, SpecError, load_spec, parse_spec
+
+EXAMPLE = textwrap.dedent(
+    """\
+    name: synth-n
+    kind: train                      # train | distill (distill arrives with the distillation issue)
+    dataset:
+      train: data/synth/train        # DOTA layout: images/ and labelTxt/
+      val: data/synth/val
+      classes: dota1.0               # or an explicit list
+      split: {size: 1024, gap: 200}  # optional: tile images larger than this
+    student: {preset: n}             # n | s | m | l
+    hparams: {epochs: 30, batch: 16, imgsz: 512, lr: 0.0008, seed: 0, device: auto, workers: 2}
+    output: runs/synth-n
+    """
+)
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    p = tmp_path / "spec.yaml"
+    p.write_text(EXAMPLE)
+    spec = load_spec(p)
+    assert spec.name == "synth-n" and spec.kind == "train"
+    assert spec.student.preset == "n" and spec.student.reg_max == 16
+    assert spec.dataset.split is not None and spec.dataset.split.gap == 200
+    assert spec.hparams.imgsz == 512 and spec.hparams.lr == pytest.approx(8e-4)
+    assert len(spec.dataset.class_names()) == 15
+    assert spec.output_dir() == Path("runs/synth-n")
+    # the JSON form of the same spec round-trips
+    j = tmp_path / "spec.json"
+    j.write_text(spec.model_dump_json())
+    assert load_spec(j) == spec
+
+
+def test_documented_example_in_module_docstring_matches() -> None:
+    import daik_core.config as config
+
+    assert "student: {preset: n}" in (config.__doc__ or "")
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"student": {"preset": "xl"}}, "student.preset"),
+        ({"hparams": {"epochs": -1}}, "hparams.epochs"),
+        ({"hparams": {"imgsz": 500}}, "hparams.imgsz"),
+        ({"hparams": {"lr": 0}}, "hparams.lr"),
+        ({"hparams": {"device": "gpu0"}}, "hparams.device"),
+        ({"hparams": {"epoch": 3}}, "hparams.epoch"),
+        ({"colour": "red"}, "colour"),
+        ({"dataset": {"train": "x", "classes": "dota9.0"}}, "dataset.classes"),
+        ({"dataset": {"train": "x", "classes": "a,a"}}, "dataset.classes"),
+        ({"dataset": {"train": "x", "split": {"size": 100, "gap": 100}}}, "dataset.split"),
+        ({"name": "bad name/../"}, "name"),
+    ],
+)
+def test_bad_values_name_the_field(patch: dict, field: str) -> None:
+    data = {"name": "x", "dataset": {"train": "data/t"}}
+    for k, v in patch.items():
+        data[k] = v
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, source="s.yaml")
+    assert f"{field}:" in str(info.value) or f"{field}." in str(info.value)
+    assert str(info.value).startswith("s.yaml: ")
+
+
+def test_distill_needs_a_teacher() -> None:
+    with pytest.raises(SpecError, match="teacher"):
+        parse_spec({"name": "d", "kind": "distill", "dataset": {"train": "t"}})
+    spec = parse_spec(
+        {"name": "d", "kind": "distill", "dataset": {"train": "t"}, "teacher": {"checkpoint": "t.pt"}}
+    )
+    assert spec.teacher is not None and spec.teacher.checkpoint == "t.pt"
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\ndataset: {train: [unclosed\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml:\d+: invalid YAML"):
+        load_spec(p)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_defaults_are_documented_values() -> None:
+    spec = JobSpec.model_validate({"name": "x", "dataset": {"train": "t"}})
+    assert spec.assigner.topk == 13 and spec.assigner.alpha == 1.0 and spec.assigner.beta == 6.0
+    assert spec.loss.w_cls == 1.0 and spec.loss.w_box == 2.5 and spec.loss.w_dfl == 0.5
+    assert spec.loss.w_angle == 0.05 and spec.loss.csl_sigma == 6.0
+    assert json.loads(spec.model_dump_json())["hparams"]["optimizer"] == "adamw"
+
+
+def test_importing_the_spec_loads_no_torch() -> None:
+    code = "import sys, daik_core.config; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
