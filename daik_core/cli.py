@@ -47,7 +47,12 @@ def _cmd_split(args: argparse.Namespace) -> int:
         rates=tuple(args.rates),
         classes=classes,
         skip_unknown=args.skip_unknown,
+        complex_clips=args.complex_clips,
+        keep_empty=not args.drop_empty,
+        labels=not args.images_only,
+        missing_labels="empty" if args.allow_missing_labels else "error",
         progress=not args.quiet,
+        workers=args.workers,
     )
     print(summary.describe())
     return 0
@@ -81,6 +86,30 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- models
+def _cmd_info(args: argparse.Namespace) -> int:
+    from daik_core.models import model_info
+    from daik_core.presets import build_detector
+
+    if args.imgsz < 32 or args.imgsz % 32:
+        raise DaikError(f"--imgsz must be a positive multiple of 32, got {args.imgsz}")
+    if args.num_classes < 1:
+        raise DaikError(f"--num-classes must be >= 1, got {args.num_classes}")
+    if args.reg_max < 1:
+        raise DaikError(f"--reg-max must be >= 1, got {args.reg_max}")
+    model = build_detector(args.preset, args.num_classes, reg_max=args.reg_max).eval()
+    if args.fused:
+        model.fuse()
+    info = model_info(model, args.imgsz)
+    kind = "fused (inference)" if args.fused else "unfused (training)"
+    print(
+        f"detector {args.preset}, {kind}, {args.num_classes} classes, reg_max {args.reg_max}, "
+        f"imgsz {args.imgsz}: params {info['params']:,} ({info['params'] / 1e6:.2f} M), "
+        f"GFLOPs {info['gflops']:.2f} (2 x MACs)"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -110,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", type=float, nargs="+", default=[1.0], help="scale rates (default 1.0)")
     p.add_argument("--classes", default=None, help="dota1.0 | dota1.5 | dota2.0 | a,b,c (default: any)")
     p.add_argument("--skip-unknown", action="store_true", help="drop objects of classes not in --classes")
+    p.add_argument(
+        "--complex-clips",
+        choices=("keep", "drop"),
+        default="keep",
+        help="cut objects whose clipped part has 3 or >5 corners: keep as a quad (default) or drop (devkit)",
+    )
+    p.add_argument("--drop-empty", action="store_true", help="do not write patches without objects")
+    p.add_argument("--images-only", action="store_true", help="split images only (no labelTxt): a test set")
+    p.add_argument(
+        "--allow-missing-labels", action="store_true", help="an image without a label file has no objects"
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_split)
 
@@ -131,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", default="dota1.0", help="dota1.0 | dota1.5 | dota2.0 | a,b,c")
     e.add_argument("--json", default=None, help="write mAP, per-class AP and counts to this file")
     e.set_defaults(handler=_cmd_eval_dota)
+
+    p = sub.add_parser("info", help="parameters and GFLOPs of a detector preset")
+    p.add_argument("--preset", choices=("n", "s", "m", "l"), default="n", help="model size (default n)")
+    p.add_argument("--imgsz", type=int, default=1024, help="square input side, a multiple of 32 (1024)")
+    p.add_argument("--num-classes", type=int, default=15, help="number of classes (default 15, DOTA 1.0)")
+    p.add_argument("--reg-max", type=int, default=16, help="DFL reg_max (default 16)")
+    p.add_argument("--fused", action="store_true", help="the re-parameterised inference model")
+    p.set_defaults(handler=_cmd_info)
     return parser
 
 

@@ -18,3 +18,7 @@ class DataFormatError(DaikError):
         self.problem = problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self) -> tuple[type[DataFormatError], tuple[str, int | None, str]]:
+        # picklable across process pools (the default would call __init__ with the message only)
+        return (type(self), (self.path, self.line, self.problem))

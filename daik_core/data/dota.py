@@ -115,14 +115,18 @@ def read_label_file(
                 lineno,
                 f"expected 9 or 10 fields (8 coordinates, class, [difficult]), got {len(tokens)}",
             )
-        poly = tuple(_parse_float(tok, path, lineno, f"coordinate {i + 1}") for i, tok in enumerate(tokens[:8]))
+        poly = tuple(
+            _parse_float(tok, path, lineno, f"coordinate {i + 1}") for i, tok in enumerate(tokens[:8])
+        )
         name = tokens[8]
         difficult = 0
         if len(tokens) == 10:
             try:
                 difficult = int(tokens[9])
             except ValueError:
-                raise DataFormatError(path, lineno, f"difficult flag {tokens[9]!r} is not 0, 1 or 2") from None
+                raise DataFormatError(
+                    path, lineno, f"difficult flag {tokens[9]!r} is not 0, 1 or 2"
+                ) from None
             if difficult not in DIFFICULT_VALUES:
                 raise DataFormatError(path, lineno, f"difficult flag {difficult} is not 0, 1 or 2")
         if known is not None and name not in known:
@@ -144,12 +148,19 @@ def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_label_file(path: str | Path, label: DotaLabel) -> None:
@@ -180,6 +191,8 @@ def label_to_arrays(label: DotaLabel, classes: Sequence[str]) -> tuple[np.ndarra
 def find_images(folder: str | Path) -> list[Path]:
     """Image files of a folder (sorted by name)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, None, "image folder does not exist")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -191,7 +204,9 @@ def read_label_dir(
     if not ann_dir.is_dir():
         raise DataFormatError(ann_dir, None, "annotation folder does not exist")
     return {
-        p.stem: read_label_file(p, classes, skip_unknown) for p in sorted(ann_dir.glob("*.txt")) if p.is_file()
+        p.stem: read_label_file(p, classes, skip_unknown)
+        for p in sorted(ann_dir.glob("*.txt"))
+        if p.is_file()
     }
 
 
