@@ -29,6 +29,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         difficulty=args.difficulty,
         progress=not args.quiet,
+        workers=args.workers,
     )
     print(summary.describe())
     return 0
@@ -68,16 +69,22 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- eval
 def _cmd_eval_dota(args: argparse.Namespace) -> int:
+    import warnings
+
     from daik_core.data.classes import resolve_classes
     from daik_core.eval.dota import evaluate_dota_dirs
 
-    result = evaluate_dota_dirs(
-        Path(args.ann_dir),
-        Path(args.det_dir),
-        classes=resolve_classes(args.classes),
-        iou_thr=args.iou_thr,
-        metric=args.metric,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate_dota_dirs(
+            Path(args.ann_dir),
+            Path(args.det_dir),
+            classes=resolve_classes(args.classes),
+            iou_thr=args.iou_thr,
+            metric=args.metric,
+        )
+    for w in caught:  # one line each, like the errors
+        print(f"daik: warning: {w.message}", file=sys.stderr)
     print(result.format_table())
     if args.json:
         out = Path(args.json)
@@ -128,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="medium",
         help="scene difficulty (default medium)",
     )
+    p.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU, up to 8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synth)
 
