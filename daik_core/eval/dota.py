@@ -1,0 +1,525 @@
+"""DOTA Task1 (oriented boxes) mAP: the DOTA devkit's ``dota_evaluation_task1.py`` protocol, vectorised.
+
+The protocol, per class (``voc_eval`` of the devkit):
+
+1. Ground truth: every object of the class in every annotated image; ``npos`` counts the objects whose
+   difficult flag is 0 (a flag of 1, or 2 for objects cut by a patch edge, makes the object difficult).
+2. Detections of the class are sorted by descending score. Ties keep the order of the detections in
+   their Task1 file (a stable sort; the devkit's ``np.argsort(-score)`` leaves tie order unspecified).
+3. Each detection, in that order, takes the ground-truth object of its image with the largest polygon
+   IoU (ties: the first object in file order). If that IoU is *strictly* greater than ``iou_thr``: a
+   difficult object makes the detection neither a true nor a false positive; a non-difficult object not
+   yet matched makes it a true positive (and the object matched); an object already matched makes it a
+   false positive (there is no fall-back to the second-best object). Otherwise it is a false positive.
+4. ``rec = cumsum(tp) / npos``, ``prec = cumsum(tp) / max(cumsum(tp) + cumsum(fp), eps)`` and AP by
+   :func:`daik_core.eval.ap.average_precision` (``voc07`` 11-point, or ``area`` all-point).
+5. mAP: the mean of AP over the classes with ``npos > 0``.
+
+Where this differs from the devkit, on purpose:
+
+* A class without non-difficult ground truth (``npos == 0``) has AP ``None`` and is left out of the
+  mean (the devkit divides by zero and averages the resulting ``nan`` into its mAP).
+* Detections on an image that has no annotation file are false positives, reported by one
+  :class:`DotaEvalWarning` (the devkit raises ``KeyError``); a class with no Task1 file or an empty one
+  has AP 0 (the devkit fails on both).
+* Ties in score are broken by file order (see 2.).
+* The image set is the keys of ``gt`` (with :func:`evaluate_dota_dirs`: every ``*.txt`` of the annotation
+  folder); the devkit reads it from an image-list file.
+* mAP50:95 (not in the devkit) averages the AP over :data:`IOU_THRS_50_95`, the same protocol at each.
+
+How it is fast: a detection's target object (step 3) does not depend on earlier matches, only whether
+it is a true positive does. So the IoU of every (detection, object of the same class and image) pair is
+computed at once: all classes together, the pairs expanded with ``np.repeat`` over each detection's
+range of objects, pre-filtered by axis-aligned box overlap (the devkit's ``+1`` pixel test, which never
+discards a pair of positive polygon IoU), exact polygon IoU
+(:func:`daik_core.ops.poly_iou_aligned`, float64) on the pairs that survive, then a segmented maximum
+and first arg-maximum per detection. A true positive is then the first detection, in score order, that
+targets each non-difficult object (``np.unique(..., return_index=True)``). Because the targets do not
+depend on the threshold either, mAP50:95 reuses the same IoUs for its ten thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from daik_core.data.classes import resolve_classes
+from daik_core.data.dota import (
+    DotaLabel,
+    Task1Detections,
+    label_to_arrays,
+    read_label_dir,
+    read_task1_dir,
+)
+from daik_core.errors import DaikError, DataFormatError
+from daik_core.eval.ap import METRICS, average_precision, precision_recall
+from daik_core.ops import poly_iou_aligned
+
+__all__ = [
+    "IOU_THRS_50_95",
+    "ClassCounts",
+    "DotaEvalWarning",
+    "DotaResult",
+    "evaluate_dota",
+    "evaluate_dota_dirs",
+]
+
+#: The ten IoU thresholds of mAP50:95: ``np.arange(0.5, 0.96, 0.05)``, exactly this expression (its values
+#: drift above the decimals: 0.6000000000000001, ..., 0.9500000000000004).
+IOU_THRS_50_95: np.ndarray = np.arange(0.5, 0.96, 0.05)
+
+# (detection, object) pairs expanded at once, and pairs sent to the polygon IoU at once: bound the memory
+_PAIR_CHUNK = 1 << 20
+_IOU_BATCH = 1 << 16
+
+
+class DotaEvalWarning(UserWarning):
+    """Input that the evaluation accepts but that is probably not what the user meant."""
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Counts of one class at the main IoU threshold.
+
+    ``npos``: non-difficult objects; ``num_difficult``: difficult objects; ``num_dets``: detections;
+    ``tp`` / ``fp``: true / false positives; ``ignored``: detections matched to a difficult object
+    (``num_dets == tp + fp + ignored``).
+    """
+
+    npos: int
+    num_difficult: int
+    num_dets: int
+    tp: int
+    fp: int
+    ignored: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "npos": self.npos,
+            "num_difficult": self.num_difficult,
+            "num_dets": self.num_dets,
+            "tp": self.tp,
+            "fp": self.fp,
+            "ignored": self.ignored,
+        }
+
+
+@dataclass
+class DotaResult:
+    """The outcome of a DOTA Task1 evaluation.
+
+    ``map`` is ``nan`` when no class has non-difficult ground truth (``None`` in :meth:`to_dict`).
+    ``per_class`` AP is ``None`` for a class with ``npos == 0``. ``map_50_95`` / ``per_class_50_95``: the
+    mean over :data:`IOU_THRS_50_95`, when computed.
+    """
+
+    map: float
+    per_class: dict[str, float | None]
+    counts: dict[str, ClassCounts]
+    iou_thr: float
+    metric: str
+    map_50_95: float | None = None
+    per_class_50_95: dict[str, float | None] | None = None
+    num_images: int = 0
+    unannotated_images: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: ``mAP``, ``per_class``, ``counts``, ``iou_thr``, ``metric`` (and ``mAP50_95``,
+        ``per_class_50_95``, ``iou_thrs_50_95`` when computed)."""
+        out: dict[str, Any] = {
+            "mAP": _none_if_nan(self.map),
+            "per_class": dict(self.per_class),
+            "counts": {name: c.to_dict() for name, c in self.counts.items()},
+            "iou_thr": self.iou_thr,
+            "metric": self.metric,
+            "num_images": self.num_images,
+            "unannotated_images": list(self.unannotated_images),
+        }
+        if self.map_50_95 is not None:
+            out["mAP50_95"] = _none_if_nan(self.map_50_95)
+            out["per_class_50_95"] = dict(self.per_class_50_95 or {})
+            out["iou_thrs_50_95"] = IOU_THRS_50_95.tolist()
+        return out
+
+    def format_table(self) -> str:
+        """A per-class table (counts, AP in percent) followed by the mAP line(s)."""
+        ap_head = f"AP{_pct_label(self.iou_thr)}"
+        width = max([len("class"), *(len(n) for n in self.per_class)])
+        head = (
+            f"{'class':<{width}} {'npos':>7} {'diff':>6} {'dets':>8} {'tp':>7} {'fp':>8} {'ignored':>7} "
+            f"{ap_head:>7}"
+        )
+        if self.per_class_50_95 is not None:
+            head += f" {'AP50:95':>7}"
+        lines = [head, "-" * len(head)]
+        for name, ap in self.per_class.items():
+            c = self.counts[name]
+            row = (
+                f"{name:<{width}} {c.npos:>7} {c.num_difficult:>6} {c.num_dets:>8} {c.tp:>7} {c.fp:>8} "
+                f"{c.ignored:>7} {_fmt_ap(ap):>7}"
+            )
+            if self.per_class_50_95 is not None:
+                row += f" {_fmt_ap(self.per_class_50_95.get(name)):>7}"
+            lines.append(row)
+        lines.append("-" * len(head))
+        lines.append(
+            f"mAP{_pct_label(self.iou_thr)} ({self.metric}, IoU > {self.iou_thr:g}): {_fmt_map(self.map)}"
+        )
+        if self.map_50_95 is not None:
+            lines.append(f"mAP50:95 ({self.metric}, IoU > 0.50:0.05:0.95): {_fmt_map(self.map_50_95)}")
+        return "\n".join(lines)
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _fmt_ap(ap: float | None) -> str:
+    if ap is None or math.isnan(ap):
+        return "-"
+    return f"{100.0 * ap:.2f}"
+
+
+def _fmt_map(m: float) -> str:
+    if math.isnan(m):
+        return "undefined (no class has non-difficult ground truth)"
+    return f"{m:.4f} ({100.0 * m:.2f} %)"
+
+
+def _pct_label(thr: float) -> str:
+    return f"{round(100 * thr):d}" if abs(100 * thr - round(100 * thr)) < 1e-9 else f"@{thr:g}"
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _check_args(iou_thr: float, metric: str) -> float:
+    if metric not in METRICS:
+        raise DaikError(f"metric: must be one of {', '.join(METRICS)}, got {metric!r}")
+    if isinstance(iou_thr, bool) or not isinstance(iou_thr, (int, float, np.floating, np.integer)):
+        raise DaikError(f"iou_thr: must be a number in [0, 1), got {iou_thr!r}")
+    thr = float(iou_thr)
+    if not (0.0 <= thr < 1.0):
+        raise DaikError(f"iou_thr: must be in [0, 1), got {iou_thr!r}")
+    return thr
+
+
+# ------------------------------------------------------------------------------------------ arrays
+@dataclass
+class _GroundTruth:
+    """All objects of the evaluated classes, sorted by (class, image, file order).
+
+    Objects of group ``k = class * num_images + image`` are ``start[k]:end[k]``.
+    """
+
+    polys: np.ndarray  # (G, 8) float64
+    hbb: np.ndarray  # (G, 4) float64 xyxy
+    cls: np.ndarray  # (G,) int64
+    difficult: np.ndarray  # (G,) bool
+    start: np.ndarray  # (C * I,) int64
+    end: np.ndarray  # (C * I,) int64
+
+
+def _gather_gt(gt: Mapping[str, DotaLabel], image_ids: list[str], classes: Sequence[str]) -> _GroundTruth:
+    polys_l, cls_l, diff_l, img_l = [], [], [], []
+    for i, image_id in enumerate(image_ids):
+        polys, ids, diff = label_to_arrays(gt[image_id], classes)
+        if not np.isfinite(polys).all():
+            raise DaikError(f"ground truth of image {image_id!r}: non-finite polygon coordinates")
+        polys_l.append(polys)
+        cls_l.append(ids)
+        diff_l.append(diff)
+        img_l.append(np.full(len(ids), i, dtype=np.int64))
+    polys = np.concatenate([np.zeros((0, 8)), *polys_l]).astype(np.float64)
+    cls = np.concatenate([np.zeros(0, dtype=np.int64), *cls_l])
+    difficult = np.concatenate([np.zeros(0, dtype=np.int64), *diff_l]) != 0
+    img = np.concatenate([np.zeros(0, dtype=np.int64), *img_l])
+    key = cls * len(image_ids) + img
+    order = np.argsort(key, kind="stable")  # keeps file order inside a (class, image) group
+    key = key[order]
+    groups = np.arange(len(classes) * len(image_ids))
+    polys = np.ascontiguousarray(polys[order])
+    return _GroundTruth(
+        polys=polys,
+        hbb=_hbb(polys),
+        cls=cls[order],
+        difficult=difficult[order],
+        start=np.searchsorted(key, groups, side="left"),
+        end=np.searchsorted(key, groups, side="right"),
+    )
+
+
+@dataclass
+class _Detections:
+    """All detections of the evaluated classes, sorted by class, then descending score, then file order."""
+
+    polys: np.ndarray  # (D, 8) float64
+    cls: np.ndarray  # (D,) int64
+    img: np.ndarray  # (D,) int64, -1 for an image without annotation
+    class_start: np.ndarray  # (C + 1,) detections of class c are class_start[c]:class_start[c + 1]
+
+
+def _gather_detections(
+    detections: Mapping[str, Task1Detections], image_index: Mapping[str, int], classes: Sequence[str]
+) -> tuple[_Detections, list[str]]:
+    unknown_classes = sorted(set(detections) - set(classes))
+    if unknown_classes:
+        raise DaikError(f"detections: classes {unknown_classes} are not in the evaluated class list")
+    polys_l, score_l, cls_l, img_l = [], [], [], []
+    unannotated: set[str] = set()
+    for c, name in enumerate(classes):
+        det = detections.get(name)
+        if det is None or len(det) == 0:
+            continue
+        scores = np.asarray(det.scores, dtype=np.float64)
+        polys = np.asarray(det.polys, dtype=np.float64)
+        n = len(det.image_ids)
+        if scores.shape != (n,) or polys.shape != (n, 8):
+            raise DaikError(
+                f"detections of class {name!r}: {n} image ids, scores of shape {scores.shape} and polys of "
+                f"shape {polys.shape} (expected ({n},) and ({n}, 8))"
+            )
+        if not (np.isfinite(scores).all() and np.isfinite(polys).all()):
+            bad = int(np.flatnonzero(~(np.isfinite(scores) & np.isfinite(polys).all(axis=1)))[0])
+            raise DaikError(
+                f"detections of class {name!r}: detection {bad} has a non-finite score or polygon"
+            )
+        img = np.fromiter((image_index.get(i, -1) for i in det.image_ids), dtype=np.int64, count=n)
+        if (img < 0).any():
+            unannotated.update(det.image_ids[j] for j in np.flatnonzero(img < 0).tolist())
+        polys_l.append(polys)
+        score_l.append(scores)
+        cls_l.append(np.full(n, c, dtype=np.int64))
+        img_l.append(img)
+    polys = np.concatenate([np.zeros((0, 8)), *polys_l])
+    scores = np.concatenate([np.zeros(0), *score_l])
+    cls = np.concatenate([np.zeros(0, dtype=np.int64), *cls_l])
+    img = np.concatenate([np.zeros(0, dtype=np.int64), *img_l])
+    # lexsort: last key first; the running index makes the tie order (file order) explicit
+    order = np.lexsort((np.arange(len(scores)), -scores, cls))
+    cls = cls[order]
+    dets = _Detections(
+        polys=np.ascontiguousarray(polys[order]),
+        cls=cls,
+        img=img[order],
+        class_start=np.searchsorted(cls, np.arange(len(classes) + 1), side="left"),
+    )
+    return dets, sorted(unannotated)
+
+
+def _hbb(polys: np.ndarray) -> np.ndarray:
+    """(N, 8) polygons -> (N, 4) enclosing xyxy boxes."""
+    xs, ys = polys[:, 0::2], polys[:, 1::2]
+    return np.stack((xs.min(axis=1), ys.min(axis=1), xs.max(axis=1), ys.max(axis=1)), axis=1)
+
+
+# ------------------------------------------------------------------------------------------ matching
+def _pair_iou(polys1: np.ndarray, polys2: np.ndarray) -> np.ndarray:
+    """Exact polygon IoU of aligned pairs (P, 8) x (P, 8) -> (P,), float64, in bounded batches."""
+    out = np.empty(len(polys1), dtype=np.float64)
+    for s in range(0, len(polys1), _IOU_BATCH):
+        a = torch.from_numpy(np.ascontiguousarray(polys1[s : s + _IOU_BATCH]))
+        b = torch.from_numpy(np.ascontiguousarray(polys2[s : s + _IOU_BATCH]))
+        out[s : s + _IOU_BATCH] = poly_iou_aligned(a, b).numpy()
+    return out
+
+
+def _best_overlaps(dets: _Detections, gt: _GroundTruth, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each detection: the largest polygon IoU with an object of its class and image (``-inf`` when
+    there is none) and that object's index (the first in file order on ties; -1 when none)."""
+    num = len(dets.cls)
+    best_iou = np.full(num, -np.inf)
+    best_gt = np.full(num, -1, dtype=np.int64)
+    if num == 0 or num_images == 0:
+        return best_iou, best_gt
+    known = dets.img >= 0
+    key = np.where(known, dets.cls * num_images + dets.img, 0)
+    first = gt.start[key]
+    count = np.where(known, gt.end[key] - first, 0)
+    det_hbb = _hbb(dets.polys)
+    # chunks of detections whose pairs add up to at most _PAIR_CHUNK (a single detection may exceed it)
+    cum = np.cumsum(count)
+    lo = 0
+    while lo < num:
+        base = cum[lo - 1] if lo > 0 else 0
+        hi = max(int(np.searchsorted(cum, base + _PAIR_CHUNK, side="right")), lo + 1)
+        n = count[lo:hi]
+        if n.sum() > 0:
+            det = np.repeat(np.arange(lo, hi), n)  # pair -> detection (non-decreasing)
+            offset = np.arange(len(det)) - np.repeat(np.cumsum(n) - n, n)
+            obj = first[det] + offset  # pair -> object (ascending file order inside a detection)
+            # the devkit's axis-aligned pre-filter, +1 pixel convention: keep when both extents overlap
+            d, g = det_hbb[det], gt.hbb[obj]
+            iw = np.minimum(d[:, 2], g[:, 2]) - np.maximum(d[:, 0], g[:, 0]) + 1.0
+            ih = np.minimum(d[:, 3], g[:, 3]) - np.maximum(d[:, 1], g[:, 1]) + 1.0
+            keep = (iw > 0.0) & (ih > 0.0)
+            det, obj = det[keep], obj[keep]
+            if len(det):
+                iou = _pair_iou(dets.polys[det], gt.polys[obj])
+                seg_start = np.flatnonzero(np.r_[True, det[1:] != det[:-1]])
+                seg_det = det[seg_start]
+                seg_max = np.maximum.reduceat(iou, seg_start)
+                best_iou[seg_det] = seg_max
+                # first arg-maximum per detection (a nan maximum has none: the detection stays unmatched)
+                at_max = np.flatnonzero(iou == np.repeat(seg_max, np.diff(np.r_[seg_start, len(det)])))
+                first_at_max = at_max[np.r_[True, det[at_max][1:] != det[at_max][:-1]]]
+                best_gt[det[first_at_max]] = obj[first_at_max]
+        lo = hi
+    return best_iou, best_gt
+
+
+def _classify(
+    best_iou: np.ndarray, best_gt: np.ndarray, difficult: np.ndarray, iou_thr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """True/false positive flags of detections in sorted order at one threshold."""
+    hit = (best_iou > iou_thr) & (best_gt >= 0)  # a nan IoU compares False: a false positive
+    on_difficult = np.zeros_like(hit)
+    on_difficult[hit] = difficult[best_gt[hit]]
+    candidate = np.flatnonzero(hit & ~on_difficult)
+    # each non-difficult object: its first detection in score order is the true positive
+    _, first = np.unique(best_gt[candidate], return_index=True)
+    tp = np.zeros_like(hit)
+    tp[candidate[first]] = True
+    fp = ~tp & ~on_difficult
+    return tp, fp
+
+
+def _class_aps(
+    tp: np.ndarray, fp: np.ndarray, class_start: np.ndarray, npos: np.ndarray, metric: str
+) -> list[float | None]:
+    aps: list[float | None] = []
+    for c in range(len(npos)):
+        if npos[c] == 0:
+            aps.append(None)
+            continue
+        s, e = int(class_start[c]), int(class_start[c + 1])
+        rec, prec = precision_recall(tp[s:e], fp[s:e], int(npos[c]))
+        aps.append(average_precision(rec, prec, metric))
+    return aps
+
+
+def _mean(aps: Sequence[float | None]) -> float:
+    vals = [a for a in aps if a is not None]
+    if not vals:
+        return math.nan
+    total = 0.0
+    for a in vals:
+        total += a
+    return total / len(vals)
+
+
+# ------------------------------------------------------------------------------------------ public API
+def evaluate_dota(
+    gt: Mapping[str, DotaLabel],
+    detections: Mapping[str, Task1Detections],
+    classes: Sequence[str],
+    iou_thr: float = 0.5,
+    metric: str = "voc07",
+    map_50_95: bool = True,
+) -> DotaResult:
+    """DOTA Task1 mAP of in-memory detections against in-memory ground truth.
+
+    ``gt``: labels keyed by image id (the annotated image set); objects of classes not in ``classes`` are
+    ignored. ``detections``: per class name (a missing class has no detections); their ``image_ids``
+    refer to keys of ``gt`` (others count as false positives, with one :class:`DotaEvalWarning`).
+    ``metric``: ``voc07`` (11-point, the DOTA server's) or ``area`` (all-point). ``map_50_95``: also
+    compute the mean over the IoU thresholds :data:`IOU_THRS_50_95` (the IoUs are shared, so this is
+    cheap). A detection matches when its IoU is strictly greater than the threshold.
+    """
+    thr = _check_args(iou_thr, metric)
+    classes = resolve_classes(classes)
+    image_ids = list(gt)
+    image_index = {name: i for i, name in enumerate(image_ids)}
+    gtruth = _gather_gt(gt, image_ids, classes)
+    dets, unannotated = _gather_detections(detections, image_index, classes)
+    if unannotated:
+        shown = ", ".join(unannotated[:5]) + (", ..." if len(unannotated) > 5 else "")
+        warnings.warn(
+            f"detections on {len(unannotated)} image(s) without annotation count as false positives: {shown}",
+            DotaEvalWarning,
+            stacklevel=2,
+        )
+
+    num_classes = len(classes)
+    npos = np.bincount(gtruth.cls[~gtruth.difficult], minlength=num_classes)
+    num_difficult = np.bincount(gtruth.cls[gtruth.difficult], minlength=num_classes)
+    best_iou, best_gt = _best_overlaps(dets, gtruth, len(image_ids))
+
+    tp, fp = _classify(best_iou, best_gt, gtruth.difficult, thr)
+    aps = _class_aps(tp, fp, dets.class_start, npos, metric)
+    counts = {}
+    for c, name in enumerate(classes):
+        s, e = int(dets.class_start[c]), int(dets.class_start[c + 1])
+        n_tp, n_fp = int(tp[s:e].sum()), int(fp[s:e].sum())
+        counts[name] = ClassCounts(
+            npos=int(npos[c]),
+            num_difficult=int(num_difficult[c]),
+            num_dets=e - s,
+            tp=n_tp,
+            fp=n_fp,
+            ignored=e - s - n_tp - n_fp,
+        )
+
+    result = DotaResult(
+        map=_mean(aps),
+        per_class=dict(zip(classes, aps, strict=True)),
+        counts=counts,
+        iou_thr=thr,
+        metric=metric,
+        num_images=len(image_ids),
+        unannotated_images=unannotated,
+    )
+    if map_50_95:
+        per_thr = []
+        for t in IOU_THRS_50_95.tolist():
+            tp_t, fp_t = _classify(best_iou, best_gt, gtruth.difficult, t)
+            per_thr.append(_class_aps(tp_t, fp_t, dets.class_start, npos, metric))
+        per_class_50_95: dict[str, float | None] = {}
+        for c, name in enumerate(classes):
+            vals = [row[c] for row in per_thr]
+            per_class_50_95[name] = None if vals[0] is None else _mean(vals)
+        result.per_class_50_95 = per_class_50_95
+        result.map_50_95 = _mean(list(per_class_50_95.values()))
+    return result
+
+
+def evaluate_dota_dirs(
+    ann_dir: str | Path,
+    det_dir: str | Path,
+    classes: Sequence[str],
+    iou_thr: float = 0.5,
+    metric: str = "voc07",
+    map_50_95: bool = True,
+) -> DotaResult:
+    """DOTA Task1 mAP of a folder of ``Task1_<class>.txt`` files against a labelTxt folder.
+
+    The annotated image set is every ``*.txt`` of ``ann_dir`` (objects of other classes are ignored). A
+    class without a Task1 file has no detections (AP 0 when it has ground truth). Malformed files raise
+    :class:`~daik_core.errors.DataFormatError` naming the file and line.
+    """
+    _check_args(iou_thr, metric)
+    classes = resolve_classes(classes)
+    ann_dir, det_dir = Path(ann_dir), Path(det_dir)
+    gt = read_label_dir(ann_dir)
+    if not gt:
+        hint = " (did you mean its labelTxt/ folder?)" if (ann_dir / "labelTxt").is_dir() else ""
+        raise DataFormatError(ann_dir, None, f"no *.txt annotation files in the annotation folder{hint}")
+    detections = read_task1_dir(det_dir, classes)
+    known = set(classes)
+    others = sorted(
+        p.name for p in det_dir.glob("Task1_*.txt") if p.is_file() and p.stem[len("Task1_") :] not in known
+    )
+    if others:
+        warnings.warn(
+            f"{det_dir}: ignored {len(others)} Task1 file(s) of classes not in the class list: "
+            + ", ".join(others[:5])
+            + (", ..." if len(others) > 5 else ""),
+            DotaEvalWarning,
+            stacklevel=2,
+        )
+    return evaluate_dota(gt, detections, classes, iou_thr=iou_thr, metric=metric, map_50_95=map_50_95)
