@@ -131,6 +131,11 @@ class DetectionLossSpec(_Strict):
     w_angle: NonNegFloat = Field(default=0.05, description="CSL-BCE angle loss weight (reading)")
     csl_sigma: Annotated[float, Field(gt=0)] = Field(default=6.0, description="CSL Gaussian window, bins")
     box_loss: Literal["rotated_iou", "probiou"] = "rotated_iou"
+    csl_square_ar: Annotated[float, Field(ge=1.0)] = Field(
+        default=1.0,
+        description="GTs with long/short side <= this take the smaller CSL loss of angle and angle + 90 deg "
+        "(a square's long side is ambiguous); 1.0: exact squares only",
+    )
     vfl_alpha: NonNegFloat = 0.75
     vfl_gamma: NonNegFloat = 2.0
 
