@@ -93,6 +93,159 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_model(args: argparse.Namespace) -> int:
+    if args.model_weights is None or args.model_data is None:
+        raise DaikError(
+            "eval: give --weights W --data DIR (evaluate a checkpoint) or a FORMAT "
+            "(daik eval dota --ann-dir ... --det-dir ...)"
+        )
+    from daik_core.engine.evaluate import evaluate_checkpoint
+
+    out = evaluate_checkpoint(
+        Path(args.model_weights),
+        Path(args.model_data),
+        imgsz=args.model_imgsz,
+        batch_size=args.model_batch,
+        conf_thr=args.model_conf,
+        nms_iou=args.model_iou,
+        max_det=args.model_max_det,
+        merge_iou=args.model_merge_iou,
+        split_size=args.model_split_size,
+        gap=args.model_gap,
+        iou_thr=args.model_iou_thr,
+        metric=args.model_metric,
+        skip_unknown=args.model_skip_unknown,
+        device=args.model_device,
+        workers=args.model_workers,
+        progress=not args.model_quiet,
+    )
+    print(out.result.format_table())
+    if args.model_json:
+        report = {"weights": str(args.model_weights), "data": str(args.model_data), **out.result.to_dict()}
+        path = Path(args.model_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    if args.model_save_dir:
+        from daik_core.data.dota import write_task1_dir
+
+        write_task1_dir(Path(args.model_save_dir), out.detections)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+    from types import FrameType
+
+    from daik_core.config import load_spec, parse_spec
+    from daik_core.engine.callbacks import ProgressCallback, StopFlag
+    from daik_core.engine.trainer import Trainer
+
+    spec = load_spec(args.spec)
+    overrides = {
+        key: value
+        for key, value in (
+            ("epochs", args.epochs),
+            ("batch", args.batch),
+            ("imgsz", args.imgsz),
+            ("device", args.device),
+            ("workers", args.workers),
+        )
+        if value is not None
+    }
+    if overrides or args.output is not None:
+        data = spec.model_dump(mode="json")
+        data["hparams"].update(overrides)
+        if args.output is not None:
+            data["output"] = args.output
+        spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
+
+    stop = StopFlag()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.requested:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        stop.request(signum)
+        print(
+            f"daik: {signal.Signals(signum).name}: stopping; weights/last.pt will hold this point "
+            "(send it again to quit at once)",
+            file=sys.stderr,
+        )
+
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    try:
+        trainer = Trainer(
+            spec,
+            [ProgressCallback(disable=args.quiet or not main_rank), stop],
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+        result = trainer.fit()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+    if result.status == "stopped":
+        if main_rank:
+            print(
+                f"stopped at epoch {result.epoch} + {result.iteration} iterations -> {result.last}; "
+                f"continue with: daik train {args.spec} --resume",
+                file=sys.stderr,
+            )
+        return 128 + stop.reason if isinstance(stop.reason, int) else 1
+    if main_rank:
+        r = result.results
+        m50, m5095 = r.get("map50"), r.get("map50_95")
+        maps = (
+            f"mAP50 {m50:.4f}, mAP50:95 {m5095:.4f} (epoch {r.get('eval_epoch')}), "
+            if isinstance(m50, float) and isinstance(m5095, float)
+            else ""
+        )
+        print(
+            f"trained {result.epoch} epochs: {maps}best epoch {r.get('best_epoch')}, "
+            f"{r.get('train_time_s', 0.0):.0f} s -> {result.output_dir} (weights/best.pt, results.json)"
+        )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from daik_core.engine.predict import predict
+
+    summary = predict(
+        Path(args.weights),
+        Path(args.source),
+        Path(args.out),
+        imgsz=args.imgsz,
+        conf=args.conf,
+        iou=args.iou,
+        max_det=args.max_det,
+        split_size=args.split_size,
+        gap=args.gap,
+        merge_iou=args.merge_iou,
+        device=args.device,
+        batch=args.batch,
+        draw=not args.no_draw,
+        progress=not args.quiet,
+    )
+    print(summary.describe())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from daik_core.engine.export import export_onnx
+
+    result = export_onnx(
+        Path(args.weights), Path(args.out) if args.out else None, imgsz=args.imgsz, opset=args.opset
+    )
+    print(result.describe())
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- models
 def _cmd_info(args: argparse.Namespace) -> int:
     from daik_core.models import model_info
@@ -168,8 +321,97 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou-thr", type=float, default=0.1, help="class-aware polygon NMS threshold (0.1)")
     p.set_defaults(handler=_cmd_merge)
 
-    p = sub.add_parser("eval", help="evaluate detections")
-    eval_sub = p.add_subparsers(dest="eval_command", required=True, metavar="FORMAT")
+    p = sub.add_parser(
+        "eval",
+        help="DOTA mAP of a checkpoint on a DOTA folder (--weights, --data) or of detection files (dota)",
+        description="daik eval --weights W --data DIR: evaluate a checkpoint on a DOTA folder (images/, "
+        "labelTxt/); daik eval dota --ann-dir A --det-dir D: evaluate Task1 detection files.",
+    )
+    p.add_argument(
+        "--weights", dest="model_weights", metavar="W", default=None, help="checkpoint (best.pt, last.pt)"
+    )
+    p.add_argument(
+        "--data",
+        dest="model_data",
+        metavar="DIR",
+        default=None,
+        help="DOTA folder with images/ and labelTxt/",
+    )
+    p.add_argument(
+        "--imgsz", dest="model_imgsz", metavar="N", type=int, default=None, help="default: the training size"
+    )
+    p.add_argument(
+        "--batch", dest="model_batch", metavar="N", type=int, default=8, help="images per batch (default 8)"
+    )
+    p.add_argument(
+        "--conf",
+        dest="model_conf",
+        metavar="X",
+        type=float,
+        default=None,
+        help="score threshold (training's)",
+    )
+    p.add_argument(
+        "--iou",
+        dest="model_iou",
+        metavar="X",
+        type=float,
+        default=None,
+        help="NMS IoU per window (training's)",
+    )
+    p.add_argument(
+        "--max-det", dest="model_max_det", metavar="N", type=int, default=None, help="boxes per window"
+    )
+    p.add_argument(
+        "--split-size",
+        dest="model_split_size",
+        metavar="N",
+        type=int,
+        default=None,
+        help="tile images larger than this (default: the training data's tiling; 0: no tiling)",
+    )
+    p.add_argument(
+        "--gap", dest="model_gap", metavar="N", type=int, default=None, help="tile overlap (default 200)"
+    )
+    p.add_argument(
+        "--merge-iou",
+        dest="model_merge_iou",
+        metavar="X",
+        type=float,
+        default=0.1,
+        help="class-aware NMS when merging the tiles of an image (default 0.1)",
+    )
+    p.add_argument(
+        "--iou-thr", dest="model_iou_thr", metavar="X", type=float, default=0.5, help="AP IoU threshold (0.5)"
+    )
+    p.add_argument(
+        "--metric",
+        dest="model_metric",
+        choices=("voc07", "area"),
+        default="voc07",
+        help="11-point VOC07 (default) or all-point AP",
+    )
+    p.add_argument(
+        "--skip-unknown",
+        dest="model_skip_unknown",
+        action="store_true",
+        help="ignore objects of classes the model does not know",
+    )
+    p.add_argument(
+        "--device", dest="model_device", metavar="D", default="auto", help="auto | cpu | cuda[:N] (auto)"
+    )
+    p.add_argument(
+        "--workers", dest="model_workers", metavar="N", type=int, default=0, help="loader processes (0)"
+    )
+    p.add_argument(
+        "--json", dest="model_json", metavar="FILE", default=None, help="write mAP, per-class AP, counts here"
+    )
+    p.add_argument(
+        "--save-dir", dest="model_save_dir", metavar="DIR", default=None, help="write the Task1 files here"
+    )
+    p.add_argument("-q", "--quiet", dest="model_quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_eval_model)
+    eval_sub = p.add_subparsers(dest="eval_command", required=False, metavar="FORMAT")
     e = eval_sub.add_parser("dota", help="DOTA Task1 mAP of Task1_<class>.txt files against labelTxt")
     e.add_argument("--ann-dir", required=True, help="folder of DOTA labelTxt annotation files")
     e.add_argument("--det-dir", required=True, help="folder of Task1_<class>.txt detection files")
@@ -180,6 +422,56 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", default="dota1.0", help="dota1.0 | dota1.5 | dota2.0 | a,b,c")
     e.add_argument("--json", default=None, help="write mAP, per-class AP and counts to this file")
     e.set_defaults(handler=_cmd_eval_dota)
+
+    p = sub.add_parser("train", help="train a detector from a job spec (YAML or JSON)")
+    p.add_argument("spec", help="job spec file (see daik_core/config.py and configs/)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
+        help="continue a stopped run from <output>/weights/last.pt, or from PATH",
+    )
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an output folder with a run")
+    p.add_argument("--epochs", type=int, default=None, help="override hparams.epochs")
+    p.add_argument("--batch", type=int, default=None, help="override hparams.batch (global batch)")
+    p.add_argument("--imgsz", type=int, default=None, help="override hparams.imgsz")
+    p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")
+    p.add_argument("--workers", type=int, default=None, help="override hparams.workers")
+    p.add_argument("--output", default=None, help="override the output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("predict", help="detect objects in images with a checkpoint")
+    p.add_argument("--weights", required=True, help="checkpoint (best.pt)")
+    p.add_argument("--source", required=True, help="an image or a folder of images")
+    p.add_argument("--out", default="runs/predict", help="output folder (task1/, vis/; runs/predict)")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.1, help="class-aware rotated NMS IoU (default 0.1)")
+    p.add_argument("--max-det", type=int, default=1000, help="boxes per window (default 1000)")
+    p.add_argument(
+        "--split-size",
+        type=int,
+        default=None,
+        help="tile images larger than this (default: the training data's tiling; 0: no tiling)",
+    )
+    p.add_argument("--gap", type=int, default=None, help="tile overlap (default: the training's, or 200)")
+    p.add_argument("--merge-iou", type=float, default=0.1, help="NMS when merging tiles (default 0.1)")
+    p.add_argument("--batch", type=int, default=8, help="windows per batch (default 8)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--no-draw", action="store_true", help="write the Task1 files only")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint's fused model (ONNX), checked against torch")
+    p.add_argument("--weights", required=True, help="checkpoint (best.pt)")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    p.add_argument("--imgsz", type=int, default=None, help="check size (default: the training size)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--out", default=None, help="output file (default: the weights with .onnx)")
+    p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("info", help="parameters and GFLOPs of a detector preset")
     p.add_argument("--preset", choices=("n", "s", "m", "l"), default="n", help="model size (default n)")

@@ -1,0 +1,234 @@
+"""The reporter / callback protocol between the trainer and whoever watches it (the CLI's progress bar,
+the worker that writes epochs into Postgres, tests).
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs (every hook is a no-op here)::
+
+    on_train_start(info: TrainInfo)                 once, before the first iteration
+    on_epoch_start(epoch, num_iterations)           epoch is 1-based; iterations of this process
+    on_batch_end(epoch, iteration, logs)            after every optimiser step; logs: loss_* terms of the
+                                                    batch, "loss", "lr", "images_per_s" (floats)
+    on_epoch_end(epoch, metrics)                    the line written to metrics.jsonl (see Trainer)
+    on_eval(epoch, result: DotaResult)              after each validation
+    on_checkpoint(path, epoch, is_best)             after last.pt / best.pt is written
+    on_train_end(results)                           once: results.json's content, with "status"
+    should_stop() -> bool                           polled before every iteration
+
+Under DDP the hooks run on rank 0 only; ``should_stop`` is polled on every rank and the ranks stop together
+(a stop on any rank stops all). When a callback asks to stop, the trainer writes ``last.pt`` at the
+current iteration (an exact mid-epoch resume point) and returns with status ``"stopped"``.
+
+:class:`StopFlag` is the stop switch that signal handlers and workers set; :class:`ProgressCallback` is the
+CLI's tqdm display.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from daik_core.eval.dota import DotaResult
+
+__all__ = ["Callback", "CallbackList", "ProgressCallback", "StopFlag", "TrainInfo"]
+
+
+@dataclass(frozen=True)
+class TrainInfo:
+    """What :meth:`Callback.on_train_start` learns about the run."""
+
+    name: str
+    output_dir: Path
+    device: str
+    world_size: int
+    epochs: int
+    start_epoch: int  # completed epochs before this run (0 unless resumed)
+    iterations_per_epoch: int  # per process
+    batch: int  # global batch
+    imgsz: int
+    train_images: int  # items of the train set (patches when tiled)
+    val_images: int  # items of the val set (0: no evaluation)
+    params: int
+    gflops: float
+    resumed_from: Path | None = None
+    classes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Callback:
+    """Base class of trainer callbacks: every hook is a no-op (see the module docstring)."""
+
+    def on_train_start(self, info: TrainInfo) -> None:
+        pass
+
+    def on_epoch_start(self, epoch: int, num_iterations: int) -> None:
+        pass
+
+    def on_batch_end(self, epoch: int, iteration: int, logs: Mapping[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def on_eval(self, epoch: int, result: DotaResult) -> None:
+        pass
+
+    def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
+        pass
+
+    def on_train_end(self, results: Mapping[str, Any]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class CallbackList(Callback):
+    """Several callbacks as one, called in order; ``should_stop`` is true when any says so."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        self.callbacks = list(callbacks)
+
+    def on_train_start(self, info: TrainInfo) -> None:
+        for cb in self.callbacks:
+            cb.on_train_start(info)
+
+    def on_epoch_start(self, epoch: int, num_iterations: int) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_start(epoch, num_iterations)
+
+    def on_batch_end(self, epoch: int, iteration: int, logs: Mapping[str, float]) -> None:
+        for cb in self.callbacks:
+            cb.on_batch_end(epoch, iteration, logs)
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, metrics)
+
+    def on_eval(self, epoch: int, result: DotaResult) -> None:
+        for cb in self.callbacks:
+            cb.on_eval(epoch, result)
+
+    def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
+        for cb in self.callbacks:
+            cb.on_checkpoint(path, epoch, is_best)
+
+    def on_train_end(self, results: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(results)
+
+    def should_stop(self) -> bool:
+        return any(cb.should_stop() for cb in self.callbacks)
+
+
+class StopFlag(Callback):
+    """A thread- and signal-safe stop switch: :meth:`request` (from a signal handler, another thread or a
+    worker's poll) makes :meth:`should_stop` true. ``reason`` keeps what asked (e.g. the signal number)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: Any = None
+
+    def request(self, reason: Any = None) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def should_stop(self) -> bool:
+        return self._event.is_set()
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        return f"{x:.4g}"
+    return str(x)
+
+
+class ProgressCallback(Callback):
+    """The CLI's display: a tqdm bar over the iterations of each epoch with the live loss terms, lr and
+    images/s; one summary line per epoch; the DOTA table after each evaluation."""
+
+    def __init__(self, file: TextIO | None = None, disable: bool = False) -> None:
+        self.file = file if file is not None else sys.stderr
+        self.disable = disable
+        self._bar: tqdm[Any] | None = None
+        self._epochs = 0
+
+    def _print(self, text: str) -> None:
+        if self.disable:
+            return
+        tqdm.write(text, file=self.file)
+
+    def on_train_start(self, info: TrainInfo) -> None:
+        self._epochs = info.epochs
+        resumed = (
+            f", resumed from {info.resumed_from} after epoch {info.start_epoch}" if info.resumed_from else ""
+        )
+        self._print(
+            f"train {info.name}: {info.train_images} train / {info.val_images} val images, "
+            f"{len(info.classes)} classes, imgsz {info.imgsz}, batch {info.batch}, {info.epochs} epochs, "
+            f"device {info.device} x{info.world_size}, params {info.params / 1e6:.2f} M, "
+            f"{info.gflops:.2f} GFLOPs{resumed} -> {info.output_dir}"
+        )
+
+    def on_epoch_start(self, epoch: int, num_iterations: int) -> None:
+        self._close()
+        self._bar = tqdm(
+            total=num_iterations,
+            desc=f"epoch {epoch}/{self._epochs}",
+            unit="it",
+            file=self.file,
+            disable=self.disable,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def on_batch_end(self, epoch: int, iteration: int, logs: Mapping[str, float]) -> None:
+        if self._bar is None:
+            return
+        post = {k.removeprefix("loss_"): f"{v:.3f}" for k, v in logs.items() if k.startswith("loss_")}
+        post["loss"] = f"{logs.get('loss', float('nan')):.3f}"
+        post["lr"] = f"{logs.get('lr', float('nan')):.2e}"
+        post["img/s"] = f"{logs.get('images_per_s', float('nan')):.1f}"
+        self._bar.set_postfix(post, refresh=False)
+        self._bar.update(iteration - self._bar.n)  # redraws at most every mininterval
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        self._close()
+        losses = " ".join(
+            f"{k.removeprefix('loss_')} {_fmt(v)}" for k, v in metrics.items() if k.startswith("loss_")
+        )
+        line = (
+            f"epoch {epoch}/{self._epochs}: loss {_fmt(metrics.get('loss'))} ({losses}), "
+            f"lr {metrics.get('lr', float('nan')):.3g}, {metrics.get('images_per_s', 0.0):.1f} img/s, "
+            f"{metrics.get('epoch_time_s', 0.0):.1f} s"
+        )
+        if "map50" in metrics:
+            line += f", mAP50 {_fmt(metrics['map50'])}, mAP50:95 {_fmt(metrics.get('map50_95'))}"
+        self._print(line)
+
+    def on_eval(self, epoch: int, result: DotaResult) -> None:
+        self._close()
+        self._print(result.format_table())
+
+    def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
+        if is_best:
+            self._print(f"epoch {epoch}: new best -> {path}")
+
+    def on_train_end(self, results: Mapping[str, Any]) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

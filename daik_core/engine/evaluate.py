@@ -1,0 +1,297 @@
+"""Inference over a validation set and its DOTA Task1 evaluation on the *source* images.
+
+1. Every item of the dataset (a whole image letterboxed to ``imgsz``, or, with ``split``, one window of an
+   image at one rate) goes through the model and :func:`~daik_core.models.postprocess` (score threshold,
+   class-aware rotated NMS at ``nms_iou``, at most ``max_det`` boxes).
+2. The boxes are mapped back to source-image pixels with the item's
+   :meth:`~daik_core.data.dataset.SampleMeta.to_source` (undoing the letterbox, the window offset and the
+   rate).
+3. When an image was served as several items (tiling, or several rates), its detections are merged with
+   class-aware rotated NMS at ``merge_iou`` (0.1, the DOTA devkit's merge threshold) over all its windows,
+   as ``daik merge`` does for Task1 files.
+4. :func:`~daik_core.eval.dota.evaluate_dota` against the source annotations
+   (:meth:`~daik_core.data.dataset.DotaDataset.source_objects`): mAP at ``iou_thr`` (VOC07 11-point or
+   all-point) and mAP50:95.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from daik_core.data.dataset import DotaDataset
+from daik_core.data.dota import DotaLabel, DotaObject, Task1Detections
+from daik_core.data.loader import build_dataloader
+from daik_core.engine.distributed import unwrap_model
+from daik_core.errors import DaikError
+from daik_core.eval.dota import DotaEvalWarning, DotaResult, evaluate_dota
+from daik_core.models.detector import postprocess
+from daik_core.ops import nms_rotated
+from daik_core.structures.boxes import obb_to_poly
+
+__all__ = [
+    "EvalOutput",
+    "dataset_ground_truth",
+    "detections_to_task1",
+    "evaluate_checkpoint",
+    "evaluate_model",
+    "predict_dataset",
+]
+
+
+@dataclass
+class EvalOutput:
+    """The evaluation, the merged full-image detections per class, and how long it took."""
+
+    result: DotaResult
+    detections: dict[str, Task1Detections]
+    seconds: float
+
+
+@dataclass
+class _ImageDets:
+    boxes: list[Tensor]
+    scores: list[Tensor]
+    labels: list[Tensor]
+    windows: int = 0
+
+
+def dataset_ground_truth(dataset: DotaDataset) -> dict[str, DotaLabel]:
+    """The source annotations of every image of ``dataset`` (the classes it knows), keyed by image id."""
+    gt: dict[str, DotaLabel] = {}
+    for i, rec in enumerate(dataset.images):
+        objs = dataset.source_objects(i)
+        gt[rec.image_id] = DotaLabel(
+            [
+                DotaObject(tuple(float(v) for v in poly.reshape(-1)), dataset.classes[int(c)], int(d))
+                for poly, c, d in zip(objs.polys, objs.labels, objs.difficult, strict=True)
+            ]
+        )
+    return gt
+
+
+def detections_to_task1(
+    per_image: dict[str, tuple[Tensor, Tensor, Tensor]], classes: tuple[str, ...]
+) -> dict[str, Task1Detections]:
+    """Per-image ``(boxes (N, 5) obb, scores (N,), labels (N,))`` -> Task1 detections per class (images in
+    the order given, detections by descending score within an image)."""
+    ids: list[list[str]] = [[] for _ in classes]
+    scores: list[list[np.ndarray]] = [[] for _ in classes]
+    polys: list[list[np.ndarray]] = [[] for _ in classes]
+    for image_id, (b, s, lab) in per_image.items():
+        if len(b) == 0:
+            continue
+        p = obb_to_poly(b.double().cpu()).reshape(-1, 8).numpy()
+        sc = s.double().cpu().numpy()
+        lb = lab.cpu().numpy()
+        for c in np.unique(lb).tolist():
+            sel = np.flatnonzero(lb == c)
+            sel = sel[np.argsort(-sc[sel], kind="stable")]
+            ids[c].extend([image_id] * len(sel))
+            scores[c].append(sc[sel])
+            polys[c].append(p[sel])
+    return {
+        name: Task1Detections(
+            ids[c],
+            np.concatenate([np.zeros(0), *scores[c]]),
+            np.concatenate([np.zeros((0, 8)), *polys[c]]),
+        )
+        for c, name in enumerate(classes)
+    }
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module,
+    dataset: DotaDataset,
+    *,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    conf_thr: float = 0.001,
+    nms_iou: float = 0.45,
+    max_det: int = 1000,
+    merge_iou: float = 0.1,
+    amp: bool = False,
+    channels_last: bool = False,
+    workers: int = 0,
+    progress: bool = False,
+    on_batch: Callable[[], None] | None = None,
+) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    """Detections on every source image of ``dataset`` in source pixels (steps 1-3 of the module
+    docstring): ``{image_id: (boxes (N, 5) obb float64, scores (N,), labels (N,) int64)}`` on the CPU, every
+    image present (possibly empty), in dataset order. ``amp`` / ``channels_last`` apply on CUDA only."""
+    device = torch.device(device)
+    net = unwrap_model(model)
+    was_training = net.training
+    net.eval()
+    use_amp = amp and device.type == "cuda"
+    loader = build_dataloader(dataset, batch_size, workers=workers, shuffle=False, seed=0)
+    found: dict[int, _ImageDets] = {i: _ImageDets([], [], []) for i in range(dataset.num_images)}
+    try:
+        for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+            images = batch.images.to(device, non_blocking=True)
+            if channels_last and device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                out = net(images)
+            dets = postprocess(out, conf_thr=conf_thr, iou_thr=nms_iou, max_det=max_det)
+            for det, meta in zip(dets, batch.metas, strict=True):
+                image = dataset.windows[meta.index].image
+                slot = found[image]
+                slot.windows += 1
+                if len(det.boxes):
+                    slot.boxes.append(meta.to_source(det.boxes.double().cpu()))
+                    slot.scores.append(det.scores.float().cpu())
+                    slot.labels.append(det.labels.cpu())
+            if on_batch is not None:
+                on_batch()
+    finally:
+        net.train(was_training)
+
+    out_dets: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+    for i, rec in enumerate(dataset.images):
+        slot = found[i]
+        if not slot.boxes:
+            out_dets[rec.image_id] = (
+                torch.zeros((0, 5), dtype=torch.float64),
+                torch.zeros(0),
+                torch.zeros(0, dtype=torch.int64),
+            )
+            continue
+        boxes, scores, labels = torch.cat(slot.boxes), torch.cat(slot.scores), torch.cat(slot.labels)
+        if slot.windows > 1:  # tiled: duplicates of the overlapping windows
+            keep = nms_rotated(boxes, scores, merge_iou, labels)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        out_dets[rec.image_id] = (boxes, scores, labels)
+    return out_dets
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: DotaDataset,
+    *,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    conf_thr: float = 0.001,
+    nms_iou: float = 0.45,
+    max_det: int = 1000,
+    merge_iou: float = 0.1,
+    iou_thr: float = 0.5,
+    metric: str = "voc07",
+    amp: bool = False,
+    channels_last: bool = False,
+    workers: int = 0,
+    progress: bool = False,
+) -> EvalOutput:
+    """DOTA Task1 evaluation of ``model`` on ``dataset`` (see the module docstring); the model's training
+    mode is restored afterwards."""
+    t0 = time.perf_counter()
+    per_image = predict_dataset(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        conf_thr=conf_thr,
+        nms_iou=nms_iou,
+        max_det=max_det,
+        merge_iou=merge_iou,
+        amp=amp,
+        channels_last=channels_last,
+        workers=workers,
+        progress=progress,
+    )
+    detections = detections_to_task1(per_image, dataset.classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DotaEvalWarning)  # every detection is on an annotated image
+        result = evaluate_dota(
+            dataset_ground_truth(dataset), detections, dataset.classes, iou_thr=iou_thr, metric=metric
+        )
+    return EvalOutput(result=result, detections=detections, seconds=time.perf_counter() - t0)
+
+
+def _hparam(spec: dict[str, Any], name: str, default: Any) -> Any:
+    hp = spec.get("hparams") if isinstance(spec, dict) else None
+    return hp.get(name, default) if isinstance(hp, dict) else default
+
+
+def evaluate_checkpoint(
+    weights: str | Path,
+    data: str | Path,
+    *,
+    imgsz: int | None = None,
+    batch_size: int = 8,
+    conf_thr: float | None = None,
+    nms_iou: float | None = None,
+    max_det: int | None = None,
+    merge_iou: float = 0.1,
+    split_size: int | None = None,
+    gap: int | None = None,
+    iou_thr: float = 0.5,
+    metric: str = "voc07",
+    skip_unknown: bool = False,
+    device: str = "auto",
+    workers: int = 0,
+    progress: bool = False,
+) -> EvalOutput:
+    """``daik eval --weights W --data DIR``: the EMA model of a checkpoint on a DOTA folder.
+
+    Unset options come from the checkpoint's training spec: ``imgsz``, ``conf_thr`` / ``nms_iou`` /
+    ``max_det`` (its hparams) and the tiling (its ``dataset.split``). ``split_size`` 0 turns tiling off;
+    a given ``split_size`` tiles at rate 1.0 with ``gap`` (default 200).
+    """
+    from daik_core.config import SplitSpec
+    from daik_core.engine.checkpoint import load_detector
+    from daik_core.engine.trainer import resolve_device
+
+    if imgsz is not None and (imgsz < 32 or imgsz % 32):
+        raise DaikError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    if batch_size < 1:
+        raise DaikError(f"--batch must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    model, meta = load_detector(weights, map_location="cpu")
+    split: SplitSpec | None
+    try:
+        if split_size is None:
+            split = SplitSpec.model_validate(meta.split) if meta.split is not None else None
+            if split is not None and gap is not None:
+                split = SplitSpec(size=split.size, gap=gap, rates=split.rates)
+        elif split_size == 0:
+            split = None
+        else:
+            split = SplitSpec(size=split_size, gap=200 if gap is None else gap)
+    except ValueError as err:
+        raise DaikError(f"--split-size / --gap: {err}") from None
+    dataset = DotaDataset(
+        data,
+        meta.classes,
+        imgsz if imgsz is not None else meta.imgsz,
+        augment=None,
+        split=split,
+        skip_unknown=skip_unknown,
+        train=False,
+    )
+    spec = meta.spec
+    return evaluate_model(
+        model.to(dev),
+        dataset,
+        batch_size=batch_size,
+        device=dev,
+        conf_thr=float(_hparam(spec, "conf_thr", 0.001)) if conf_thr is None else conf_thr,
+        nms_iou=float(_hparam(spec, "nms_iou", 0.45)) if nms_iou is None else nms_iou,
+        max_det=int(_hparam(spec, "max_det", 1000)) if max_det is None else max_det,
+        merge_iou=merge_iou,
+        iou_thr=iou_thr,
+        metric=metric,
+        amp=dev.type == "cuda",
+        workers=workers,
+        progress=progress,
+    )

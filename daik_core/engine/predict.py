@@ -1,0 +1,259 @@
+"""``daik predict``: detections of a trained checkpoint on images, as DOTA Task1 files and drawn PNGs.
+
+Per image: with ``split_size`` and an image larger than it, the image is cut into the windows of
+:func:`~daik_core.data.split.patch_windows` (``split_size`` x ``split_size``, ``gap`` overlap, the DOTA
+devkit's layout), otherwise it is one window. Each window is letterboxed to ``imgsz`` exactly as the
+training and validation data are (:func:`~daik_core.data.transforms.letterbox`, RGB, [0, 1]), detected
+(score > ``conf``, class-aware rotated NMS at ``iou``, ``max_det``), mapped back to image pixels, and the
+windows' detections are merged with class-aware rotated NMS at ``merge_iou`` (0.1, as ``daik merge``).
+
+Outputs in ``out``: ``task1/Task1_<class>.txt`` (every class, image id = file stem; DOTA's submission
+format) and ``vis/<stem>.png`` (the image with every box drawn with :func:`cv2.polylines`, labelled with the
+class name and score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from daik_core.data.dataset import decode_image
+from daik_core.data.dota import IMAGE_SUFFIXES, find_images, write_task1_dir
+from daik_core.data.split import patch_windows
+from daik_core.data.transforms import Objects, letterbox
+from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.evaluate import detections_to_task1
+from daik_core.engine.trainer import resolve_device
+from daik_core.errors import DaikError
+from daik_core.models.detector import Detector, postprocess
+from daik_core.ops import nms_rotated
+from daik_core.structures.boxes import obb_to_poly
+
+__all__ = ["PredictSummary", "detect_image", "draw_detections", "find_sources", "predict"]
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict` wrote."""
+
+    out: Path
+    images: int = 0
+    windows: int = 0
+    detections: int = 0
+    per_class: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.per_class.items() if v)
+        return (
+            f"{self.detections} detections on {self.images} images ({self.windows} windows)"
+            f"{': ' + counts if counts else ''}\n  Task1 files -> {self.out / 'task1'}, drawings -> "
+            f"{self.out / 'vis'}"
+        )
+
+
+def find_sources(source: str | Path) -> list[Path]:
+    """An image file, or the images of a folder (sorted); :class:`DaikError` naming ``source`` when it
+    does not exist, is not an image or holds none."""
+    source = Path(source)
+    if source.is_file():
+        if source.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DaikError(f"{source}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+        return [source]
+    if source.is_dir():
+        images = find_images(source)
+        if not images:
+            raise DaikError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return images
+    raise DaikError(f"{source}: no such image or folder")
+
+
+@torch.no_grad()
+def detect_image(
+    model: Detector,
+    image_bgr: np.ndarray,
+    *,
+    imgsz: int,
+    device: torch.device,
+    conf: float = 0.25,
+    iou: float = 0.1,
+    max_det: int = 1000,
+    split_size: int | None = None,
+    gap: int = 200,
+    merge_iou: float = 0.1,
+    batch: int = 8,
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Detections of one BGR image in its pixels (see the module docstring): ``boxes (N, 5)`` obb float64,
+    ``scores (N,)``, ``labels (N,)`` on the CPU, by descending score, and the number of windows."""
+    h, w = image_bgr.shape[:2]
+    if split_size and max(w, h) > split_size:
+        windows = [
+            (x, y, min(split_size, w - x), min(split_size, h - y))
+            for x, y in patch_windows(w, h, split_size, gap)
+        ]
+    else:
+        windows = [(0, 0, w, h)]
+    boxes_l: list[Tensor] = []
+    scores_l: list[Tensor] = []
+    labels_l: list[Tensor] = []
+    for s in range(0, len(windows), batch):
+        chunk = windows[s : s + batch]
+        pixels, frames = [], []
+        for x, y, ww, hh in chunk:
+            canvas, _, r, pad = letterbox(image_bgr[y : y + hh, x : x + ww], Objects.empty(), imgsz)
+            pixels.append(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
+            frames.append((x, y, r, pad))
+        images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+        dets = postprocess(model(images), conf_thr=conf, iou_thr=iou, max_det=max_det)
+        for det, (x, y, r, pad) in zip(dets, frames, strict=True):
+            if not len(det.boxes):
+                continue
+            b = det.boxes.double().cpu().clone()
+            b[:, 0] = (b[:, 0] - pad[0]) / r + x
+            b[:, 1] = (b[:, 1] - pad[1]) / r + y
+            b[:, 2:4] /= r
+            boxes_l.append(b)
+            scores_l.append(det.scores.float().cpu())
+            labels_l.append(det.labels.cpu())
+    if not boxes_l:
+        return (
+            torch.zeros((0, 5), dtype=torch.float64),
+            torch.zeros(0),
+            torch.zeros(0, dtype=torch.long),
+            len(windows),
+        )
+    boxes, scores, labels = torch.cat(boxes_l), torch.cat(scores_l), torch.cat(labels_l)
+    if len(windows) > 1:
+        keep = nms_rotated(boxes, scores, merge_iou, labels)
+    else:
+        keep = scores.argsort(descending=True, stable=True)
+    keep = keep[:max_det] if len(windows) == 1 else keep
+    return boxes[keep], scores[keep], labels[keep], len(windows)
+
+
+def _color(index: int) -> tuple[int, int, int]:
+    """A distinct BGR colour per class (golden-ratio hues)."""
+    hue = int((index * 0.618033988749895 % 1.0) * 180)
+    hsv = np.array([[[hue, 220, 255]]], dtype=np.uint8)
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].tolist()
+    return int(b), int(g), int(r)
+
+
+def draw_detections(
+    image_bgr: np.ndarray, boxes: Tensor, scores: Tensor, labels: Tensor, classes: Sequence[str]
+) -> np.ndarray:
+    """A copy of the image with each oriented box drawn and labelled ``class score``."""
+    out = image_bgr.copy()
+    thick = max(1, round(max(out.shape[:2]) / 600))
+    scale = max(0.35, max(out.shape[:2]) / 1600)
+    polys = obb_to_poly(boxes.double()).reshape(-1, 4, 2).numpy() if len(boxes) else np.zeros((0, 4, 2))
+    order = np.argsort(scores.numpy(), kind="stable")  # the best boxes drawn last, on top
+    for i in order.tolist():
+        color = _color(int(labels[i]))
+        pts = np.round(polys[i]).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], isClosed=True, color=color, thickness=thick, lineType=cv2.LINE_AA)
+        text = f"{classes[int(labels[i])]} {float(scores[i]):.2f}"
+        x, y = int(pts[:, 0, 0].min()), int(pts[:, 0, 1].min())
+        cv2.putText(out, text, (x, max(y - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return out
+
+
+def predict(
+    weights: str | Path,
+    source: str | Path,
+    out: str | Path,
+    *,
+    imgsz: int | None = None,
+    conf: float = 0.25,
+    iou: float = 0.1,
+    max_det: int = 1000,
+    split_size: int | None = None,
+    gap: int | None = None,
+    merge_iou: float = 0.1,
+    device: str = "auto",
+    batch: int = 8,
+    draw: bool = True,
+    progress: bool = True,
+) -> PredictSummary:
+    """Run a checkpoint over ``source`` (an image or a folder) and write ``out`` (module docstring).
+    ``imgsz`` defaults to the checkpoint's training size; ``split_size`` / ``gap`` to the tiling of its
+    training data (``dataset.split``; none when it was not tiled); ``split_size`` 0 turns tiling off."""
+    _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
+    sources = find_sources(source)
+    dev = resolve_device(device)
+    model, meta = load_detector(weights, map_location="cpu")
+    model.fuse().to(dev)
+    size = imgsz if imgsz is not None else meta.imgsz
+    trained = meta.split or {}
+    if split_size is None:
+        split_size = int(trained["size"]) if "size" in trained else 0
+    if gap is None:
+        gap = int(trained.get("gap", 200))
+    if split_size and not 0 <= gap < split_size:
+        raise DaikError(f"--gap must be in [0, --split-size = {split_size}), got {gap}")
+    out = Path(out)
+    summary = PredictSummary(out=out, per_class=dict.fromkeys(meta.classes, 0))
+    per_image: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+    for path in tqdm(sources, desc="predict", unit="img", disable=not progress):
+        image = decode_image(path)
+        boxes, scores, labels, n_windows = detect_image(
+            model,
+            image,
+            imgsz=size,
+            device=dev,
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            split_size=split_size,
+            gap=gap,
+            merge_iou=merge_iou,
+            batch=batch,
+        )
+        if path.stem in per_image:
+            raise DaikError(f"{path}: another image of {path.parent} has the same name (Task1 ids are stems)")
+        per_image[path.stem] = (boxes, scores, labels)
+        summary.images += 1
+        summary.windows += n_windows
+        summary.detections += len(boxes)
+        for c in labels.tolist():
+            summary.per_class[meta.classes[c]] += 1
+        if draw:
+            vis = out / "vis" / f"{path.stem}.png"
+            vis.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(vis), draw_detections(image, boxes, scores, labels, meta.classes)):
+                raise DaikError(f"{vis}: cannot write the image")
+    write_task1_dir(out / "task1", detections_to_task1(per_image, meta.classes))
+    return summary
+
+
+def _check_args(
+    imgsz: int | None,
+    conf: float,
+    iou: float,
+    max_det: int,
+    split_size: int | None,
+    gap: int | None,
+    merge_iou: float,
+    batch: int,
+) -> None:
+    if imgsz is not None and (imgsz < 32 or imgsz % 32):
+        raise DaikError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    if not 0.0 <= conf < 1.0:
+        raise DaikError(f"--conf must be in [0, 1), got {conf}")
+    for name, v in (("--iou", iou), ("--merge-iou", merge_iou)):
+        if not 0.0 <= v <= 1.0:
+            raise DaikError(f"{name} must be in [0, 1], got {v}")
+    if max_det < 1:
+        raise DaikError(f"--max-det must be >= 1, got {max_det}")
+    if batch < 1:
+        raise DaikError(f"--batch must be >= 1, got {batch}")
+    if split_size is not None and split_size < 0:
+        raise DaikError(f"--split-size must be >= 0 (0: no tiling), got {split_size}")
+    if gap is not None and gap < 0:
+        raise DaikError(f"--gap must be >= 0, got {gap}")

@@ -1,0 +1,849 @@
+"""The trainer: ``Trainer(spec, callbacks).fit() -> TrainResult``.
+
+One run, in order:
+
+1. Seed python, numpy and torch with ``hparams.seed`` (``deterministic``: ``torch.use_deterministic_
+   algorithms(True)``, cuDNN deterministic, no benchmark); pick the device (``auto``: ``cuda:<local_rank>``
+   when CUDA is available, else the CPU); join the DDP process group when ``torchrun`` started us.
+2. Open the datasets (every file is checked before any training: a bad or missing folder is a
+   :class:`~daik_core.errors.DaikError` naming it), build the detector, the loss, the optimiser, the EMA;
+   resume from a checkpoint when asked.
+3. Epochs of iterations: learning rate of the step (linear warm-up over ``warmup_epochs``, per iteration,
+   then cosine down to ``lr * lr_final``), forward (``torch.autocast`` on CUDA when ``amp``), the loss
+   terms, backward through a GradScaler, gradient clipping (``grad_clip`` max norm; 0 = off), the optimiser
+   step, the EMA update.
+4. After every ``eval_interval`` epochs and after the last: rank 0 evaluates the EMA model with the DOTA
+   evaluator on the validation set (merged on full images when tiled; :mod:`daik_core.engine.evaluate`).
+   Fitness is mAP50; the best epoch's checkpoint is ``best.pt``. Without a validation set, ``best.pt`` is
+   the last epoch.
+5. Outputs in ``spec.output_dir()`` (rank 0 only): ``spec.yaml`` (the resolved spec), ``metrics.jsonl``
+   (one line per epoch), ``weights/last.pt`` every epoch and ``weights/best.pt`` (atomic writes; format in
+   :mod:`daik_core.engine.checkpoint`), and ``results.json`` when the run completes.
+
+``metrics.jsonl`` lines: ``epoch`` (1-based), ``step`` (optimiser steps so far), every ``loss_*`` term and
+``loss`` (their sum) as epoch means (over iterations, and over ranks under DDP), ``lr`` (of the epoch's last
+step), ``images_per_s`` (all ranks, training loop only), ``epoch_time_s``; after an evaluation also
+``map50``, ``map50_95``, ``ap50`` and ``ap50_95`` (per class; ``null`` for a class without ground truth),
+``eval_time_s``, ``is_best``.
+
+Stopping: callbacks' ``should_stop()`` is polled before every iteration (all ranks agree: any rank's stop
+stops all). On a stop the trainer writes ``last.pt`` *at the current iteration* (model, optimiser, EMA, RNG,
+the position in the epoch and the epoch's running sums) and returns status ``"stopped"``; resuming from it
+continues exactly where it stopped (the loader replays the epoch's order and skips the batches done).
+
+Exact resume: the data order and augmentation are functions of ``(seed, epoch, index)``
+(:mod:`daik_core.data.loader`), the schedule is a function of the global step, and the checkpoint holds
+every other piece of state; in ``deterministic`` mode on one process a resumed run ends with the same weights
+and metrics as an uninterrupted one.
+
+DDP: ``hparams.batch`` is the global batch; each of the ``W`` processes takes ``batch // W``. Rank 0 alone
+writes files, evaluates and calls the callbacks; the others wait at a barrier. On CUDA the BatchNorm layers
+become SyncBatchNorm (so the batch statistics are those of the global batch, as on one process);
+SyncBatchNorm does not run on the CPU, so gloo-on-CPU runs keep per-process statistics. The loss is
+normalised per process (as YOLOv6 does) and DDP averages the gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from daik_core.config import HParams, JobSpec
+from daik_core.data.dataset import DotaDataset
+from daik_core.data.loader import Batch, EpochLoader, build_dataloader
+from daik_core.engine.callbacks import Callback, CallbackList, TrainInfo
+from daik_core.engine.checkpoint import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    checkpoint_meta,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from daik_core.engine.distributed import (
+    DistInfo,
+    all_reduce_max,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    dist_env,
+    init_distributed,
+)
+from daik_core.engine.ema import ModelEMA
+from daik_core.engine.evaluate import EvalOutput, evaluate_model
+from daik_core.errors import DaikError
+from daik_core.losses.detection import DetectionLoss
+from daik_core.models.detector import Detector
+from daik_core.models.info import model_info
+from daik_core.presets import build_detector
+
+__all__ = [
+    "EMA_TAU",
+    "MAX_NONFINITE_STEPS",
+    "TrainResult",
+    "Trainer",
+    "build_optimizer",
+    "lr_at",
+    "param_groups",
+    "resolve_device",
+    "seed_everything",
+    "train",
+]
+
+#: EMA ramp constant (YOLOv6): ``decay * (1 - exp(-updates / EMA_TAU))``.
+EMA_TAU = 2000.0
+#: Consecutive steps with a non-finite loss that are skipped before training fails.
+MAX_NONFINITE_STEPS = 10
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+# ---------------------------------------------------------------------------------------- pure parts
+def lr_at(step: int, *, base_lr: float, lr_final: float, warmup_steps: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based).
+
+    Warm-up: ``base_lr * (step + 1) / warmup_steps`` for ``step < warmup_steps`` (reaching ``base_lr`` at its
+    last step). Then cosine from ``base_lr`` at ``step = warmup_steps`` to ``base_lr * lr_final`` at the last
+    step ``total_steps - 1`` (and after it).
+    """
+    warmup_steps = min(max(warmup_steps, 0), total_steps)
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(total_steps - 1 - warmup_steps, 1)
+    p = min(max(step - warmup_steps, 0) / span, 1.0)
+    return base_lr * (lr_final + (1.0 - lr_final) * 0.5 * (1.0 + math.cos(math.pi * p)))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two optimiser groups: conv / linear weights with ``weight_decay``; biases, normalisation weights
+    and every other 0-d / 1-d parameter (e.g. RepVGG's ``alpha``) without."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if name == "bias" or isinstance(module, _NORMS) or p.ndim <= 1:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
+    """AdamW (``betas = (momentum, 0.999)``, as YOLOv6 / Ultralytics) or SGD (Nesterov momentum), over
+    :func:`param_groups`."""
+    groups = param_groups(model, hp.weight_decay)
+    opt: torch.optim.Optimizer
+    if hp.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=(hp.momentum, 0.999))
+    elif hp.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
+    else:  # pragma: no cover - the spec allows only these
+        raise DaikError(f"hparams.optimizer: unknown optimizer {hp.optimizer!r}")
+    return opt
+
+
+def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``. Under DDP a CUDA device is
+    always ``cuda:<local_rank>`` (one GPU per process)."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DaikError(f"hparams.device: {name!r} requested but CUDA is not available (use cpu or auto)")
+        index = local_rank if distributed or name == "cuda" else int(name.split(":", 1)[1])
+        if index >= torch.cuda.device_count():
+            raise DaikError(
+                f"hparams.device: cuda:{index} requested but there are {torch.cuda.device_count()} "
+                "CUDA devices"
+            )
+        return torch.device(f"cuda:{index}")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise DaikError("hparams.device: 'mps' requested but MPS is not available")
+        if distributed:
+            raise DaikError("hparams.device: DDP does not run on mps")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (every device); ``deterministic`` also makes torch use deterministic
+    algorithms (an op without one raises) and cuDNN deterministic without benchmarking."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (code that uses the global generator)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        if torch.are_deterministic_algorithms_enabled():  # (the call imports torch._inductor: 3 s)
+            torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_float(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+# ------------------------------------------------------------------------------------------- results
+@dataclass
+class TrainResult:
+    """How :meth:`Trainer.fit` ended. ``status``: ``"completed"`` (all epochs, ``results.json`` written) or
+    ``"stopped"`` (a callback asked; ``last.pt`` holds the exact point). ``epoch``: completed epochs;
+    ``iteration``: batches done in the next epoch (0 unless stopped mid-epoch). ``results``: the content of
+    ``results.json`` when completed (with ``status``; for a stopped run only the status and position)."""
+
+    status: Literal["completed", "stopped"]
+    epoch: int
+    iteration: int
+    step: int
+    output_dir: Path
+    last: Path | None
+    best: Path | None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Progress:
+    """Running sums of the current epoch (saved in a mid-epoch checkpoint)."""
+
+    iteration: int = 0
+    loss_sums: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    seconds: float = 0.0
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "loss_sums": dict(self.loss_sums),
+            "images": self.images,
+            "seconds": self.seconds,
+            "skipped": self.skipped,
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> _Progress:
+        return _Progress(
+            iteration=int(d.get("iteration", 0)),
+            loss_sums={str(k): float(v) for k, v in dict(d.get("loss_sums", {})).items()},
+            images=int(d.get("images", 0)),
+            seconds=float(d.get("seconds", 0.0)),
+            skipped=int(d.get("skipped", 0)),
+        )
+
+
+# ------------------------------------------------------------------------------------------ trainer
+class Trainer:
+    """Trains ``spec`` (see the module docstring).
+
+    ``resume``: ``True`` continues from ``<output>/weights/last.pt``, a path from that checkpoint, ``None``
+    / ``False`` starts afresh. ``overwrite``: start afresh even when the output folder already holds a run
+    (otherwise that is an error, so that a run is never overwritten by accident). ``callbacks``: see
+    :mod:`daik_core.engine.callbacks`.
+    """
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        callbacks: Iterable[Callback] = (),
+        *,
+        resume: bool | str | Path | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.callbacks = CallbackList(callbacks)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.output_dir = spec.output_dir()
+        self.weights_dir = self.output_dir / "weights"
+        self.last_path = self.weights_dir / "last.pt"
+        self.best_path = self.weights_dir / "best.pt"
+        self.metrics_path = self.output_dir / "metrics.jsonl"
+
+    # ------------------------------------------------------------------------------------------ fit
+    def fit(self) -> TrainResult:
+        """Train; returns how it ended. Restores torch's deterministic-algorithms setting afterwards, and
+        leaves the DDP process group when this call joined it."""
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        try:
+            return self._fit()
+        finally:
+            if torch.are_deterministic_algorithms_enabled() != was_deterministic:
+                torch.use_deterministic_algorithms(was_deterministic)
+            if owns_group:
+                cleanup_distributed()
+
+    def _fit(self) -> TrainResult:
+        spec, hp = self.spec, self.spec.hparams
+        if spec.kind != "train":
+            raise DaikError(f"kind: {spec.kind!r} jobs are not supported by this trainer (kind: train)")
+        env = dist_env()
+        device = resolve_device(hp.device, env.local_rank, env.distributed)
+        resume_path = self._resume_path()
+        if resume_path is None and not self.overwrite and env.is_main and self.last_path.exists():
+            raise DaikError(
+                f"{self.output_dir}: already holds a run (weights/last.pt); resume it with --resume, or "
+                "start afresh with --overwrite or another output folder"
+            )
+        seed_everything(hp.seed, hp.deterministic)
+        self.dist: DistInfo = init_distributed(device)
+        self.device = device
+        self.is_main = self.dist.is_main
+        self.hooks = self.callbacks if self.is_main else CallbackList()
+        world = self.dist.world_size
+        if hp.batch < world:
+            raise DaikError(
+                f"hparams.batch: the global batch ({hp.batch}) is smaller than the {world} processes"
+            )
+        if hp.batch % world:
+            warnings.warn(
+                f"hparams.batch {hp.batch} is not a multiple of the {world} processes: each takes "
+                f"{hp.batch // world} (global batch {hp.batch // world * world})",
+                stacklevel=2,
+            )
+        self.batch = hp.batch // world
+        self.use_amp = hp.amp and device.type == "cuda"
+        self.channels_last = hp.channels_last and device.type == "cuda"
+
+        # data: validated up front, before any training
+        classes = spec.dataset.class_names()
+        self.classes = classes
+        train_set = DotaDataset(
+            spec.dataset.train,
+            classes,
+            hp.imgsz,
+            augment=spec.augment,
+            split=spec.dataset.split,
+            skip_unknown=spec.dataset.skip_unknown,
+            train=True,
+        )
+        val_set = None
+        if spec.dataset.val is not None:
+            val_set = DotaDataset(
+                spec.dataset.val,
+                classes,
+                hp.imgsz,
+                augment=None,
+                split=spec.dataset.split,
+                skip_unknown=spec.dataset.skip_unknown,
+                train=False,
+            )
+        self.val_set = val_set
+        self.loader: EpochLoader = build_dataloader(
+            train_set,
+            self.batch,
+            workers=hp.workers,
+            shuffle=True,
+            seed=hp.seed,
+            distributed=self.dist.distributed,
+        )
+        self.iters_per_epoch = len(self.loader)
+        self.total_steps = hp.epochs * self.iters_per_epoch
+        self.warmup_steps = round(hp.warmup_epochs * self.iters_per_epoch)
+
+        # model, loss, optimiser, EMA
+        model = build_detector(spec.student.preset, len(classes), reg_max=spec.student.reg_max)
+        if spec.student.weights is not None and resume_path is None:
+            _init_from_checkpoint(model, Path(spec.student.weights))
+        info = model_info(model, hp.imgsz)
+        fused = copy.deepcopy(model).eval().fuse()
+        self.fused_info = model_info(fused, hp.imgsz)
+        del fused
+        model.to(device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model: Detector = model
+        self.criterion = DetectionLoss(len(classes), spec.student.reg_max, spec.assigner, spec.loss).to(
+            device
+        )
+        self.optimizer = build_optimizer(model, hp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+        self.ema = ModelEMA(model, hp.ema_decay, EMA_TAU) if hp.ema and self.is_main else None
+
+        # state
+        self.epoch = 0
+        self.step = 0
+        self.best_fitness: float | None = None
+        self.best_epoch: int | None = None
+        self.train_time = 0.0
+        self.last_eval: EvalOutput | None = None
+        self.last_eval_epoch: int | None = None
+        progress = _Progress()
+        rng_state = None
+        if resume_path is not None:
+            progress, rng_state = self._load_resume(resume_path)
+
+        net: nn.Module = model
+        if self.dist.distributed:
+            if device.type == "cuda":
+                net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.net = net
+
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(self.output_dir / "spec.yaml", _spec_yaml(spec))
+            self._truncate_metrics(keep_through=self.epoch if resume_path is not None else 0)
+            if resume_path is None:  # --overwrite: nothing of the previous run may pass for this one
+                for stale in (self.best_path, self.last_path, self.output_dir / "results.json"):
+                    stale.unlink(missing_ok=True)
+        barrier()
+        if rng_state is not None:
+            set_rng_state(rng_state)
+
+        self.hooks.on_train_start(
+            TrainInfo(
+                name=spec.name,
+                output_dir=self.output_dir,
+                device=str(device),
+                world_size=world,
+                epochs=hp.epochs,
+                start_epoch=self.epoch,
+                iterations_per_epoch=self.iters_per_epoch,
+                batch=self.batch * world,
+                imgsz=hp.imgsz,
+                train_images=len(train_set),
+                val_images=len(val_set) if val_set is not None else 0,
+                params=info["params"],
+                gflops=info["gflops"],
+                resumed_from=resume_path,
+                classes=tuple(classes),
+            )
+        )
+
+        while self.epoch < hp.epochs:
+            stopped = self._train_epoch(progress)
+            if stopped is not None:
+                return self._stop(stopped)
+            progress = _Progress()
+        return self._finish()
+
+    # ---------------------------------------------------------------------------------------- epoch
+    def _train_epoch(self, progress: _Progress) -> _Progress | None:
+        """One epoch from ``progress`` on; returns the progress when stopped, else ``None``."""
+        epoch = self.epoch  # 0-based inside, 1-based outside
+        self.loader.set_epoch(epoch)
+        self.net.train()
+        self.hooks.on_epoch_start(epoch + 1, self.iters_per_epoch)
+        world = self.dist.world_size
+        t_start = time.perf_counter() - progress.seconds
+        nonfinite_run = 0
+        lr = self._lr(self.step)
+        for i, batch in enumerate(self.loader):
+            if i < progress.iteration:
+                continue  # resumed mid-epoch: these batches were done before the stop
+            if self._poll_stop():
+                progress.seconds = time.perf_counter() - t_start
+                return progress
+            lr = self._lr(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            total, losses = self._forward(batch)
+            finite = all(math.isfinite(v) for v in losses.values())
+            if self.dist.distributed:  # agree before backward: DDP's gradient all-reduce needs every rank
+                flag = torch.tensor([0.0 if finite else 1.0], device=self._coll_device())
+                finite = float(all_reduce_max(flag).item()) == 0.0
+            if finite:
+                nonfinite_run = 0
+                self.scaler.scale(total).backward()
+                self._optimizer_step()
+                for k, v in losses.items():
+                    progress.loss_sums[k] = progress.loss_sums.get(k, 0.0) + v
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                progress.skipped += 1
+                nonfinite_run += 1
+                if nonfinite_run >= MAX_NONFINITE_STEPS:
+                    terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+                    raise DaikError(
+                        f"training diverged: the loss was not finite for {nonfinite_run} steps in a row "
+                        f"(epoch {epoch + 1}, step {self.step}: {terms}); lower hparams.lr or check the data"
+                    )
+            self.step += 1
+            progress.iteration = i + 1
+            progress.images += batch.images.shape[0] * world
+            elapsed = time.perf_counter() - t_start
+            logs = {k: v for k, v in losses.items() if k != "loss"}
+            logs["loss"] = losses["loss"]
+            logs["lr"] = lr
+            logs["images_per_s"] = progress.images / max(elapsed, 1e-9)
+            self.hooks.on_batch_end(epoch + 1, i + 1, logs)
+        progress.seconds = time.perf_counter() - t_start
+        self._end_epoch(progress, lr)
+        return None
+
+    def _forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """Forward and loss of one batch: the total to back-propagate (the sum of the loss terms) and the
+        terms and ``loss`` as floats."""
+        images = batch.images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = batch.targets.to(self.device, non_blocking=True)
+        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            outputs = self.net(images)
+        losses, _ = self.criterion(outputs, targets)  # in float32, outside autocast
+        total = torch.stack(list(losses.values())).sum()
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["loss"] = float(total.detach())
+        return total, values
+
+    def _optimizer_step(self) -> None:
+        hp = self.spec.hparams
+        if hp.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), hp.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _lr(self, step: int) -> float:
+        hp = self.spec.hparams
+        return lr_at(
+            step,
+            base_lr=hp.lr,
+            lr_final=hp.lr_final,
+            warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps,
+        )
+
+    def _coll_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _poll_stop(self) -> bool:
+        stop = self.callbacks.should_stop()
+        if self.dist.distributed:
+            flag = torch.tensor([1.0 if stop else 0.0], device=self._coll_device())
+            stop = float(all_reduce_max(flag).item()) > 0.0
+        return stop
+
+    def _epoch_means(self, progress: _Progress) -> dict[str, float]:
+        n = max(progress.iteration - progress.skipped, 1)
+        keys = sorted(progress.loss_sums)
+        sums = torch.tensor([progress.loss_sums[k] for k in keys], dtype=torch.float64)
+        if self.dist.distributed and keys:
+            sums = all_reduce_mean(sums.to(self._coll_device())).cpu()
+        return {k: float(s) / n for k, s in zip(keys, sums.tolist(), strict=True)}
+
+    def _end_epoch(self, progress: _Progress, lr: float) -> None:
+        hp = self.spec.hparams
+        t0 = time.perf_counter()
+        means = self._epoch_means(progress)
+        self.epoch += 1
+        epoch = self.epoch
+        metrics: dict[str, Any] = {"epoch": epoch, "step": self.step}
+        metrics.update({k: v for k, v in means.items() if k.startswith("loss_")})
+        metrics["loss"] = means.get("loss", float("nan"))
+        metrics["lr"] = lr
+        metrics["images_per_s"] = progress.images / max(progress.seconds, 1e-9)
+        metrics["epoch_time_s"] = progress.seconds
+        if progress.skipped:
+            metrics["skipped_steps"] = progress.skipped
+        is_best = False
+        evaluate = self.val_set is not None and (epoch % hp.eval_interval == 0 or epoch == hp.epochs)
+        if self.is_main:
+            if evaluate:
+                out = self._evaluate()
+                res = out.result
+                metrics["map50"] = _json_float(res.map)
+                metrics["map50_95"] = _json_float(res.map_50_95)
+                metrics["ap50"] = dict(res.per_class)
+                metrics["ap50_95"] = dict(res.per_class_50_95 or {})
+                metrics["eval_time_s"] = out.seconds
+                fitness = res.map if not math.isnan(res.map) else 0.0
+                is_best = self.best_fitness is None or fitness > self.best_fitness
+                if is_best:
+                    self.best_fitness, self.best_epoch = fitness, epoch
+                metrics["is_best"] = is_best
+                self.last_eval, self.last_eval_epoch = out, epoch
+                self.hooks.on_eval(epoch, res)
+            elif self.val_set is None:
+                is_best = True  # no validation: best.pt follows last.pt
+                self.best_epoch = epoch
+            self.train_time += progress.seconds + (time.perf_counter() - t0)
+            self._append_metrics(metrics)
+            self.hooks.on_epoch_end(epoch, metrics)
+            ckpt = self._checkpoint(_Progress())
+            save_checkpoint(self.last_path, ckpt)
+            self.hooks.on_checkpoint(self.last_path, epoch, False)
+            if is_best:
+                save_checkpoint(self.best_path, ckpt)
+                self.hooks.on_checkpoint(self.best_path, epoch, True)
+        barrier()
+
+    def _evaluate(self) -> EvalOutput:
+        hp = self.spec.hparams
+        assert self.val_set is not None
+        model = self.ema.module if self.ema is not None else self.model
+        return evaluate_model(
+            model,
+            self.val_set,
+            batch_size=self.batch,
+            device=self.device,
+            conf_thr=hp.conf_thr,
+            nms_iou=hp.nms_iou,
+            max_det=hp.max_det,
+            amp=self.use_amp,
+            channels_last=self.channels_last,
+            workers=hp.workers,
+        )
+
+    # -------------------------------------------------------------------------------------- the end
+    def _stop(self, progress: _Progress) -> TrainResult:
+        """Write last.pt at the current point (rank 0) and report a stopped run."""
+        if self.dist.distributed and progress.loss_sums:
+            keys = sorted(progress.loss_sums)
+            sums = torch.tensor([progress.loss_sums[k] for k in keys], dtype=torch.float64)
+            sums = all_reduce_mean(sums.to(self._coll_device())).cpu()
+            progress.loss_sums = dict(zip(keys, sums.tolist(), strict=True))
+        results: dict[str, Any] = {"status": "stopped", "epoch": self.epoch, "iteration": progress.iteration}
+        if self.is_main:  # progress.seconds travels in the checkpoint; train_time gets it at the epoch end
+            save_checkpoint(self.last_path, self._checkpoint(progress))
+            self.hooks.on_checkpoint(self.last_path, self.epoch, False)
+            results.update(step=self.step, weights={"last": str(self.last_path)})
+            self.hooks.on_train_end(results)
+        barrier()
+        return TrainResult(
+            status="stopped",
+            epoch=self.epoch,
+            iteration=progress.iteration,
+            step=self.step,
+            output_dir=self.output_dir,
+            last=self.last_path,
+            best=self.best_path if self.best_path.exists() else None,
+            results=results,
+        )
+
+    def _finish(self) -> TrainResult:
+        hp = self.spec.hparams
+        results: dict[str, Any] = {"status": "completed"}
+        if self.is_main:
+            res = self.last_eval.result if self.last_eval is not None else None
+            results.update(
+                {
+                    "name": self.spec.name,
+                    "epochs": self.epoch,
+                    "step": self.step,
+                    "metric": res.metric if res is not None else None,
+                    "map50": _json_float(res.map) if res is not None else None,
+                    "map50_95": _json_float(res.map_50_95) if res is not None else None,
+                    "ap50": dict(res.per_class) if res is not None else None,
+                    "ap50_95": dict(res.per_class_50_95 or {}) if res is not None else None,
+                    "eval_epoch": self.last_eval_epoch,
+                    "best_epoch": self.best_epoch,
+                    "best_map50": self.best_fitness,
+                    "params": self.fused_info["params"],
+                    "gflops": self.fused_info["gflops"],
+                    "imgsz": hp.imgsz,
+                    "train_time_s": self.train_time,
+                    "weights": {"last": str(self.last_path), "best": str(self.best_path)},
+                }
+            )
+            _atomic_write_text(self.output_dir / "results.json", json.dumps(results, indent=2) + "\n")
+            self.hooks.on_train_end(results)
+        barrier()
+        return TrainResult(
+            status="completed",
+            epoch=self.epoch,
+            iteration=0,
+            step=self.step,
+            output_dir=self.output_dir,
+            last=self.last_path,
+            best=self.best_path,
+            results=results,
+        )
+
+    # --------------------------------------------------------------------------------- checkpoints
+    def _checkpoint(self, progress: _Progress) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model": _cpu_state(self.model.state_dict()),
+            "ema": None
+            if self.ema is None
+            else {"state": _cpu_state(self.ema.module.state_dict()), "updates": self.ema.updates},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {
+                "kind": "warmup_cosine",
+                "step": self.step,
+                "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps,
+            },
+            "scaler": self.scaler.state_dict(),
+            "rng": get_rng_state(),
+            "epoch": self.epoch,
+            "iteration": progress.iteration,
+            "step": self.step,
+            "progress": progress.to_dict() if progress.iteration else {},
+            "best_fitness": self.best_fitness,
+            "best_epoch": self.best_epoch,
+            "train_time_s": self.train_time,
+            "spec": spec.model_dump(mode="json"),
+            "model_info": {
+                "preset": spec.student.preset,
+                "num_classes": len(self.classes),
+                "classes": list(self.classes),
+                "reg_max": spec.student.reg_max,
+                "imgsz": spec.hparams.imgsz,
+            },
+        }
+
+    def _resume_path(self) -> Path | None:
+        if self.resume is None or self.resume is False:
+            return None
+        if self.resume is True:
+            path = self.last_path
+            if not path.is_file():
+                raise DaikError(f"{path}: no checkpoint to resume from (train without --resume first)")
+            return path
+        return Path(self.resume)
+
+    def _load_resume(self, path: Path) -> tuple[_Progress, dict[str, Any] | None]:
+        ckpt = load_checkpoint(path)
+        meta = checkpoint_meta(ckpt, path)
+        spec = self.spec
+        mine = (spec.student.preset, tuple(self.classes), spec.student.reg_max)
+        theirs = (meta.preset, meta.classes, meta.reg_max)
+        if mine != theirs:
+            raise DaikError(
+                f"{path}: cannot resume: the checkpoint's model (preset {meta.preset}, {meta.num_classes} "
+                f"classes, reg_max {meta.reg_max}) differs from the spec's (preset {mine[0]}, "
+                f"{len(mine[1])} classes, reg_max {mine[2]})"
+            )
+        epoch, iteration = int(ckpt["epoch"]), int(ckpt.get("iteration", 0))
+        if epoch >= spec.hparams.epochs:
+            raise DaikError(
+                f"{path}: the run already trained {epoch} epochs (hparams.epochs = {spec.hparams.epochs}); "
+                "raise --epochs to train longer"
+            )
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            if self.ema is not None:
+                if ckpt.get("ema"):
+                    self.ema.load_state_dict(ckpt["ema"])
+                else:  # the run had no EMA: start one from the weights
+                    self.ema = ModelEMA(self.model, self.spec.hparams.ema_decay, EMA_TAU)
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DaikError(f"{path}: cannot resume from this checkpoint: {first}") from None
+        self.epoch, self.step = epoch, int(ckpt["step"])
+        self.best_fitness = ckpt.get("best_fitness")
+        self.best_epoch = ckpt.get("best_epoch")
+        self.train_time = float(ckpt.get("train_time_s", 0.0))
+        progress = _Progress.from_dict(ckpt.get("progress") or {}) if iteration else _Progress()
+        progress.iteration = iteration
+        return progress, ckpt.get("rng")
+
+    # ----------------------------------------------------------------------------------------- files
+    def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics, allow_nan=False, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _truncate_metrics(self, keep_through: int) -> None:
+        """Keep the lines of epochs ``<= keep_through`` (a fresh run keeps none)."""
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                epoch = int(json.loads(line)["epoch"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line
+            if epoch <= keep_through:
+                kept.append(line)
+        _atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _cpu_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _spec_yaml(spec: JobSpec) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+
+
+def _init_from_checkpoint(model: nn.Module, path: Path) -> None:
+    """``student.weights``: copy the tensors of a checkpoint (its EMA weights when it has) whose names and
+    shapes match; a checkpoint that matches nothing is an error."""
+    ckpt = load_checkpoint(path)
+    ema = ckpt.get("ema")
+    state = ema["state"] if isinstance(ema, dict) and "state" in ema else ckpt["model"]
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise DaikError(f"student.weights: {path}: no tensor fits the student model")
+    own.update(matched)
+    model.load_state_dict(own)
+
+
+def train(
+    spec: JobSpec,
+    callbacks: Iterable[Callback] = (),
+    *,
+    resume: bool | str | Path | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """``Trainer(spec, callbacks, resume=..., overwrite=...).fit()``."""
+    return Trainer(spec, callbacks, resume=resume, overwrite=overwrite).fit()

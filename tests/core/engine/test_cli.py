@@ -1,0 +1,114 @@
+"""`daik train / predict / eval / export` end to end through ``daik_core.cli.main``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from daik_core.cli import main
+from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.export import RawOutputs
+from tests.core.engine.conftest import make_spec
+
+
+@pytest.fixture(scope="module")
+def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-epoch run with a tiled validation set (96 px tiles, gap 32, of 160 px images)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    spec = make_spec(data_root, out, epochs=2, dataset={"split": {"size": 96, "gap": 32}})
+    path = out.parent / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    assert main(["train", str(path), "-q", "--epochs", "1"]) == 0  # --epochs overrides the spec
+    assert json.loads((out / "results.json").read_text())["epochs"] == 1
+    return out
+
+
+def test_eval_matches_the_trainers_final_evaluation(
+    trained: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "eval.json"
+    argv = ["eval", "--weights", str(trained / "weights" / "best.pt"), "--data", str(data_root / "val")]
+    assert main([*argv, "--json", str(report), "--save-dir", str(tmp_path / "task1"), "-q"]) == 0
+    assert "mAP50 (voc07" in capsys.readouterr().out
+    got = json.loads(report.read_text())
+    want = json.loads((trained / "results.json").read_text())
+    # same model (EMA), same tiling (from the checkpoint), same thresholds: the same numbers
+    assert got["mAP"] == want["map50"] and got["mAP50_95"] == want["map50_95"]
+    assert sorted(p.name for p in (tmp_path / "task1").iterdir())[0].startswith("Task1_")
+    assert main([*argv, "--metric", "area", "-q"]) == 0
+
+
+def test_eval_without_weights_or_format_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval"]) == 2
+    assert "--weights" in capsys.readouterr().err
+
+
+def test_predict_writes_task1_and_drawings(
+    trained: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pred"
+    weights = str(trained / "weights" / "best.pt")
+    source = data_root / "val" / "images"
+    argv = ["predict", "--weights", weights, "--source", str(source), "--out", str(out), "--conf", "0.01"]
+    assert main([*argv, "-q"]) == 0
+    assert "detections on 2 images (8 windows)" in capsys.readouterr().out  # tiled as in training
+    task1 = sorted(p.name for p in (out / "task1").iterdir())
+    assert len(task1) == 9 and all(n.startswith("Task1_") for n in task1)
+    ids = {line.split()[0] for p in (out / "task1").iterdir() for line in p.read_text().splitlines()}
+    assert ids <= {"synth_000000", "synth_000001"}
+    for stem in ("synth_000000", "synth_000001"):
+        vis = cv2.imread(str(out / "vis" / f"{stem}.png"))
+        assert vis is not None and vis.shape == (160, 160, 3)
+    # one file, untiled, at another size
+    one = source / "synth_000000.png"
+    assert main(["predict", "--weights", weights, "--source", str(one), "--out", str(out / "one"),
+                 "--split-size", "0", "--imgsz", "96", "-q"]) == 0  # fmt: skip
+    assert "(1 windows)" in capsys.readouterr().out
+    assert main(["predict", "--weights", weights, "--source", str(tmp_path / "nope"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err
+
+
+def test_export_onnx_matches_torch(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    path = tmp_path / "model.onnx"
+    assert main(["export", "--weights", str(trained / "weights" / "best.pt"), "--out", str(path)]) == 0
+    assert "max |difference|" in capsys.readouterr().out
+    # dynamic shapes: another batch and size than the check used
+    model, _ = load_detector(trained / "weights" / "best.pt")
+    net = RawOutputs(model.fuse()).eval()
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        want = net(x)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == tuple(w.shape)
+        assert np.abs(g - w.numpy()).max() <= 1e-4 * max(1.0, float(w.abs().max()))
+    meta = {p.key: p.value for p in __import__("onnx").load(str(path)).metadata_props}
+    assert json.loads(meta["classes"])[0] == "plane" and meta["reg_max"] == "16"
+
+
+def test_export_without_onnx_is_a_clear_error(
+    trained: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    assert main(["export", "--weights", str(trained / "weights" / "best.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "onnx" in err and "pip install" in err
+
+
+def test_recipe_config_is_a_valid_spec() -> None:
+    from daik_core.config import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[3] / "configs" / "synth-n.yaml")
+    assert spec.student.preset == "n" and spec.hparams.imgsz % 32 == 0
+    assert len(spec.dataset.class_names()) == 9
