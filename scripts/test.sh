@@ -4,14 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null 2>&1 || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+bash scripts/setup.sh dev,export
 VPY=.venv/bin/python
-"$VPY" -m pip install -q --upgrade pip
-# A CPU build of torch first (it satisfies the project's open torch>=2.3 range, so nothing larger is pulled).
-"$VPY" -m pip install -q "torch==${DAIK_TORCH_VERSION:-2.13.0}"
-"$VPY" -m pip install -q -e '.[dev,export]'
 
 # The services the tests need (PostgreSQL, Redis); started only when down.
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
