@@ -117,6 +117,8 @@ def predict_ours(weights: str, val: Path, out: Path, imgsz: int) -> Path:
             str(out / "daik-predict"),
             "--imgsz",
             str(imgsz),
+            "--conf",
+            "0.001",  # every detection counts for AP, as for the peer
         ]
         subprocess.run(cmd, check=True)
         found = sorted((out / "daik-predict").rglob("Task1_*.txt"))
