@@ -96,7 +96,7 @@ def run_peer(peer_python: str, out: Path, train: Path, val: Path, ours: dict, wo
     return {
         "name": "Ultralytics YOLOv8n-OBB",
         "params": s["params"],
-        "images_per_s": s["train_images_per_s"],
+        "images_per_s": s.get("epoch_images_per_s", s["train_images_per_s"]),
         "task1_dir": s["task1_dir"],
     }
 

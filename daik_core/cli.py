@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from daik_core.errors import DaikError
@@ -449,7 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/predict", help="output folder (task1/, vis/; runs/predict)")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.1, help="class-aware rotated NMS IoU (default 0.1)")
+    p.add_argument(
+        "--iou",
+        type=float,
+        default=None,
+        help="class-aware rotated NMS IoU per window (default: the training's hparams.nms_iou)",
+    )
     p.add_argument("--max-det", type=int, default=1000, help="boxes per window (default 1000)")
     p.add_argument(
         "--split-size",
@@ -480,7 +486,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reg-max", type=int, default=16, help="DFL reg_max (default 16)")
     p.add_argument("--fused", action="store_true", help="the re-parameterised inference model")
     p.set_defaults(handler=_cmd_info)
+    add_plugin_commands(sub)
     return parser
+
+
+PLUGIN_GROUP = "daik.commands"
+
+
+def add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands of the other packages of the distribution (``daik api``, ``daik worker``, ...), found by the
+    entry point group ``daik.commands``: each entry is a ``register(subparsers) -> None`` that adds its
+    parsers with a ``handler``. The library itself never imports the service or the worker."""
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        register = ep.load()
+        register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

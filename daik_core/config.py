@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from daik_core.errors import DaikError
 
 __all__ = [
+    "DEFAULT_NMS_IOU",
     "AssignerSpec",
     "AugmentSpec",
     "DatasetSpec",
@@ -43,6 +44,11 @@ __all__ = [
     "load_spec",
     "parse_spec",
 ]
+
+# NMS IoU per image (or tile) of evaluation and prediction, one value for the trainer, `daik eval` and
+# `daik predict`; chosen by measurement (bench/README.md, "NMS threshold"). Merging tiles of a large image
+# is a separate step with the DOTA devkit's 0.1.
+DEFAULT_NMS_IOU = 0.45
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
@@ -173,7 +179,11 @@ class HParams(_Strict):
     workers: Annotated[int, Field(ge=0, le=64)] = 2
     eval_interval: PositiveInt = Field(default=1, description="evaluate every k epochs (and at the end)")
     conf_thr: Annotated[float, Field(ge=0, lt=1)] = 0.001
-    nms_iou: Annotated[float, Field(gt=0, le=1)] = 0.45
+    nms_iou: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=DEFAULT_NMS_IOU,
+        description="class-aware rotated NMS IoU of evaluation; `daik predict` and `daik eval` use the "
+        "checkpoint's value by default",
+    )
     max_det: PositiveInt = 1000
 
     @field_validator("imgsz")

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from daik_core.config import HParams
 from daik_core.errors import DaikError
 from daik_core.models.detector import Detector
 from daik_core.presets import PRESETS, build_detector
@@ -195,6 +196,14 @@ class CheckpointMeta:
         dataset = self.spec.get("dataset") if isinstance(self.spec, dict) else None
         split = dataset.get("split") if isinstance(dataset, dict) else None
         return split if isinstance(split, dict) else None
+
+    @property
+    def nms_iou(self) -> float:
+        """The NMS IoU the model was evaluated with in training (``hparams.nms_iou``; its default when the
+        spec does not say), so that ``daik predict`` and ``daik eval`` see the same detections."""
+        hparams = self.spec.get("hparams") if isinstance(self.spec, dict) else None
+        value = hparams.get("nms_iou") if isinstance(hparams, dict) else None
+        return float(value) if isinstance(value, (int, float)) else float(HParams().nms_iou)
 
 
 def checkpoint_meta(ckpt: Mapping[str, Any], path: str | Path = "checkpoint") -> CheckpointMeta:

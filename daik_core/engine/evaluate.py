@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from daik_core.config import DEFAULT_NMS_IOU
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.dota import DotaLabel, DotaObject, Task1Detections
 from daik_core.data.loader import build_dataloader
@@ -117,7 +118,7 @@ def predict_dataset(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     conf_thr: float = 0.001,
-    nms_iou: float = 0.45,
+    nms_iou: float = DEFAULT_NMS_IOU,
     max_det: int = 1000,
     merge_iou: float = 0.1,
     amp: bool = False,
@@ -182,7 +183,7 @@ def evaluate_model(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     conf_thr: float = 0.001,
-    nms_iou: float = 0.45,
+    nms_iou: float = DEFAULT_NMS_IOU,
     max_det: int = 1000,
     merge_iou: float = 0.1,
     iou_thr: float = 0.5,

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from daik_core.config import DEFAULT_NMS_IOU
 from daik_core.data.dataset import decode_image
 from daik_core.data.dota import IMAGE_SUFFIXES, find_images, write_task1_dir
 from daik_core.data.split import patch_windows
@@ -82,7 +83,7 @@ def detect_image(
     imgsz: int,
     device: torch.device,
     conf: float = 0.25,
-    iou: float = 0.1,
+    iou: float = DEFAULT_NMS_IOU,
     max_det: int = 1000,
     split_size: int | None = None,
     gap: int = 200,
@@ -171,7 +172,7 @@ def predict(
     *,
     imgsz: int | None = None,
     conf: float = 0.25,
-    iou: float = 0.1,
+    iou: float | None = None,
     max_det: int = 1000,
     split_size: int | None = None,
     gap: int | None = None,
@@ -183,13 +184,16 @@ def predict(
 ) -> PredictSummary:
     """Run a checkpoint over ``source`` (an image or a folder) and write ``out`` (module docstring).
     ``imgsz`` defaults to the checkpoint's training size; ``split_size`` / ``gap`` to the tiling of its
-    training data (``dataset.split``; none when it was not tiled); ``split_size`` 0 turns tiling off."""
+    training data (``dataset.split``; none when it was not tiled); ``split_size`` 0 turns tiling off;
+    ``iou`` (the per-window NMS) to the NMS IoU of its training evaluations (``hparams.nms_iou``)."""
     _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
     sources = find_sources(source)
     dev = resolve_device(device)
     model, meta = load_detector(weights, map_location="cpu")
     model.fuse().to(dev)
     size = imgsz if imgsz is not None else meta.imgsz
+    if iou is None:
+        iou = meta.nms_iou
     trained = meta.split or {}
     if split_size is None:
         split_size = int(trained["size"]) if "size" in trained else 0
@@ -235,7 +239,7 @@ def predict(
 def _check_args(
     imgsz: int | None,
     conf: float,
-    iou: float,
+    iou: float | None,
     max_det: int,
     split_size: int | None,
     gap: int | None,
@@ -247,7 +251,7 @@ def _check_args(
     if not 0.0 <= conf < 1.0:
         raise DaikError(f"--conf must be in [0, 1), got {conf}")
     for name, v in (("--iou", iou), ("--merge-iou", merge_iou)):
-        if not 0.0 <= v <= 1.0:
+        if v is not None and not 0.0 <= v <= 1.0:
             raise DaikError(f"{name} must be in [0, 1], got {v}")
     if max_det < 1:
         raise DaikError(f"--max-det must be >= 1, got {max_det}")

@@ -1,0 +1,91 @@
+"""One typed settings object for the API, the worker and the CLI, read from the environment (``DAIK_*``).
+
+Embedded defaults (one machine, no servers): an SQLite file and a kombu SQLAlchemy broker under
+``DAIK_HOME`` (default ``~/.daik``). Production: ``DAIK_DATABASE_URL=postgresql+psycopg://...`` and
+``DAIK_BROKER_URL=redis://...``. Directories are created on first use, not at import.
+
+Secrets (``DAIK_BOOTSTRAP_TOKEN``, passwords inside URLs) come only from the environment and never
+appear in ``repr`` or logs: use :meth:`Settings.redacted`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DAIK_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path("~/.daik"), description="embedded state: SQLite files, logs")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home")
+    broker_url: str | None = Field(default=None, description="Celery broker; default: SQLAlchemy in home")
+    data_root: Path | None = Field(default=None, description="datasets live under here; default home/data")
+    artifact_root: Path | None = Field(
+        default=None, description="job outputs and checkpoints; default home/artifacts"
+    )
+    bootstrap_token: SecretStr | None = Field(
+        default=None, description="registered with admin scope at API start when set"
+    )
+    # liveness (SERVICE.md): the lease a claim takes, how often the worker heartbeats, and the broker's
+    # visibility timeout, which must exceed the longest job
+    lease_seconds: int = Field(default=90, ge=5)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    visibility_timeout: int = Field(default=7 * 24 * 3600, ge=60)
+    redispatch_after_seconds: int = Field(default=60, ge=1)
+    cancel_grace_seconds: float = Field(default=60.0, ge=0)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins; none by default")
+
+    @field_validator("home", "data_root", "artifact_root")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return None if v is None else v.expanduser().resolve()
+
+    @cached_property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'daik.sqlite'}"
+
+    @cached_property
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return self.data_root or self.home / "data"
+
+    @cached_property
+    def artifact_dir(self) -> Path:
+        return self.artifact_root or self.home / "artifacts"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the database is SQLite (one machine)."""
+        return self.db_url.startswith("sqlite")
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.data_dir, self.artifact_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as they may be logged: URLs without passwords, secrets masked."""
+        return {
+            "home": str(self.home),
+            "database_url": redact_url(self.db_url),
+            "broker_url": redact_url(self.broker),
+            "data_root": str(self.data_dir),
+            "artifact_root": str(self.artifact_dir),
+            "bootstrap_token": "***" if self.bootstrap_token else None,
+        }
