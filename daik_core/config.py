@@ -107,7 +107,20 @@ class ModelSpec(_Strict):
 
 
 class TeacherSpec(_Strict):
-    checkpoint: str = Field(min_length=1, description="a checkpoint written by `daik train` (best.pt)")
+    """The teacher of a distill job: a checkpoint file, or (through the service) a finished job's id."""
+
+    checkpoint: str | None = Field(
+        default=None, min_length=1, description="a checkpoint written by `daik train` (best.pt)"
+    )
+    job: str | None = Field(
+        default=None, min_length=1, description="service only: a succeeded job whose best.pt is the teacher"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherSpec:
+        if (self.checkpoint is None) == (self.job is None):
+            raise ValueError("give exactly one of teacher.checkpoint and teacher.job")
+        return self
 
 
 class AssignerSpec(_Strict):
