@@ -131,7 +131,9 @@ class AssignerSpec(_Strict):
     beta: NonNegFloat = 6.0
     gamma: NonNegFloat = Field(default=0.0, description="AAL exponent; 0 turns AAL off in the assigner")
     overlap: Literal["rotated_iou", "probiou", "hbb_iou"] = Field(
-        default="probiou", description="the overlap u between predicted and GT boxes"
+        default="probiou",
+        description="the overlap u between predicted and GT boxes; probiou by measurement: +0.10 mAP50 over "
+        "rotated_iou, +0.13 over hbb_iou on the synth-n recipe (bench/README.md)",
     )
     aal: Literal["table", "sin"] = Field(
         default="table", description="AAL as the exact rotated-IoU table (reading) or the paper's |sin| form"
