@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-predict", action="store_true", help="train only (throughput runs)")
     args = ap.parse_args()
 
     out = Path(args.out).resolve()
@@ -109,8 +110,10 @@ def main() -> None:
     det_dir = out / "task1"
     det_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[str]] = {c: [] for c in classes}
-    val_images = sorted(
-        p for p in (Path(args.val) / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+    val_images = (
+        []
+        if args.no_predict
+        else sorted(p for p in (Path(args.val) / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     )
     t1 = time.perf_counter()
     for img in val_images:
