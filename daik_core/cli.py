@@ -141,7 +141,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from types import FrameType
 
     from daik_core.config import load_spec, parse_spec
-    from daik_core.engine.callbacks import ProgressCallback, StopFlag
+    from daik_core.engine.callbacks import Callback, JsonlEvents, ProgressCallback, StopFlag
     from daik_core.engine.trainer import Trainer
 
     spec = load_spec(args.spec)
@@ -180,10 +180,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     main_rank = os.environ.get("RANK", "0") == "0"
+    callbacks: list[Callback] = [ProgressCallback(disable=args.quiet or not main_rank), stop]
+    if args.events is not None:
+        callbacks.append(JsonlEvents(args.events))
     try:
         trainer = Trainer(
             spec,
-            [ProgressCallback(disable=args.quiet or not main_rank), stop],
+            callbacks,
             resume=args.resume,
             overwrite=args.overwrite,
         )
@@ -441,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")
     p.add_argument("--workers", type=int, default=None, help="override hparams.workers")
     p.add_argument("--output", default=None, help="override the output folder")
+    p.add_argument(
+        "--events",
+        default=None,
+        metavar="FILE",
+        help="append the run's events (start, progress, epoch, eval, checkpoint, end) to FILE as JSON lines",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_cmd_train)
 

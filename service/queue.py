@@ -38,7 +38,10 @@ def queue_for(gpus: int) -> str:
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     """Options shared by sender and worker; Redis redelivers a task unacked after ``visibility_timeout``,
-    so it must exceed the longest job (SERVICE.md)."""
+    so it must exceed the longest job (SERVICE.md). Redis only: the embedded SQLAlchemy broker hands its
+    transport options to ``create_engine``, which rejects unknown keys."""
+    if not settings.broker.startswith(("redis", "rediss", "sentinel")):
+        return {}
     return {"visibility_timeout": settings.visibility_timeout}
 
 

@@ -18,14 +18,17 @@ Under DDP the hooks run on rank 0 only; ``should_stop`` is polled on every rank 
 current iteration (an exact mid-epoch resume point) and returns with status ``"stopped"``.
 
 :class:`StopFlag` is the stop switch that signal handlers and workers set; :class:`ProgressCallback` is the
-CLI's tqdm display.
+CLI's tqdm display; :class:`JsonlEvents` writes the run's events as JSON lines for a process that tails them
+(``daik train --events FILE``, read by the job worker).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,7 @@ from tqdm import tqdm
 
 from daik_core.eval.dota import DotaResult
 
-__all__ = ["Callback", "CallbackList", "ProgressCallback", "StopFlag", "TrainInfo"]
+__all__ = ["Callback", "CallbackList", "JsonlEvents", "ProgressCallback", "StopFlag", "TrainInfo"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class TrainInfo:
     gflops: float
     resumed_from: Path | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
+    start_step: int = 0  # optimiser steps before this run (0 unless resumed)
 
 
 class Callback:
@@ -232,3 +236,102 @@ class ProgressCallback(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every non-finite float (NaN, inf) replaced by ``None``, recursively: strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+class JsonlEvents(Callback):
+    """The run's events as JSON lines appended to ``path``, each flushed at once, for a process that tails
+    the file (the job worker turns them into database rows). One object per line; epochs are 1-based and
+    ``step`` counts the optimiser steps done; non-finite numbers are written as ``null``::
+
+        {"event": "start", "epochs": E, "iters_per_epoch": I, "epoch": e0, "step": s0}   (e0, s0 > 0: resumed)
+        {"event": "progress", "epoch": e, "iteration": i, "iters_per_epoch": I, "step": s, "loss": x,
+         "images_per_s": y}                                       (at most one per ``progress_interval`` s)
+        {"event": "eval", "epoch": e, "step": s, "map50": m, "map50_95": m, "ap50": {cls: ap | null},
+         "ap50_95": {...}}
+        {"event": "epoch", "epoch": e, "step": s, "metrics": {"loss_cls": .., ..., "loss": .., "lr": ..,
+         "images_per_s": ..}}
+        {"event": "checkpoint", "epoch": e, "step": s, "path": "/abs/.../weights/last.pt", "is_best": b}
+        {"event": "end", "status": "completed" | "stopped", "results": {...}}   (results.json's content)
+
+    In one epoch the trainer reports ``eval`` before ``epoch`` and then the checkpoints (``last.pt``, then
+    ``best.pt`` when it is the best). The file is opened on the first event, so that under DDP only rank 0
+    (the only one that calls the hooks) creates it.
+    """
+
+    def __init__(self, path: str | Path, progress_interval: float = 2.0) -> None:
+        self.path = Path(path)
+        self.progress_interval = progress_interval
+        self._file: TextIO | None = None
+        self._iters = 0
+        self._step = 0
+        self._last_progress = -math.inf
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(json.dumps(_finite({"event": event, **fields}), allow_nan=False) + "\n")
+        self._file.flush()
+
+    def on_train_start(self, info: TrainInfo) -> None:
+        self._iters = info.iterations_per_epoch
+        self._step = info.start_step
+        self._emit(
+            "start", epochs=info.epochs, iters_per_epoch=self._iters, epoch=info.start_epoch, step=self._step
+        )
+
+    def on_batch_end(self, epoch: int, iteration: int, logs: Mapping[str, float]) -> None:
+        self._step += 1
+        now = time.monotonic()
+        if now - self._last_progress < self.progress_interval:
+            return
+        self._last_progress = now
+        self._emit(
+            "progress",
+            epoch=epoch,
+            iteration=iteration,
+            iters_per_epoch=self._iters,
+            step=self._step,
+            loss=logs.get("loss"),
+            images_per_s=logs.get("images_per_s"),
+        )
+
+    def on_eval(self, epoch: int, result: DotaResult) -> None:
+        self._emit(
+            "eval",
+            epoch=epoch,
+            step=self._step,
+            map50=result.map,
+            map50_95=result.map_50_95,
+            ap50=dict(result.per_class),
+            ap50_95=dict(result.per_class_50_95 or {}),
+        )
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        self._step = int(metrics.get("step", self._step))
+        values = {k: v for k, v in metrics.items() if k.startswith("loss_")}
+        values.update({k: metrics[k] for k in ("loss", "lr", "images_per_s") if k in metrics})
+        self._emit("epoch", epoch=epoch, step=self._step, metrics=values)
+
+    def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
+        self._emit("checkpoint", epoch=epoch, step=self._step, path=str(path.resolve()), is_best=is_best)
+
+    def on_train_end(self, results: Mapping[str, Any]) -> None:
+        self._emit("end", status=results.get("status"), results=dict(results))
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -453,6 +453,7 @@ class Trainer:
                 gflops=info["gflops"],
                 resumed_from=resume_path,
                 classes=tuple(classes),
+                start_step=self.step,
             )
         )
 

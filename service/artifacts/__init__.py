@@ -1,0 +1,1 @@
+"""Job artifacts under the artifact root: checkpoints (listing and download)."""

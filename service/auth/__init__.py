@@ -1,0 +1,1 @@
+"""API tokens: bearer authentication with scopes (router, schemas, service, dependencies)."""

@@ -1,0 +1,196 @@
+"""Bearer tokens: creation, hashing, scopes, expiry, revocation, the bootstrap token and the CLI.
+
+A token is ``daik_`` + ``secrets.token_urlsafe(32)`` (256 random bits), shown once and stored only as its
+SHA-256: a fast hash is enough for a secret that long (no dictionary to guess from). Tokens never reach a
+log; the first characters (``prefix``) tell tokens apart in listings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+import sys
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from service.db.base import utcnow
+from service.db.models import ApiToken
+from service.problems import Problem
+from service.settings import Settings
+
+__all__ = [
+    "BOOTSTRAP_NAME",
+    "SCOPES",
+    "TOKEN_PREFIX",
+    "authenticate",
+    "create_token",
+    "create_token_cli",
+    "ensure_bootstrap_token",
+    "generate_token",
+    "has_scope",
+    "hash_token",
+    "revoke_token",
+    "validate_scopes",
+]
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "daik_"
+ADMIN = "admin"
+SCOPES: tuple[str, ...] = ("jobs:read", "jobs:write", "datasets:read", "datasets:write", ADMIN)
+BOOTSTRAP_NAME = "bootstrap"
+# last_used_at is written at most once per this interval, so reads do not each cost a write
+LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
+
+
+def generate_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def validate_scopes(scopes: Iterable[str]) -> list[str]:
+    """The scopes, deduplicated in the canonical order; ``ValueError`` naming an unknown one."""
+    given = list(scopes)
+    if not given:
+        raise ValueError("at least one scope is needed")
+    for s in given:
+        if s not in SCOPES:
+            raise ValueError(f"unknown scope {s!r} (known: {', '.join(SCOPES)})")
+    return [s for s in SCOPES if s in given]
+
+
+def has_scope(token: ApiToken, scope: str) -> bool:
+    """``admin`` implies every scope."""
+    return ADMIN in token.scopes or scope in token.scopes
+
+
+def create_token(
+    session: Session, name: str, scopes: Sequence[str], expires_in: dt.timedelta | None = None
+) -> tuple[ApiToken, str]:
+    """Insert a token row (flushed, not committed) and return it with the plain token, which is not
+    stored anywhere."""
+    plain = generate_token()
+    row = ApiToken(
+        name=name,
+        token_hash=hash_token(plain),
+        prefix=plain[:12],
+        scopes=validate_scopes(scopes),
+        expires_at=utcnow() + expires_in if expires_in is not None else None,
+    )
+    session.add(row)
+    session.flush()
+    return row, plain
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken | None:
+    """Mark a token revoked (idempotent: the first revocation time stays); None when there is none."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        return None
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return row
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="daik"'})
+
+
+def ensure_bootstrap_token(session: Session, settings: Settings) -> ApiToken | None:
+    """Register ``DAIK_BOOTSTRAP_TOKEN`` (scope admin) and revoke earlier bootstrap tokens it replaced.
+    Commits. A bootstrap token revoked through the API stays revoked."""
+    if settings.bootstrap_token is None:
+        return None
+    plain = settings.bootstrap_token.get_secret_value()
+    digest = hash_token(plain)
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
+    if row is None:
+        row = ApiToken(name=BOOTSTRAP_NAME, token_hash=digest, prefix=plain[:12], scopes=[ADMIN])
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:  # another API process registered it at the same moment
+            session.rollback()
+            row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one()
+    elif row.revoked_at is not None:
+        log.warning("the configured bootstrap token (id %s) was revoked; it stays revoked", row.id)
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.name == BOOTSTRAP_NAME, ApiToken.token_hash != digest, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    session.commit()
+    return row
+
+
+def authenticate(session: Session, plain: str, settings: Settings) -> ApiToken:
+    """The token row of a bearer token, or a 401 problem (unknown, expired, revoked). Updates
+    ``last_used_at`` (at most once a minute) and commits that."""
+    digest = hash_token(plain)
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
+    bootstrap = settings.bootstrap_token
+    # the API registers the bootstrap token at start; if the database was not ready then, do it now
+    if row is None and bootstrap and hmac.compare_digest(digest, hash_token(bootstrap.get_secret_value())):
+        row = ensure_bootstrap_token(session, settings)
+    if row is None:
+        raise _unauthorized("invalid token")
+    now = utcnow()
+    if row.revoked_at is not None:
+        raise _unauthorized("token revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise _unauthorized("token expired")
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+        session.commit()
+    return row
+
+
+def create_token_cli(settings: Settings, name: str, scopes: Sequence[str], expires_days: float | None) -> int:
+    """``daik token create``: print the new token (once) on stdout, what it is on stderr; one-line errors
+    and a non-zero exit status on bad input or an unready database."""
+    from service.db.session import make_engine, make_sessionmaker
+
+    try:
+        scopes = validate_scopes(scopes)
+        if not name.strip():
+            raise ValueError("--name must not be empty")
+        if expires_days is not None and expires_days <= 0:
+            raise ValueError(f"--expires-days must be positive, got {expires_days:g}")
+    except ValueError as err:
+        print(f"daik: error: {err}", file=sys.stderr)
+        return 2
+    if settings.embedded:
+        settings.ensure_dirs()
+    engine = make_engine(settings.db_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            expires = dt.timedelta(days=expires_days) if expires_days is not None else None
+            row, plain = create_token(session, name.strip(), scopes, expires)
+            session.commit()
+    except SQLAlchemyError as err:
+        reason = type(getattr(err, "orig", None) or err).__name__
+        print(
+            f"daik: error: cannot store the token ({reason}); is the database reachable and migrated "
+            "(`daik db upgrade`)?",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+    until = f", expires {row.expires_at.isoformat()}" if row.expires_at else ""
+    print(
+        f"token {row.name!r} (id {row.id}, scopes {' '.join(row.scopes)}{until}); shown once:",
+        file=sys.stderr,
+    )
+    print(plain)
+    return 0

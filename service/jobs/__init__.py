@@ -1,0 +1,1 @@
+"""Training and distillation jobs: submit, list, read, metrics, cancel, live events."""

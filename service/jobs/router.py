@@ -1,0 +1,225 @@
+"""``/jobs``: submit, list, read, metrics, cancel, and the live event stream (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth.dependencies import require
+from service.db.models import TERMINAL_STATES, ApiToken, JobStatus
+from service.dependencies import SessionDep, SessionmakerDep, SettingsDep
+from service.jobs import service
+from service.jobs.dependencies import ValidJob
+from service.jobs.schemas import JobCreate, JobList, JobOut, MetricsOut
+from service.problems import problem_responses
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=problem_responses(401, 403))
+
+SSE_POLL_SECONDS = 0.5  # how often the stream looks for new job_event rows (app.state.sse_poll_seconds)
+SSE_KEEPALIVE_SECONDS = 15.0  # a comment line after this long without data (app.state.sse_keepalive_seconds)
+SSE_BATCH = 500
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
+
+JobsRead = Depends(require("jobs:read"))
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot compare text with NUL characters
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobOut,
+    responses={
+        201: {"description": "created, or replayed for a repeated Idempotency-Key (`Idempotent-Replayed`)"},
+        **problem_responses(400, 409, 413, 422),
+    },
+)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[ApiToken, Depends(require("jobs:write"))],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="same key + same body replays the first response; same key + another body: 422",
+        ),
+    ] = None,
+) -> JobOut:
+    job, created = service.submit_job(session, settings, body, idempotency_key=idempotency_key, token=token)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    if created:
+        return service.job_out(job, {})  # a new job has no metrics yet
+    response.headers["Idempotent-Replayed"] = "true"
+    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+
+
+@router.get("", response_model=JobList, dependencies=[JobsRead], responses=problem_responses(422))
+def list_jobs(
+    session: SessionDep,
+    status: Annotated[list[JobStatus] | None, Query(description="repeat for several")] = None,
+    kind: Annotated[Literal["train", "distill"] | None, Query()] = None,
+    name: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="exact name")] = None,
+    name_prefix: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="names starting with this")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="`next_cursor` of the previous page")
+    ] = None,
+) -> JobList:
+    """Jobs, newest first, a page at a time (keyset pagination: no duplicates or gaps under inserts)."""
+    jobs, next_cursor = service.list_jobs(
+        session,
+        statuses=[s.value for s in status or ()],
+        kind=kind,
+        name=name,
+        name_prefix=name_prefix,
+        limit=limit,
+        cursor=cursor,
+    )
+    latest = service.latest_metrics(session, [j.id for j in jobs])
+    return JobList(items=[service.job_out(j, latest[j.id]) for j in jobs], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, dependencies=[JobsRead], responses=problem_responses(404))
+def get_job(job: ValidJob, session: SessionDep) -> JobOut:
+    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+
+
+@router.get(
+    "/{job_id}/metrics",
+    response_model=MetricsOut,
+    dependencies=[JobsRead],
+    responses=problem_responses(404, 422),
+)
+def get_metrics(
+    job: ValidJob,
+    session: SessionDep,
+    keys: Annotated[
+        str | None, Query(max_length=2000, pattern=NO_NUL, description="comma-separated keys; default all")
+    ] = None,
+    from_step: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    max_points: Annotated[
+        int | None, Query(ge=2, le=100_000, description="per series: first, last and evenly spaced points")
+    ] = None,
+) -> Any:
+    key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+    data = service.get_metrics(session, job.id, keys=key_list, from_step=from_step, max_points=max_points)
+    # already in MetricsOut's shape with finite floats: serialised directly (validating thousands of points
+    # again would cost more than the query)
+    return JSONResponse(data)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    dependencies=[Depends(require("jobs:write"))],
+    responses=problem_responses(404, 409, 422),
+)
+def cancel_job(
+    job: ValidJob,
+    session: SessionDep,
+    force: Annotated[bool, Query(description="stop the trainer at once, without the grace period")] = False,
+) -> JobOut:
+    """Queued: cancelled at once. Running: ``cancelling`` until the worker has stopped the trainer.
+    Already cancelled or cancelling: 202, nothing changes. Finished: 409."""
+    job = service.cancel_job(session, job, force=force)
+    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+
+
+def _sanitize(value: Any) -> Any:
+    """JSON without NaN / Infinity (which JSON.parse rejects)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _sanitize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitize(v) for v in value]
+    return value
+
+
+def _poll(
+    factory: sessionmaker[Session], job_id: uuid.UUID, after: int
+) -> tuple[str | None, list[tuple[int, str, Any]]]:
+    with factory() as session:  # a short session per poll: no connection is held between polls
+        job_status, events = service.fetch_events(session, job_id, after, SSE_BATCH)
+        return job_status, [(e.id, e.type, e.data) for e in events]
+
+
+async def _event_stream(
+    request: Request, factory: sessionmaker[Session], job_id: uuid.UUID, after: int
+) -> AsyncIterator[str]:
+    poll = float(getattr(request.app.state, "sse_poll_seconds", SSE_POLL_SECONDS))
+    keepalive = float(getattr(request.app.state, "sse_keepalive_seconds", SSE_KEEPALIVE_SECONDS))
+    yield "retry: 3000\n\n"
+    last_sent = time.monotonic()
+    while True:
+        job_status, events = await anyio.to_thread.run_sync(_poll, factory, job_id, after)
+        for event_id, event_type, data in events:
+            after = event_id
+            payload = json.dumps(_sanitize(data), separators=(",", ":"))
+            yield f"id: {event_id}\nevent: {event_type}\ndata: {payload}\n\n"
+            if event_type == "status" and isinstance(data, dict) and data.get("status") in _TERMINAL:
+                return
+        if len(events) == SSE_BATCH:
+            continue  # more are waiting
+        if job_status is None or job_status in _TERMINAL:
+            return  # finished before `after` (its terminal event was already sent), or deleted
+        now = time.monotonic()
+        if events:
+            last_sent = now
+        elif now - last_sent >= keepalive:
+            yield ": keep-alive\n\n"
+            last_sent = now
+        if await request.is_disconnected():
+            return
+        await anyio.sleep(poll)
+
+
+@router.get(
+    "/{job_id}/events",
+    dependencies=[JobsRead],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: `id` = event id, `event` = type (status, progress, epoch, "
+            "eval, checkpoint), `data` = JSON; ends after a terminal status event",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(404, 422),
+    },
+)
+def job_events(
+    request: Request,
+    job: ValidJob,
+    session: SessionDep,
+    factory: SessionmakerDep,
+    last_event_id_header: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**62)] = None,
+    last_event_id: Annotated[
+        int | None, Query(ge=0, le=2**62, description="resume after this event id")
+    ] = None,
+) -> StreamingResponse:
+    """The job's events from the one after ``Last-Event-ID`` (header, or the query parameter for clients
+    that cannot set headers) on; a ``: keep-alive`` comment every 15 s of silence."""
+    after = last_event_id_header if last_event_id_header is not None else (last_event_id or 0)
+    job_id = job.id
+    session.close()  # the stream polls with its own short sessions; hold no connection for its lifetime
+    return StreamingResponse(
+        _event_stream(request, factory, job_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,122 @@
+"""A scripted stand-in for ``daik train`` (the worker only sees its event file, its log and its exit code).
+
+It writes ``start``, then per epoch ``progress`` / ``eval`` / ``epoch`` / ``checkpoint`` (real files under
+``<output>/weights``), then ``end`` and exits 0. Options make it misbehave: ``--hang`` sleeps after the
+first epoch until signalled; ``--on-term`` ``obey`` checkpoints, writes ``end`` stopped and exits 143, or
+``ignore`` ignores SIGTERM; ``--child`` starts a grandchild that ignores SIGTERM (a stuck loader worker) and
+writes its pid to ``<output>/child.pid``; ``--fail CODE --message TEXT`` prints TEXT to stderr and exits
+CODE after the first epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--events", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--hang", action="store_true")
+    p.add_argument("--on-term", choices=("obey", "ignore"), default="obey")
+    p.add_argument("--child", action="store_true")
+    p.add_argument("--fail", type=int, default=None)
+    p.add_argument("--message", default="")
+    p.add_argument("--map50", type=float, default=0.5)
+    args = p.parse_args()
+    out = Path(args.output)
+    weights = out / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    events = open(args.events, "a", encoding="utf-8")  # noqa: SIM115
+
+    def emit(event: str, **fields: Any) -> None:
+        events.write(json.dumps({"event": event, **fields}) + "\n")
+        events.flush()
+
+    step = 0
+    state = {"epoch": 0}
+
+    def on_term(signum: int, frame: Any) -> None:
+        (weights / "last.pt").write_bytes(b"stopped")
+        emit("checkpoint", epoch=state["epoch"], step=step, path=str(weights / "last.pt"), is_best=False)
+        emit("end", status="stopped", results={"status": "stopped", "epoch": state["epoch"]})
+        print("daik: SIGTERM: stopping", file=sys.stderr, flush=True)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_term if args.on_term == "obey" else signal.SIG_IGN)
+    if args.child:
+        code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+        child = subprocess.Popen([sys.executable, "-c", code])
+        (out / "child.pid").write_text(str(child.pid))
+
+    print("fake trainer: start", flush=True)
+    emit("start", epochs=args.epochs, iters_per_epoch=args.iters, epoch=0, step=0)
+    for epoch in range(1, args.epochs + 1):
+        for it in range(1, args.iters + 1):
+            step += 1
+            emit(
+                "progress",
+                epoch=epoch,
+                iteration=it,
+                iters_per_epoch=args.iters,
+                step=step,
+                loss=1.0 / step,
+                images_per_s=10.0,
+            )
+        m50 = args.map50 * epoch / args.epochs
+        emit(
+            "eval",
+            epoch=epoch,
+            step=step,
+            map50=m50,
+            map50_95=m50 / 2,
+            ap50={"a": m50, "b": None},
+            ap50_95={"a": m50 / 2, "b": None},
+        )
+        emit(
+            "epoch",
+            epoch=epoch,
+            step=step,
+            metrics={
+                "loss_cls": 1.0 / epoch,
+                "loss_box": 2.0 / epoch,
+                "loss": 3.0 / epoch,
+                "lr": 0.01,
+                "images_per_s": 10.0,
+            },
+        )
+        state["epoch"] = epoch
+        (weights / "last.pt").write_bytes(b"x" * 100)
+        emit("checkpoint", epoch=epoch, step=step, path=str(weights / "last.pt"), is_best=False)
+        (weights / "best.pt").write_bytes(b"x" * 100)
+        emit("checkpoint", epoch=epoch, step=step, path=str(weights / "best.pt"), is_best=True)
+        if args.fail is not None:
+            print(args.message, file=sys.stderr, flush=True)
+            return args.fail
+        if args.hang:
+            print("fake trainer: hanging", flush=True)
+            while True:
+                time.sleep(0.05)
+    results = {
+        "status": "completed",
+        "epochs": args.epochs,
+        "step": step,
+        "map50": args.map50,
+        "map50_95": args.map50 / 2,
+        "ap50": {"a": args.map50, "b": None},
+    }
+    emit("end", status="completed", results=results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The worker's Celery app: :func:`service.queue.make_celery` plus the delivery settings of SERVICE.md, the
+three tasks and the beat schedule.
+
+Delivery (Celery on Redis redelivers a task still running after the visibility timeout, celery#5935):
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged when its task ends, and
+  requeued when the process running it dies; ``worker_prefetch_multiplier = 1``, concurrency 1 (one job per
+  GPU set) and ``worker_max_tasks_per_child = 1`` (each job in a fresh process); results ignored (the
+  database holds them).
+- The visibility timeout (``settings.visibility_timeout``, above the longest job) in all three places that
+  Celery's Redis documentation names: ``broker_transport_options`` (Redis brokers only, see
+  :func:`service.queue.broker_transport_options`), ``result_backend_transport_options`` and
+  ``visibility_timeout``.
+- ``worker_cancel_long_running_tasks_on_connection_loss = False``: a broker hiccup must not kill a training
+  that is supervised through the database; the redelivered message finds the job claimed (live lease) and
+  does nothing.
+
+Warm shutdown (SIGTERM / SIGINT to ``daik worker``): the main process sends SIGTERM to the pool processes
+running a task; while running ``daik.train`` a pool process turns SIGTERM into setting :data:`SHUTDOWN`
+(:func:`stop_on_sigterm`), so its supervisor stops the trainer, which checkpoints, and re-queues the job
+(``preempted``). In a solo pool the task runs in the main process, where the shutdown handler sets
+:data:`SHUTDOWN` itself. Without this a warm shutdown would wait for the whole training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from celery import Celery, signals
+
+from service.queue import (
+    CONTROL_QUEUE,
+    TASK_REAP,
+    TASK_REDISPATCH,
+    broker_transport_options,
+    make_celery,
+)
+from service.settings import Settings
+
+__all__ = ["SHUTDOWN", "beat_schedule", "make_worker_app", "stop_on_sigterm"]
+
+log = logging.getLogger(__name__)
+
+#: set when this worker is shutting down: the supervisor stops its trainer with a checkpoint and re-queues
+SHUTDOWN = threading.Event()
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """``daik.redispatch`` every half ``redispatch_after_seconds`` and ``daik.reap`` every third of
+    ``lease_seconds`` (at least every 5 s), to the control queue; a message not taken within its period
+    expires, so that housekeeping does not pile up while no control worker runs."""
+    redispatch_every = max(settings.redispatch_after_seconds / 2, 5.0)
+    reap_every = max(settings.lease_seconds / 3, 5.0)
+    return {
+        "daik-redispatch": {
+            "task": TASK_REDISPATCH,
+            "schedule": redispatch_every,
+            "options": {"queue": CONTROL_QUEUE, "expires": redispatch_every},
+        },
+        "daik-reap": {
+            "task": TASK_REAP,
+            "schedule": reap_every,
+            "options": {"queue": CONTROL_QUEUE, "expires": reap_every},
+        },
+    }
+
+
+def make_worker_app(settings: Settings) -> Celery:
+    """The Celery app of ``daik worker`` and ``daik beat``, with the tasks registered."""
+    from worker.tasks import register_tasks
+
+    app = make_celery(settings, name="daik-worker")
+    vt = settings.visibility_timeout
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        worker_max_tasks_per_child=1,
+        task_ignore_result=True,
+        broker_transport_options=broker_transport_options(settings),
+        result_backend_transport_options={"visibility_timeout": vt},
+        visibility_timeout=vt,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_routes={TASK_REDISPATCH: {"queue": CONTROL_QUEUE}, TASK_REAP: {"queue": CONTROL_QUEUE}},
+        beat_schedule=beat_schedule(settings),
+        worker_send_task_events=False,
+    )
+    register_tasks(app, settings)
+    signals.worker_shutting_down.connect(_on_shutting_down, weak=False, dispatch_uid="daik-shutting-down")
+    return app
+
+
+def _on_shutting_down(**_: Any) -> None:
+    """In the main process, on a warm or cold shutdown: set :data:`SHUTDOWN` (a solo pool runs its task
+    here) and send SIGTERM to the pool processes running a task (their supervisors stop the trainers with a
+    checkpoint); idle pool processes are left to Celery."""
+    from celery.worker import state
+
+    SHUTDOWN.set()
+    for request in list(state.active_requests):
+        pid = getattr(request, "worker_pid", None)
+        if pid and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """In a pool process: while the block runs, SIGTERM sets ``stop`` instead of ending the process
+    (billiard's handler), so the supervisor can stop its trainer with a checkpoint; the previous handler
+    comes back after. Only the main thread can set handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

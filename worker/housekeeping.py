@@ -1,0 +1,170 @@
+"""The periodic tasks (``daik.redispatch``, ``daik.reap``; beat sends them to the control queue).
+
+- :func:`redispatch` re-sends queued jobs whose broker send is missing or stale: a crash between the API's
+  commit and its send, a message lost with a broker. Duplicates are harmless: the worker's claim makes every
+  message after the first a no-op.
+- :func:`reap` ends the attempts whose worker stopped heartbeating (its lease expired): the attempt becomes
+  ``lost``; a running job goes back to the queue (``restarts + 1``, sent again) while ``restarts <
+  max_restarts``, else fails; a ``cancelling`` job becomes ``cancelled`` (what its client asked for).
+
+Both take their rows ``FOR UPDATE SKIP LOCKED`` (two beats, or a reaper racing a worker, never act on one row
+twice; SQLite, one machine, serialises writers instead), re-check their condition in the ``UPDATE``, commit,
+and only then send.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.base import utcnow
+from service.db.models import Attempt, FailureKind, Job, JobStatus
+from service.db.session import session_scope
+from service.queue import send_train
+from service.settings import Settings
+from worker.pipelines import gpus_of
+from worker.reporting import LIVE_STATES, add_job_events, require_transition
+
+__all__ = ["BATCH", "ReapReport", "reap", "redispatch"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # rows per run; the next run takes the rest
+
+
+def redispatch(
+    db: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None
+) -> list[uuid.UUID]:
+    """Send ``daik.train`` again for queued jobs whose ``dispatched_at`` is older than
+    ``redispatch_after_seconds``, or missing on a job created before that (a fresher one may still be on its
+    way from the API); ``dispatched_at`` becomes now. Returns the ids sent."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=settings.redispatch_after_seconds)
+    stale = or_(
+        and_(Job.dispatched_at.is_(None), Job.created_at < cutoff),
+        Job.dispatched_at < cutoff,
+    )
+    with session_scope(db) as s:
+        rows = s.execute(
+            select(Job.id, Job.resources)
+            .where(Job.status == JobStatus.queued.value, stale)
+            .order_by(Job.created_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if rows:
+            s.execute(
+                update(Job)
+                .where(Job.id.in_([r.id for r in rows]), Job.status == JobStatus.queued.value)
+                .values(dispatched_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    for r in rows:
+        send_train(settings, r.id, gpus_of(r.resources))
+    if rows:
+        log.info("re-sent %d queued jobs whose send was stale", len(rows))
+    return [r.id for r in rows]
+
+
+@dataclass
+class ReapReport:
+    """What :func:`reap` did, by job id."""
+
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+    cancelled: list[uuid.UUID] = field(default_factory=list)
+
+
+def reap(db: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None) -> ReapReport:
+    """End the attempts of running / cancelling jobs whose lease expired (see the module docstring)."""
+    now = now or utcnow()
+    report = ReapReport()
+    resend: list[tuple[uuid.UUID, int]] = []
+    with session_scope(db) as s:
+        jobs = s.execute(
+            select(
+                Job.id,
+                Job.status,
+                Job.attempt,
+                Job.restarts,
+                Job.max_restarts,
+                Job.resources,
+                Job.lease_owner,
+                Job.lease_expires_at,
+            )
+            .where(Job.status.in_(LIVE_STATES), Job.lease_expires_at < now)
+            .order_by(Job.lease_expires_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for j in jobs:
+            expired = j.lease_expires_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            reason = f"lost: the worker {j.lease_owner} stopped heartbeating (lease expired {expired} UTC)"
+            current = JobStatus(j.status)
+            if current == JobStatus.cancelling:
+                target = JobStatus.cancelled
+            elif j.restarts < j.max_restarts:
+                target = JobStatus.queued
+            else:
+                target = JobStatus.failed
+                reason += f"; no restarts left ({j.restarts} of {j.max_restarts} used)"
+            require_transition(current, target)
+            values: dict[str, object] = {"status": target.value, "lease_expires_at": None, "updated_at": now}
+            if target == JobStatus.queued:
+                values.update(
+                    restarts=j.restarts + 1,
+                    dispatched_at=now,
+                    error=reason,
+                    failure_kind=FailureKind.lost.value,
+                )
+            elif target == JobStatus.failed:
+                values.update(finished_at=now, error=reason, failure_kind=FailureKind.lost.value)
+            else:
+                values.update(finished_at=now)
+            moved = s.execute(  # fenced: the job must be as read (a heartbeat may have renewed the lease)
+                update(Job)
+                .returning(Job.id)
+                .where(
+                    Job.id == j.id,
+                    Job.attempt == j.attempt,
+                    Job.status == j.status,
+                    Job.lease_expires_at < now,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+            if moved is None:
+                continue
+            s.execute(
+                update(Attempt)
+                .where(Attempt.job_id == j.id, Attempt.number == j.attempt, Attempt.status == "running")
+                .values(status="failed", failure_kind=FailureKind.lost.value, reason=reason, finished_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            error = reason if target != JobStatus.cancelled else None
+            add_job_events(
+                s,
+                j.id,
+                j.attempt,
+                [("status", {"status": target.value, "attempt": j.attempt, "error": error})],
+            )
+            {JobStatus.queued: report.requeued, JobStatus.failed: report.failed}.get(
+                target, report.cancelled
+            ).append(j.id)
+            if target == JobStatus.queued:
+                resend.append((j.id, gpus_of(j.resources)))
+    for job_id, gpus in resend:
+        send_train(settings, job_id, gpus)
+    if jobs:
+        log.info(
+            "reaped: %d re-queued, %d failed, %d cancelled",
+            len(report.requeued),
+            len(report.failed),
+            len(report.cancelled),
+        )
+    return report

@@ -1,0 +1,54 @@
+"""The Celery tasks, thin and idempotent: each takes ids, is named by a constant of :mod:`service.queue` and
+calls a plain function of :mod:`worker.pipelines` / :mod:`worker.housekeeping`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from functools import cache
+
+from billiard.process import current_process
+from celery import Celery
+from celery.exceptions import Reject
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.session import make_engine, make_sessionmaker
+from service.queue import TASK_REAP, TASK_REDISPATCH, TASK_TRAIN
+from service.settings import Settings
+from worker import housekeeping, pipelines
+from worker.app import SHUTDOWN, stop_on_sigterm
+
+__all__ = ["register_tasks"]
+
+log = logging.getLogger(__name__)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Register ``daik.train(job_id)``, ``daik.redispatch()`` and ``daik.reap()`` on ``app``. The database
+    engine is made on first use, in the process that runs the task (never shared across a fork)."""
+
+    @cache
+    def db() -> sessionmaker[Session]:
+        return make_sessionmaker(make_engine(settings.db_url))
+
+    @app.task(name=TASK_TRAIN)
+    def train(job_id: str) -> None:
+        if SHUTDOWN.is_set():  # shutting down: back to the broker for another worker
+            raise Reject("the worker is shutting down", requeue=True)
+        try:
+            jid = uuid.UUID(job_id)
+        except ValueError:
+            log.error("daik.train: %r is not a job id; dropping the message", job_id)
+            return
+        in_pool_process = current_process().name != "MainProcess"  # prefork, not solo
+        with stop_on_sigterm(SHUTDOWN) if in_pool_process else contextlib.nullcontext():
+            pipelines.train(db(), settings, jid, stop=SHUTDOWN)
+
+    @app.task(name=TASK_REDISPATCH)
+    def redispatch() -> None:
+        housekeeping.redispatch(db(), settings)
+
+    @app.task(name=TASK_REAP)
+    def reap() -> None:
+        housekeeping.reap(db(), settings)
