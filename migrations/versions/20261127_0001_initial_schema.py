@@ -117,6 +117,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_job_name", "job", ["name"], unique=False)
     op.create_index("ix_job_status_created_at", "job", ["status", "created_at"], unique=False)
+    op.create_index("ix_job_created_at_id", "job", ["created_at", "id"], unique=False)
     op.create_table(
         "attempt",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -248,6 +249,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_attempt_job_id"), table_name="attempt")
     op.drop_table("attempt")
     op.drop_index("ix_job_status_created_at", table_name="job")
+    op.drop_index("ix_job_created_at_id", table_name="job")
     op.drop_index("ix_job_name", table_name="job")
     op.drop_table("job")
     op.drop_table("dataset")

@@ -83,6 +83,7 @@ class Job(Base):
         CheckConstraint("kind IN ('train', 'distill')", name="kind"),
         UniqueConstraint("idempotency_key"),
         Index("ix_job_status_created_at", "status", "created_at"),
+        Index("ix_job_created_at_id", "created_at", "id"),  # the job list's keyset pagination
         Index("ix_job_name", "name"),
     )
 
