@@ -1,0 +1,317 @@
+"""Benchmark: latency of the HTTP API under concurrent clients, on PostgreSQL, against fixed targets.
+
+It starts ``daik api`` itself (a real process on loopback) on its own PostgreSQL database ``daik_bench``
+(dropped, created and migrated) and Redis db 14 (the broker, flushed at the end: no worker runs, so the
+submitted jobs stay queued). One job is given 300 epochs of history directly in the database (10 metric
+keys per epoch and a per-class evaluation each epoch, as a long training leaves it); then ``--clients``
+concurrent clients (one ``httpx.AsyncClient`` pool, one connection each) loop for ``--duration`` seconds
+over the three routes a dashboard and a submitter hit most:
+
+- ``POST /jobs``                 a new train job (validated, committed, sent to the broker)
+- ``GET /jobs/{id}``             the long job's summary (latest metrics included)
+- ``GET /jobs/{id}/metrics``     every series of the long job (3,000 points) and its per-class AP
+
+and prints p50 / p99 latency and requests/s per route next to the targets (p99 < 50 ms for POST /jobs,
+< 30 ms for the metrics read). A first pass with one client for 5 s gives the time of a request alone,
+without queueing: with N clients in a closed loop, latency ~ N / throughput. The load generator runs on
+the same machine, in one Python process: on a small machine it competes with the server for the cores, so
+the numbers are an upper bound of the server's own latency.
+
+    .venv/bin/python bench/bench_api_latency.py [--clients 50] [--duration 20] [--epochs 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import create_engine, insert, text, update
+from sqlalchemy.engine import make_url
+
+from daik_core.data.synth import SYNTH_CLASSES, generate_dataset
+from service import migrate
+from service.db.base import utcnow
+from service.db.models import EvalResult, Job, Metric
+from service.db.session import make_engine
+from service.local import Supervisor, daik_command
+
+PG_SERVER_URL = os.environ.get("DAIK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DAIK_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+DATABASE = "daik_bench"
+REDIS_DB = 14
+EPOCH_KEYS = ("loss_cls", "loss_box", "loss_dfl", "loss_angle", "loss", "lr", "images_per_s", "epoch_time_s")
+EVAL_KEYS = ("map50", "map50_95")
+STEPS_PER_EPOCH = 100
+TARGET_P99_MS = {"POST /jobs": 50.0, "GET /jobs/{id}/metrics": 30.0}
+
+
+@dataclass
+class RouteStats:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_database() -> str:
+    admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+    finally:
+        admin.dispose()
+    url = make_url(PG_SERVER_URL).set(database=DATABASE).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+def job_body(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "train",
+        "dataset": {"train": "bench"},
+        "student": {"preset": "n"},
+        "hparams": {"epochs": 300, "batch": 16, "imgsz": 512, "workers": 2},
+        "resources": {"gpus": 0},
+        "max_restarts": 1,
+    }
+
+
+def fill_history(db_url: str, job_id: str, epochs: int) -> int:
+    """Give ``job_id`` the history of a finished ``epochs``-epoch training; returns the metric rows."""
+    jid = uuid.UUID(job_id)
+    rows: list[dict[str, Any]] = []
+    evals: list[dict[str, Any]] = []
+    for e in range(1, epochs + 1):
+        step = e * STEPS_PER_EPOCH
+        decay = 1.0 / (1.0 + 0.02 * e)
+        values = {
+            "loss_cls": 1.2 * decay,
+            "loss_box": 0.9 * decay,
+            "loss_dfl": 0.8 * decay,
+            "loss_angle": 0.3 * decay,
+            "loss": 3.2 * decay,
+            "lr": 8e-4 * decay,
+            "images_per_s": 250.0,
+            "epoch_time_s": 60.0,
+        }
+        map50 = 0.8 * (1.0 - decay)
+        values |= {"map50": map50, "map50_95": 0.55 * map50}
+        rows += [
+            {"job_id": jid, "key": k, "step": step, "value": v, "epoch": e, "attempt": 1}
+            for k, v in values.items()
+        ]
+        per_class = {
+            "ap50": {c: map50 for c in SYNTH_CLASSES},
+            "ap50_95": {c: 0.55 * map50 for c in SYNTH_CLASSES},
+        }
+        evals.append(
+            {
+                "job_id": jid,
+                "attempt": 1,
+                "epoch": e,
+                "step": step,
+                "map50": map50,
+                "map50_95": 0.55 * map50,
+                "per_class": per_class,
+            }
+        )
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(Metric), rows)
+            conn.execute(insert(EvalResult), evals)
+            last = evals[-1]
+            conn.execute(
+                update(Job)
+                .where(Job.id == jid)
+                .values(
+                    status="succeeded",
+                    attempt=1,
+                    epoch=epochs,
+                    total_epochs=epochs,
+                    step=epochs * STEPS_PER_EPOCH,
+                    progress=1.0,
+                    final_map50=last["map50"],
+                    final_map50_95=last["map50_95"],
+                    started_at=utcnow(),
+                    finished_at=utcnow(),
+                )
+            )
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+async def client_loop(
+    client: httpx.AsyncClient, job_id: str, deadline: float, offset: int, stats: dict[str, RouteStats]
+) -> None:
+    """One client: the three routes in turn (starting at ``offset``, so the clients spread over them)."""
+    n = offset
+    while time.perf_counter() < deadline:
+        route = ("POST /jobs", "GET /jobs/{id}", "GET /jobs/{id}/metrics")[n % 3]
+        n += 1
+        t0 = time.perf_counter()
+        try:
+            if route == "POST /jobs":
+                r = await client.post("/jobs", json=job_body(f"bench-{n}"))
+                ok = r.status_code == 201
+            elif route == "GET /jobs/{id}":
+                r = await client.get(f"/jobs/{job_id}")
+                ok = r.status_code == 200
+            else:
+                r = await client.get(f"/jobs/{job_id}/metrics")
+                ok = r.status_code == 200
+            await r.aread()
+        except httpx.HTTPError as err:
+            stats[route].errors[type(err).__name__] += 1
+            continue
+        ms = (time.perf_counter() - t0) * 1000.0
+        if ok:
+            stats[route].latencies_ms.append(ms)
+        else:
+            stats[route].errors[str(r.status_code)] += 1
+
+
+async def load(
+    base_url: str, token: str, job_id: str, clients: int, duration: float
+) -> dict[str, RouteStats]:
+    stats: dict[str, RouteStats] = defaultdict(RouteStats)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30) as client:
+        for _ in range(2):  # warm-up: connections, caches, the first compiled queries
+            for route in ("/jobs", f"/jobs/{job_id}", f"/jobs/{job_id}/metrics"):
+                (await client.get(route)).raise_for_status()
+        deadline = time.perf_counter() + duration
+        await asyncio.gather(*(client_loop(client, job_id, deadline, i, stats) for i in range(clients)))
+    return stats
+
+
+def report(stats: dict[str, RouteStats], duration: float, clients: int, targets: bool = True) -> bool:
+    """Print one line per route; True when every target is met (``targets``: compare with them)."""
+    print(f"\n{clients} concurrent client{'s' if clients > 1 else ''}, {duration:.0f} s")
+    print(f"{'route':<26}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}   target p99   errors")
+    all_met = True
+    for route in ("POST /jobs", "GET /jobs/{id}", "GET /jobs/{id}/metrics"):
+        s = stats[route]
+        lat = sorted(s.latencies_ms)
+        if len(lat) >= 2:
+            q = statistics.quantiles(lat, n=100, method="inclusive")
+            p50, p99 = q[49], q[98]
+        else:
+            p50 = p99 = float("nan")
+        target = TARGET_P99_MS.get(route) if targets else None
+        verdict = ""
+        if target is not None:
+            met = p99 < target
+            all_met &= met
+            verdict = f"< {target:.0f} ms {'met' if met else 'MISSED'}"
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(s.errors.items())) or "-"
+        rate = len(lat) / duration
+        print(f"{route:<26}{len(lat):>9}{rate:>8.1f}{p50:>9.1f}{p99:>9.1f}   {verdict:<12} {errors}")
+    return all_met
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    ap.add_argument("--epochs", type=int, default=300, help="epochs of history of the read job")
+    args = ap.parse_args(argv)
+
+    db_url = fresh_database()
+    broker_url = f"{REDIS_URL}/{REDIS_DB}"
+    broker = redis.Redis.from_url(broker_url)
+    broker.flushdb()
+    token = secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="daik-bench-") as tmp:
+        root = Path(tmp)
+        generate_dataset(root / "data" / "bench" / "train", images=4, size=64, seed=0, progress=False)
+        generate_dataset(root / "data" / "bench" / "val", images=2, size=64, seed=1, progress=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DAIK_")}
+        env |= {
+            "DAIK_HOME": str(root / "home"),
+            "DAIK_DATABASE_URL": db_url,
+            "DAIK_BROKER_URL": broker_url,
+            "DAIK_DATA_ROOT": str(root / "data"),
+            "DAIK_ARTIFACT_ROOT": str(root / "artifacts"),
+            "DAIK_BOOTSTRAP_TOKEN": token,
+        }
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        sup = Supervisor(env, grace=10)
+        api = sup.start(
+            "api", daik_command("api", "--host", "127.0.0.1", "--port", str(port)), root / "api.log"
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if api.exited():
+                    print(f"daik api exited with {api.proc.returncode}:\n{api.log_tail(40)}", file=sys.stderr)
+                    return 1
+                try:
+                    if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    print(f"daik api not ready after 120 s:\n{api.log_tail(40)}", file=sys.stderr)
+                    return 1
+                time.sleep(0.25)
+
+            headers = {"Authorization": f"Bearer {token}"}
+            dataset = {
+                "name": "bench",
+                "train": "bench/train",
+                "val": "bench/val",
+                "classes": list(SYNTH_CLASSES),
+            }
+            httpx.post(f"{base_url}/datasets", json=dataset, headers=headers, timeout=30).raise_for_status()
+            r = httpx.post(f"{base_url}/jobs", json=job_body("bench-history"), headers=headers, timeout=30)
+            r.raise_for_status()
+            job_id = r.json()["id"]
+            n_rows = fill_history(db_url, job_id, args.epochs)
+            print(
+                f"daik api on {base_url} (PostgreSQL {DATABASE}, Redis db {REDIS_DB}); job {job_id}: ", end=""
+            )
+            print(f"{args.epochs} epochs, {n_rows} metric rows, {args.epochs} evaluations")
+
+            # first one client alone: the time a request takes without queueing behind the others
+            solo = min(5.0, args.duration)
+            report(asyncio.run(load(base_url, token, job_id, 1, solo)), solo, 1, targets=False)
+            stats = asyncio.run(load(base_url, token, job_id, args.clients, args.duration))
+            all_met = report(stats, args.duration, args.clients)
+            print("\nall targets met" if all_met else "\nsome targets MISSED")
+            return 0
+        finally:
+            sup.stop()
+            broker.flushdb()
+            broker.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

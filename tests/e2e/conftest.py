@@ -1,0 +1,96 @@
+"""Fixtures of the end-to-end tests: real ``daik`` processes on loopback, each started through
+:class:`service.local.Supervisor` and stopped by a finalizer (children, their process groups and every
+descendant), so nothing is left running even when a test fails."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service import migrate
+from service.db.session import make_engine
+from service.local import Supervisor
+
+PG_SERVER_URL = os.environ.get("DAIK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DAIK_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+E2E_DATABASE = "daik_test_e2e"
+E2E_REDIS_DB = 13
+STOP_GRACE = 15.0  # a worker's warm shutdown; then SIGKILL
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**daik: str) -> dict[str, str]:
+    """This process's environment without any DAIK_* setting, plus ``daik``; children log unbuffered, and
+    torch runs one thread per process: on a small shared machine (2 cores, the API and the test beside the
+    trainer) its intra-op threads stall each other, which made a 25 s test take 80 s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAIK_")}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(daik, PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def pg_e2e() -> str:
+    """The URL of ``daik_test_e2e``: dropped, created and migrated to head for the test."""
+    admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{E2E_DATABASE}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{E2E_DATABASE}"'))
+    finally:
+        admin.dispose()
+    url = make_url(PG_SERVER_URL).set(database=E2E_DATABASE).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def redis_e2e() -> Iterator[str]:
+    """The broker URL of Redis db 13, flushed before and after the test."""
+    url = f"{REDIS_URL}/{E2E_REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def supervisor() -> Iterator[Supervisor]:
+    """Starts the test's processes; its finalizer stops them all."""
+    sup = Supervisor(grace=STOP_GRACE)
+    yield sup
+    sup.stop()
+
+
+def logs_of(sup: Supervisor) -> str:
+    """The end of every child's log, to explain a failure."""
+    return "\n".join(f"--- {c.name} (exit {c.proc.poll()}) ---\n{c.log_tail(40)}" for c in sup.children)
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path / "logs"

@@ -1,0 +1,43 @@
+"""End to end on the production stores: PostgreSQL (``daik_test_e2e``) and Redis (db 13), with ``daik api``
+and ``daik worker`` as real processes on loopback, a real training job of the n preset on a tiny
+synthetic dataset, followed through Server-Sent Events to its final mAP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.local import Supervisor, daik_command
+from tests.e2e.conftest import clean_env, free_port, logs_of
+from tests.e2e.flow import processes_of, run_train_flow, wait_ready
+
+
+@pytest.mark.slow
+def test_train_job_on_postgres_and_redis(
+    tmp_path: Path, pg_e2e: str, redis_e2e: str, supervisor: Supervisor, token: str, log_dir: Path
+) -> None:
+    home, data_root, artifact_root = tmp_path / "home", tmp_path / "data", tmp_path / "artifacts"
+    supervisor.env = clean_env(
+        DAIK_HOME=str(home),
+        DAIK_DATABASE_URL=pg_e2e,
+        DAIK_BROKER_URL=redis_e2e,
+        DAIK_DATA_ROOT=str(data_root),
+        DAIK_ARTIFACT_ROOT=str(artifact_root),
+        DAIK_BOOTSTRAP_TOKEN=token,
+    )
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    supervisor.start(
+        "api", daik_command("api", "--host", "127.0.0.1", "--port", str(port)), log_dir / "api.log"
+    )
+    supervisor.start("worker", daik_command("worker"), log_dir / "worker.log")
+    try:
+        wait_ready(base_url, supervisor)
+        run_train_flow(base_url, token, data_root, artifact_root, name="e2e-pg")
+    except (AssertionError, httpx.HTTPError) as err:
+        raise AssertionError(f"{err}\n{logs_of(supervisor)}") from None
+
+    supervisor.stop()
+    assert processes_of(home) == [], "processes left running after the stop"
