@@ -136,6 +136,7 @@ def main() -> None:
         "train_seconds": train_s,
         "train_images_per_s": n_train * args.epochs / train_s,
         "epoch_images_per_s": sum(n_train / t for t in epoch_seconds) / max(len(epoch_seconds), 1),
+        "last_epoch_images_per_s": n_train / epoch_seconds[-1] if epoch_seconds else None,
         "predict_seconds": predict_s,
         "params": params,
         "task1_dir": str(det_dir),

@@ -156,9 +156,11 @@ def build_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
     groups = param_groups(model, hp.weight_decay)
     opt: torch.optim.Optimizer
     if hp.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=(hp.momentum, 0.999))
+        # foreach: one multi-tensor kernel per op instead of a Python loop over ~300 tensors (torch's
+        # default on CUDA, not on the CPU, where it saves ~8 ms of a ~600 ms n-preset step)
+        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=(hp.momentum, 0.999), foreach=True)
     elif hp.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
+        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0, foreach=True)
     else:  # pragma: no cover - the spec allows only these
         raise DaikError(f"hparams.optimizer: unknown optimizer {hp.optimizer!r}")
     return opt

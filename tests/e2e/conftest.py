@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from service import migrate
-from service.db.session import make_engine
 from service.local import Supervisor
+from tests.servers import REDIS_SERVER_URL, recreate_database
 
-PG_SERVER_URL = os.environ.get("DAIK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("DAIK_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_URL = REDIS_SERVER_URL
 E2E_DATABASE = "daik_test_e2e"
 E2E_REDIS_DB = 13
 STOP_GRACE = 15.0  # a worker's warm shutdown; then SIGKILL
@@ -51,20 +47,7 @@ def token() -> str:
 @pytest.fixture
 def pg_e2e() -> str:
     """The URL of ``daik_test_e2e``: dropped, created and migrated to head for the test."""
-    admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{E2E_DATABASE}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{E2E_DATABASE}"'))
-    finally:
-        admin.dispose()
-    url = make_url(PG_SERVER_URL).set(database=E2E_DATABASE).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-    return url
+    return recreate_database(E2E_DATABASE, migrated=True)
 
 
 @pytest.fixture

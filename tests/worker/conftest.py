@@ -16,31 +16,25 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import migrate
 from service.db.base import utcnow
 from service.db.models import Job, JobEvent
 from service.db.session import make_engine, make_sessionmaker, session_scope
 from service.settings import Settings
+from tests.servers import PG_SERVER_URL, recreate_database, redis_url
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DB = "daik_test_worker"
-PG_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DB}"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+PG_URL = make_url(PG_SERVER_URL).set(database=PG_DB).render_as_string(hide_password=False)
+REDIS_URL = redis_url(12)
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {PG_DB}"))
-    admin.dispose()
-    eng = make_engine(PG_URL)
-    migrate.upgrade(eng)
+    eng = make_engine(recreate_database(PG_DB, migrated=True))
     yield eng
     eng.dispose()
 
