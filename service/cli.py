@@ -20,7 +20,11 @@ def _settings() -> Any:
 def _cmd_api(args: argparse.Namespace) -> int:
     from service.main import serve
 
-    return serve(_settings(), host=args.host, port=args.port)
+    if args.workers < 1:
+        raise SystemExit(f"daik: error: --workers must be at least 1, got {args.workers}")
+    return serve(
+        _settings(), host=args.host, port=args.port, workers=args.workers, access_log=args.access_log
+    )
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -61,6 +65,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("api", help="serve the HTTP API (and the dashboard)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API server processes (default 1); one per core is the setting for throughput",
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     p.set_defaults(handler=_cmd_api)
 
     p = sub.add_parser(

@@ -17,12 +17,12 @@ from service.settings import Settings
 __all__ = ["SessionDep", "SessionmakerDep", "SettingsDep", "get_session", "get_sessionmaker", "get_settings"]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+async def get_sessionmaker(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     return factory
 

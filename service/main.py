@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.artifacts.router import router as artifacts_router
 from service.auth.router import router as tokens_router
-from service.auth.service import ensure_bootstrap_token
+from service.auth.service import TokenCache, ensure_bootstrap_token
 from service.datasets.router import router as datasets_router
 from service.db.session import make_engine, make_sessionmaker
 from service.health import router as health_router
@@ -30,7 +30,7 @@ from service.jobs.router import router as jobs_router
 from service.problems import PROBLEM_MEDIA_TYPE, BodySizeLimit, install
 from service.settings import Settings
 
-__all__ = ["create_app", "serve"]
+__all__ = ["app_from_env", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.token_cache = TokenCache()
     app.state.sse_poll_seconds = SSE_POLL_SECONDS
     app.state.sse_keepalive_seconds = SSE_KEEPALIVE_SECONDS
 
@@ -120,12 +121,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> int:
-    """``daik api``: serve the app with uvicorn until interrupted."""
+def app_from_env() -> FastAPI:
+    """The app with :class:`Settings` from the environment: the factory each uvicorn worker process calls
+    (``uvicorn.run("service.main:app_from_env", factory=True, workers=N)``)."""
+    return create_app(Settings())
+
+
+def serve(
+    settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, access_log: bool = False
+) -> int:
+    """``daik api``: serve the app with uvicorn until interrupted. ``workers`` > 1 runs that many server
+    processes on the one port (each with its own engine and token cache; the bootstrap token's
+    registration is idempotent); one per core is the setting for throughput. The worker processes read
+    their settings from the environment (``DAIK_*``), as ``settings`` was. The per-request access log is
+    off unless ``access_log`` (it costs a noticeable share of a cheap request)."""
     import uvicorn
 
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz reads the revision on every probe
-    log.info("settings: %s", settings.redacted())
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    log.info("settings: %s (%d API process%s)", settings.redacted(), workers, "es" if workers > 1 else "")
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": access_log,
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        uvicorn.run("service.main:app_from_env", factory=True, workers=workers, **common)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Path, Request, status
 from sqlalchemy import select
 
 from service.auth import service
@@ -44,9 +44,10 @@ def list_tokens(session: SessionDep) -> TokenList:
 
 
 @router.post("/{token_id}/revoke", response_model=TokenOut, responses=problem_responses(404))
-def revoke_token(token_id: Annotated[int, Path(ge=1)], session: SessionDep) -> TokenOut:
+def revoke_token(token_id: Annotated[int, Path(ge=1)], session: SessionDep, request: Request) -> TokenOut:
     row = service.revoke_token(session, token_id)
     if row is None:
         raise Problem(404, f"no token with id {token_id}")
     session.commit()
+    request.app.state.token_cache.forget(token_id)  # revoked at once in this process (others: within the TTL)
     return TokenOut.model_validate(row)

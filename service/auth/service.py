@@ -13,7 +13,10 @@ import hmac
 import logging
 import secrets
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -27,8 +30,11 @@ from service.settings import Settings
 __all__ = [
     "BOOTSTRAP_NAME",
     "SCOPES",
+    "TOKEN_CACHE_TTL_SECONDS",
     "TOKEN_PREFIX",
+    "TokenCache",
     "authenticate",
+    "authenticate_cached",
     "create_token",
     "create_token_cli",
     "ensure_bootstrap_token",
@@ -47,6 +53,10 @@ SCOPES: tuple[str, ...] = ("jobs:read", "jobs:write", "datasets:read", "datasets
 BOOTSTRAP_NAME = "bootstrap"
 # last_used_at is written at most once per this interval, so reads do not each cost a write
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
+# a verified token is trusted from the in-process cache for at most this long: a revocation made by another
+# process (or directly in the database) takes effect within this many seconds; one made through this
+# process's API, and an expiry, take effect at once
+TOKEN_CACHE_TTL_SECONDS = 5.0
 
 
 def generate_token() -> str:
@@ -136,7 +146,10 @@ def ensure_bootstrap_token(session: Session, settings: Settings) -> ApiToken | N
 def authenticate(session: Session, plain: str, settings: Settings) -> ApiToken:
     """The token row of a bearer token, or a 401 problem (unknown, expired, revoked). Updates
     ``last_used_at`` (at most once a minute) and commits that."""
-    digest = hash_token(plain)
+    return _authenticate_digest(session, hash_token(plain), plain, settings)
+
+
+def _authenticate_digest(session: Session, digest: str, plain: str, settings: Settings) -> ApiToken:
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
     bootstrap = settings.bootstrap_token
     # the API registers the bootstrap token at start; if the database was not ready then, do it now
@@ -145,13 +158,87 @@ def authenticate(session: Session, plain: str, settings: Settings) -> ApiToken:
     if row is None:
         raise _unauthorized("invalid token")
     now = utcnow()
+    _check_valid(row, now)
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+        session.commit()
+    return row
+
+
+def _check_valid(row: ApiToken, now: dt.datetime) -> None:
     if row.revoked_at is not None:
         raise _unauthorized("token revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise _unauthorized("token expired")
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        row.last_used_at = now
-        session.commit()
+
+
+@dataclass
+class _Cached:
+    token: ApiToken  # detached from its session: a snapshot of the row
+    verified_at: float  # time.monotonic() of the database check
+    last_used_at: dt.datetime | None
+
+
+class TokenCache:
+    """Verified tokens of one API process, keyed by the token's SHA-256, each trusted for ``ttl`` seconds
+    (:data:`TOKEN_CACHE_TTL_SECONDS`) before the database is asked again. Expiry is checked on every use;
+    :meth:`forget` drops a token revoked through this process at once; failures are never cached.
+    ``last_used_at`` is still written at most once per :data:`LAST_USED_RESOLUTION`."""
+
+    def __init__(
+        self, ttl: float = TOKEN_CACHE_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, digest: str) -> ApiToken | None:
+        """The cached token when its check is fresh and no ``last_used_at`` write is due; 401 when it has
+        expired since; None: ask the database (:meth:`store` the result)."""
+        entry = self._entries.get(digest)
+        if entry is None or self.clock() - entry.verified_at >= self.ttl:
+            return None
+        now = utcnow()
+        if entry.last_used_at is None or now - entry.last_used_at >= LAST_USED_RESOLUTION:
+            return None
+        _check_valid(entry.token, now)
+        return entry.token
+
+    def lookup_plain(self, plain: str) -> ApiToken | None:
+        return self.lookup(hash_token(plain))
+
+    def store(self, digest: str, token: ApiToken) -> None:
+        with self._lock:
+            if len(self._entries) >= 10_000:  # bounded: drop the stale ones, or all
+                fresh = self.clock() - self.ttl
+                self._entries = {k: v for k, v in self._entries.items() if v.verified_at > fresh}
+                if len(self._entries) >= 10_000:
+                    self._entries.clear()
+            self._entries[digest] = _Cached(token, self.clock(), token.last_used_at)
+
+    def forget(self, token_id: int | None = None) -> None:
+        """Drop the token ``token_id`` (every token when None)."""
+        with self._lock:
+            if token_id is None:
+                self._entries.clear()
+            else:
+                self._entries = {k: v for k, v in self._entries.items() if v.token.id != token_id}
+
+
+def authenticate_cached(
+    cache: TokenCache, session_factory: Callable[[], Session], plain: str, settings: Settings
+) -> ApiToken:
+    """:func:`authenticate` through ``cache``: a token verified less than ``cache.ttl`` seconds ago costs no
+    database round trip. The token returned is detached (read its columns, do not lazy-load)."""
+    digest = hash_token(plain)
+    cached = cache.lookup(digest)
+    if cached is not None:
+        return cached
+    with session_factory() as session:
+        row = _authenticate_digest(session, digest, plain, settings)
+        session.expunge(row)
+    cache.store(digest, row)
     return row
 
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.service import create_token_cli, revoke_token
+from service.auth.service import TOKEN_CACHE_TTL_SECONDS, TokenCache, create_token_cli, revoke_token
+from service.db.base import utcnow
 from service.db.models import ApiToken
 from service.main import create_app
 from service.settings import Settings
@@ -63,16 +66,65 @@ def test_expired_token_is_401(client: TestClient, make_token: TokenFactory) -> N
 
 
 def test_revoked_token_is_401(
-    client: TestClient, make_token: TokenFactory, db: sessionmaker[Session]
+    client: TestClient, app: FastAPI, make_token: TokenFactory, db: sessionmaker[Session]
 ) -> None:
-    token = make_token("admin")
-    assert client.get("/jobs", headers=bearer(token)).status_code == 200
-    with db() as session:
-        row = session.scalars(select(ApiToken)).one()
-        assert revoke_token(session, row.id) is not None
-        session.commit()
+    """Revoked outside this process (here: directly in the database), a token verified in the last
+    TOKEN_CACHE_TTL_SECONDS is still accepted from the cache; after the TTL it is rejected."""
+    cache: TokenCache = app.state.token_cache
+    assert cache.ttl == TOKEN_CACHE_TTL_SECONDS <= 10
+    now = [time.monotonic()]
+    real_clock = cache.clock
+    cache.clock = lambda: now[0]
+    try:
+        token = make_token("admin")
+        assert client.get("/jobs", headers=bearer(token)).status_code == 200
+        with db() as session:
+            row = session.scalars(select(ApiToken)).one()
+            assert revoke_token(session, row.id) is not None
+            session.commit()
+        now[0] += cache.ttl / 2
+        assert client.get("/jobs", headers=bearer(token)).status_code == 200  # within the TTL: cached
+        now[0] += cache.ttl
+        body = assert_problem(client.get("/jobs", headers=bearer(token)), 401)
+        assert "revoked" in body["detail"]
+    finally:
+        cache.clock = real_clock
+
+
+def test_cached_token_still_expires_on_time(
+    client: TestClient, app: FastAPI, make_token: TokenFactory, db: sessionmaker[Session]
+) -> None:
+    token = make_token("admin", expires_in=dt.timedelta(hours=1))
+    assert client.get("/jobs", headers=bearer(token)).status_code == 200  # now cached
+    cache: TokenCache = app.state.token_cache
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    cached = cache.lookup(digest)
+    assert cached is not None
+    cached.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)  # as if an hour went by
     body = assert_problem(client.get("/jobs", headers=bearer(token)), 401)
-    assert "revoked" in body["detail"]
+    assert "expired" in body["detail"]
+
+
+def test_token_cache_ttl_and_forget() -> None:
+    now = [0.0]
+    cache = TokenCache(ttl=5.0, clock=lambda: now[0])
+    token = ApiToken(id=7, name="t", token_hash="h", prefix="p", scopes=["admin"], last_used_at=utcnow())
+    cache.store("h", token)
+    assert cache.lookup("h") is token
+    now[0] = 4.9
+    assert cache.lookup("h") is token
+    now[0] = 5.0
+    assert cache.lookup("h") is None  # stale: the database is asked again
+    now[0] = 0.0
+    cache.forget(8)
+    assert cache.lookup("h") is token
+    cache.forget(7)
+    assert cache.lookup("h") is None
+    # a last_used_at write due: the database is asked (which writes it)
+    cache.store(
+        "h", ApiToken(id=7, name="t", token_hash="h", prefix="p", scopes=["admin"], last_used_at=None)
+    )
+    assert cache.lookup("h") is None
 
 
 def test_token_is_stored_hashed_and_use_is_recorded(

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import EvalResult, JobEvent, Metric
+from service.db.models import EvalResult, Job, JobEvent, Metric
 from tests.service.helpers import assert_problem, set_job
 
 Submit = Callable[..., dict[str, Any]]
@@ -360,3 +360,44 @@ def test_stream_rejects_a_bad_last_event_id(
     job = submit()
     r = client.get(f"/jobs/{job['id']}/events", headers={**admin, "Last-Event-ID": "abc"})
     assert_problem(r, 422, field="Last-Event-ID")
+
+
+def _latest_metrics_case(session: Session) -> None:
+    """Two jobs, keys written out of step order, a NaN (NULL) last: the newest step of each key wins."""
+    from service.jobs.service import latest_metrics
+
+    a, b, none = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for jid in (a, b):
+        session.add(Job(id=jid, name="m", kind="train", status="running", spec={}, resources={}))
+    session.flush()
+    rows = [
+        (a, "loss", 300, 0.3), (a, "loss", 100, 0.1), (a, "loss", 200, 0.2),
+        (a, "lr", 50, 5.0), (a, "lr", 400, None), (a, "map50", 7, 0.7),
+        (b, "loss", 100, 1.0), (b, "loss", 900, 9.0), (b, "lr", 10, 0.01),
+    ]  # fmt: skip
+    session.execute(
+        insert(Metric),
+        [{"job_id": j, "key": k, "step": s, "epoch": 0, "value": v, "attempt": 1} for j, k, s, v in rows],
+    )
+    got = latest_metrics(session, [a, b, none])
+    assert got == {a: {"loss": 0.3, "lr": None, "map50": 0.7}, b: {"loss": 9.0, "lr": 0.01}, none: {}}
+    assert latest_metrics(session, []) == {}
+
+
+def test_latest_metrics_distinct_on_postgresql(db: sessionmaker[Session]) -> None:
+    with db() as session:
+        assert session.get_bind().dialect.name == "postgresql"
+        _latest_metrics_case(session)
+
+
+def test_latest_metrics_portable_on_sqlite(tmp_path: Any) -> None:
+    from service.db.base import Base
+    from service.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    try:
+        Base.metadata.create_all(engine)
+        with make_sessionmaker(engine)() as session:
+            _latest_metrics_case(session)
+    finally:
+        engine.dispose()
