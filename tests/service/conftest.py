@@ -10,7 +10,6 @@ shared by the session; each test makes its dataset folders under a name of its o
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +19,7 @@ import pytest
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import migrate
@@ -29,27 +27,13 @@ from service.auth.service import create_token
 from service.db.session import make_engine, make_sessionmaker
 from service.main import create_app
 from service.settings import Settings
+from tests.servers import REDIS_SERVER_URL, recreate_database
 from tests.service.helpers import bearer, job_body, write_dota
 
-PG_SERVER_URL = os.environ.get("DAIK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_SERVER_URL = os.environ.get("DAIK_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 API_DATABASE = "daik_test_api"
 EMPTY_DATABASE = "daik_test_api_empty"  # created, never migrated: /readyz must answer 503 on it
 REDIS_DB = 11
 MAX_REQUEST_BYTES = 64 * 1024  # small, so the 413 test sends little
-
-
-def recreate_database(name: str) -> str:
-    """DROP and CREATE ``name`` on the test server; its URL. Fails (never skips) when the server is down:
-    CI starts it, and a skip would hide every API test."""
-    admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def make_settings(database_url: str, roots: Path, **overrides: Any) -> Settings:
