@@ -34,8 +34,16 @@ __all__ = [
     "AugmentSpec",
     "DatasetSpec",
     "DetectionLossSpec",
+    "DistillSpec",
     "HParams",
     "JobSpec",
+    "KDAALSpec",
+    "KDAngleSpec",
+    "KDClassSpec",
+    "KDFeatureSpec",
+    "KDLocalizationSpec",
+    "KDLogitSpec",
+    "KDSampleAlignSpec",
     "ModelSpec",
     "SpecError",
     "SplitSpec",
@@ -161,6 +169,105 @@ class DetectionLossSpec(_Strict):
     vfl_gamma: NonNegFloat = 2.0
 
 
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class KDAngleSpec(_Strict):
+    """AD, angle distillation: ``weight * tau^2 * KL(q_T || p_S)`` over the K angle bins of the positives,
+    weighted by ``t_hat``, with ``p = softmax(S/tau)``, ``q = softmax(T/tau)``."""
+
+    enabled: bool = False
+    weight: NonNegFloat = Field(default=1.0, description="lambda_theta (reading)")
+    tau: PositiveFloat = Field(default=10.0, description="temperature (reading)")
+    sigmoid_softmax: bool = Field(
+        default=False, description="softmax of sigmoid(logits)/tau instead of logits/tau (YOLOv6's class KD)"
+    )
+
+
+class KDAALSpec(_Strict):
+    """AAL in the distillation assigner: ``t = s^alpha u^beta AAL^gamma`` with the distillation exponents.
+    The trainer builds the distill job's assigner with these ``beta``/``gamma`` and this table when on."""
+
+    enabled: bool = False
+    form: Literal["table", "sin"] = Field(
+        default="table", description="exact rotated-IoU table (reading) or the paper's |sin| form"
+    )
+    r: Annotated[float, Field(ge=1.0)] = Field(default=3.0, description="|sin| form: V = 2 if AR > r else 1")
+    beta: NonNegFloat = Field(
+        default=4.0, description="overlap exponent of the distillation assigner (reading)"
+    )
+    gamma: NonNegFloat = Field(default=3.0, description="AAL exponent of the distillation assigner (reading)")
+
+
+class KDSampleAlignSpec(_Strict):
+    """SAD: the student's positives are the teacher's top-k inside each GT (targets normalised with the
+    student's own metric); optional differentiable per-GT KL of the two alignment-metric distributions."""
+
+    enabled: bool = False
+    kl_weight: NonNegFloat = Field(default=0.0, description="weight of the SAD-KL term; 0 turns it off")
+    tau: PositiveFloat = Field(default=20.0, description="temperature of the SAD-KL softmax over anchors")
+
+
+class KDLocalizationSpec(_Strict):
+    """LD: ``weight * tau^2 * KL`` of the four DFL distributions of each positive, weighted by ``t_hat``."""
+
+    enabled: bool = False
+    weight: NonNegFloat = Field(default=0.25, description="lambda_ld (the LD paper's weight)")
+    tau: PositiveFloat = Field(default=20.0, description="temperature (METHOD; the LD paper uses 10)")
+
+
+class KDClassSpec(_Strict):
+    """Classification distillation: ``weight * tau^2 * KL`` of the class distributions softmax(logits/tau)
+    over the C classes (YOLOv6's form), over all anchors or the positives only."""
+
+    enabled: bool = False
+    weight: NonNegFloat = Field(default=1.0, description="lambda_cls")
+    tau: PositiveFloat = 10.0
+    scope: Literal["all", "positives"] = "all"
+
+
+class KDLogitSpec(_Strict):
+    """Baseline: Hinton logit KD on the class logits, one Bernoulli distribution per (anchor, class)."""
+
+    enabled: bool = False
+    weight: NonNegFloat = 1.0
+    tau: PositiveFloat = 4.0
+
+
+class KDFeatureSpec(_Strict):
+    """Baseline: feature imitation on the neck outputs [P3, P4, P5] through 1x1 adapters: FitNet (MSE) or
+    channel-wise distillation (CWD, Shu et al. 2021)."""
+
+    kind: Literal["none", "fitnet", "cwd"] = "none"
+    weight: NonNegFloat = Field(default=1.0, description="w_feat (reading)")
+    tau: PositiveFloat = Field(default=4.0, description="CWD temperature")
+
+
+class DistillSpec(_Strict):
+    """The distillation terms of a job (``losses:``); every toggle is off by default. All KD terms fade with
+    ``decay`` (``cosine``: YOLOv6's ``1 - 0.99 (1 - cos(pi e / E)) / 2``, 1 at the start, 0.01 at the end)."""
+
+    ad: KDAngleSpec = KDAngleSpec()
+    aal: KDAALSpec = KDAALSpec()
+    sad: KDSampleAlignSpec = KDSampleAlignSpec()
+    ld: KDLocalizationSpec = KDLocalizationSpec()
+    cls_kd: KDClassSpec = KDClassSpec()
+    logit_kd: KDLogitSpec = KDLogitSpec()
+    feat: KDFeatureSpec = KDFeatureSpec()
+    decay: Literal["cosine", "none"] = "cosine"
+
+    def needs_teacher(self) -> bool:
+        """Whether any enabled term reads the teacher (all but AAL do)."""
+        return (
+            self.ad.enabled
+            or self.sad.enabled
+            or self.ld.enabled
+            or self.cls_kd.enabled
+            or self.logit_kd.enabled
+            or self.feat.kind != "none"
+        )
+
+
 class AugmentSpec(_Strict):
     hflip: Annotated[float, Field(ge=0, le=1)] = 0.5
     vflip: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -220,7 +327,7 @@ class JobSpec(_Strict):
     augment: AugmentSpec = AugmentSpec()
     hparams: HParams = HParams()
     output: str | None = Field(default=None, description="output folder; default runs/<name>")
-    # distillation toggles (`losses:`) arrive with the distillation issue
+    losses: DistillSpec = Field(default=DistillSpec(), description="distillation terms; all off by default")
 
     @model_validator(mode="after")
     def _teacher_matches_kind(self) -> JobSpec:
@@ -228,6 +335,10 @@ class JobSpec(_Strict):
             raise ValueError("a distill job needs teacher.checkpoint")
         if self.kind == "train" and self.teacher is not None:
             raise ValueError("a train job takes no teacher (use kind: distill)")
+        if self.kind == "train" and self.losses.needs_teacher():
+            raise ValueError(
+                "losses: a train job takes no teacher-based distillation terms (use kind: distill)"
+            )
         return self
 
     def output_dir(self) -> Path:

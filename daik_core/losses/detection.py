@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from daik_core.assigners import AssignResult, RotatedTaskAlignedAssigner, build_assigner
+from daik_core.assigners.tal import RankMetricFn
 from daik_core.config import AssignerSpec, DetectionLossSpec
 from daik_core.losses.functional import csl_bce, csl_targets, dfl_loss, varifocal_loss
 from daik_core.models.decode import csl_bin_to_angle, dfl_expectation, distances_to_obb, obb_to_distances
@@ -80,7 +81,10 @@ class DetectionLoss(nn.Module):
             num_classes, assigner if assigner is not None else AssignerSpec()
         )
 
-    def forward(self, outputs: DetectorOutput, targets: Targets) -> tuple[dict[str, Tensor], AssignResult]:
+    def forward(
+        self, outputs: DetectorOutput, targets: Targets, *, rank_metric: RankMetricFn | None = None
+    ) -> tuple[dict[str, Tensor], AssignResult]:
+        """``rank_metric``: optional SAD hook handed to the assigner (``sad_rank_metric`` of the teacher)."""
         cls_logits = outputs.cls_logits.float()  # (B, A, C)
         box_logits = outputs.box_logits.float()  # (B, A, 4, R)
         angle_logits = outputs.angle_logits.float()  # (B, A, K)
@@ -93,7 +97,9 @@ class DetectionLoss(nn.Module):
         with torch.no_grad():
             pred_angle = csl_bin_to_angle(angle_logits.argmax(dim=-1), num_bins)  # (B, A)
             pred_boxes = distances_to_obb(pred_dist * strides[:, None], pred_angle, anchors)  # (B, A, 5)
-            assign = self.assigner.assign(cls_logits.sigmoid(), pred_boxes, anchors, targets)
+            assign = self.assigner.assign(
+                cls_logits.sigmoid(), pred_boxes, anchors, targets, rank_metric=rank_metric
+            )
 
         spec = self.spec
         target_scores = assign.target_scores  # (B, A, C)

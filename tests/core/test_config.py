@@ -102,3 +102,42 @@ def test_importing_the_spec_loads_no_torch() -> None:
     code = "import sys, daik_core.config; print('torch' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_distillation_losses_default_off_with_documented_values() -> None:
+    spec = parse_spec({"name": "x", "dataset": {"train": "t"}})
+    losses = spec.losses
+    assert not losses.needs_teacher() and not losses.aal.enabled and losses.feat.kind == "none"
+    assert not any(getattr(losses, k).enabled for k in ("ad", "aal", "sad", "ld", "cls_kd", "logit_kd"))
+    assert (losses.ad.weight, losses.ad.tau, losses.ad.sigmoid_softmax) == (1.0, 10.0, False)
+    assert (losses.aal.form, losses.aal.r, losses.aal.beta, losses.aal.gamma) == ("table", 3.0, 4.0, 3.0)
+    assert (losses.sad.kl_weight, losses.sad.tau) == (0.0, 20.0)
+    assert (losses.ld.weight, losses.ld.tau) == (0.25, 20.0)
+    assert (losses.cls_kd.weight, losses.cls_kd.tau, losses.cls_kd.scope) == (1.0, 10.0, "all")
+    assert losses.logit_kd.tau == 4.0 and losses.feat.tau == 4.0 and losses.decay == "cosine"
+
+
+@pytest.mark.parametrize(
+    ("losses", "field"),
+    [
+        ({"ad": {"enabled": True, "lambda": 1}}, "losses.ad.lambda"),
+        ({"feat": {"kind": "attention"}}, "losses.feat.kind"),
+        ({"ld": {"tau": 0}}, "losses.ld.tau"),
+        ({"decay": "linear"}, "losses.decay"),
+        ({"kd": {}}, "losses.kd"),
+    ],
+)
+def test_bad_distillation_values_name_the_field(losses: dict, field: str) -> None:
+    data = {"name": "d", "kind": "distill", "dataset": {"train": "t"}, "teacher": {"checkpoint": "t.pt"}}
+    with pytest.raises(SpecError, match=f"{field}:"):
+        parse_spec({**data, "losses": losses}, source="s.yaml")
+
+
+def test_distillation_terms_need_a_distill_job() -> None:
+    data = {"name": "d", "dataset": {"train": "t"}, "losses": {"ad": {"enabled": True}}}
+    with pytest.raises(SpecError, match="losses"):
+        parse_spec(data)
+    spec = parse_spec({**data, "kind": "distill", "teacher": {"checkpoint": "t.pt"}})
+    assert spec.losses.ad.enabled and spec.losses.needs_teacher()
+    # AAL alone reads no teacher: valid in a train job
+    assert parse_spec({**data, "losses": {"aal": {"enabled": True}}}).losses.aal.enabled
