@@ -86,11 +86,15 @@ from daik_core.engine.distributed import (
 )
 from daik_core.engine.ema import ModelEMA
 from daik_core.engine.evaluate import EvalOutput, evaluate_model
+from daik_core.engine.teacher import load_teacher
 from daik_core.errors import DaikError
 from daik_core.losses.detection import DetectionLoss
-from daik_core.models.detector import Detector
+from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
+from daik_core.models.detector import Detector, DetectorOutput
 from daik_core.models.info import model_info
 from daik_core.presets import build_detector
+from daik_core.structures.boxes import ANGLE_BINS
+from daik_core.structures.targets import Targets
 
 __all__ = [
     "EMA_TAU",
@@ -319,8 +323,6 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         spec, hp = self.spec, self.spec.hparams
-        if spec.kind != "train":
-            raise DaikError(f"kind: {spec.kind!r} jobs are not supported by this trainer (kind: train)")
         env = dist_env()
         device = resolve_device(hp.device, env.local_rank, env.distributed)
         resume_path = self._resume_path()
@@ -349,9 +351,28 @@ class Trainer:
         self.use_amp = hp.amp and device.type == "cuda"
         self.channels_last = hp.channels_last and device.type == "cuda"
 
-        # data: validated up front, before any training
+        # the teacher of a distill job: checked against the student first (cheap, and before the data)
         classes = spec.dataset.class_names()
         self.classes = classes
+        self.teacher: Detector | None = None
+        if spec.kind == "distill":
+            assert spec.teacher is not None  # the spec requires one for kind distill
+            if spec.teacher.checkpoint is None:
+                raise DaikError(
+                    "teacher.job names a service job; the trainer needs teacher.checkpoint (a file written "
+                    "by `daik train`, e.g. runs/<name>/weights/best.pt)"
+                )
+            with torch.random.fork_rng(devices=[]):  # building it must not move the student's RNG
+                self.teacher, _ = load_teacher(
+                    spec.teacher.checkpoint,
+                    classes=classes,
+                    reg_max=spec.student.reg_max,
+                    angle_bins=ANGLE_BINS,
+                    device=device,
+                    half=self.use_amp,
+                )
+
+        # data: validated up front, before any training
         train_set = DotaDataset(
             spec.dataset.train,
             classes,
@@ -397,10 +418,29 @@ class Trainer:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model: Detector = model
-        self.criterion = DetectionLoss(len(classes), spec.student.reg_max, spec.assigner, spec.loss).to(
+        assigner_spec = spec.assigner
+        if spec.losses.aal.enabled:  # AAL in assignment (and, through t_hat, in the loss weights)
+            aal = spec.losses.aal
+            assigner_spec = assigner_spec.model_copy(
+                update={"beta": aal.beta, "gamma": aal.gamma, "aal": aal.form, "aal_r": aal.r}
+            )
+        self.criterion = DetectionLoss(len(classes), spec.student.reg_max, assigner_spec, spec.loss).to(
             device
         )
-        self.optimizer = build_optimizer(model, hp)
+        self.distill: DistillationLoss | None = None
+        if self.teacher is not None:
+            if spec.losses.feat.kind != "none" and self.dist.distributed:
+                # the adapters live outside the DDP-wrapped student, so their gradients would not be synced
+                raise DaikError("losses.feat: feature distillation under DDP is not supported yet")
+            self.distill = DistillationLoss(
+                spec.losses,
+                student_channels=model.config.head_channels,
+                teacher_channels=self.teacher.config.head_channels,
+                loss_spec=spec.loss,
+            ).to(device)
+        # the feature adapters (if any) train with the student
+        trained: nn.Module = model if self.distill is None else nn.ModuleList([model, self.distill])
+        self.optimizer = build_optimizer(trained, hp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
         self.ema = ModelEMA(model, hp.ema_decay, EMA_TAU) if hp.ema and self.is_main else None
 
@@ -529,11 +569,35 @@ class Trainer:
         targets = batch.targets.to(self.device, non_blocking=True)
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
             outputs = self.net(images)
-        losses, _ = self.criterion(outputs, targets)  # in float32, outside autocast
+        if self.teacher is None:
+            losses, _ = self.criterion(outputs, targets)  # in float32, outside autocast
+        else:
+            assert self.distill is not None
+            losses = self._distill_losses(images, targets, outputs)
         total = torch.stack(list(losses.values())).sum()
         values = {k: float(v.detach()) for k, v in losses.items()}
         values["loss"] = float(total.detach())
         return total, values
+
+    def _distill_losses(self, images: Tensor, targets: Targets, outputs: DetectorOutput) -> dict[str, Tensor]:
+        """Detection loss (with SAD's teacher-ranked positives when on) composed with the KD terms."""
+        assert self.teacher is not None and self.distill is not None
+        spec = self.spec.losses
+        with torch.no_grad():
+            t_param = next(self.teacher.parameters())
+            t_out = self.teacher(images.to(t_param.dtype))
+        rank = sad_rank_metric(self.criterion.assigner, t_out, targets) if spec.sad.enabled else None
+        losses, assign = self.criterion(outputs, targets, rank_metric=rank)
+        kd = self.distill(
+            outputs,
+            t_out,
+            assign,
+            self.epoch,
+            self.spec.hparams.epochs,
+            targets=targets,
+            assigner=self.criterion.assigner,
+        )
+        return losses | kd
 
     def _optimizer_step(self) -> None:
         hp = self.spec.hparams
@@ -720,6 +784,7 @@ class Trainer:
                 "total_steps": self.total_steps,
             },
             "scaler": self.scaler.state_dict(),
+            "distill": None if self.distill is None else _cpu_state(self.distill.state_dict()),
             "rng": get_rng_state(),
             "epoch": self.epoch,
             "iteration": progress.iteration,
@@ -768,6 +833,8 @@ class Trainer:
             )
         try:
             self.model.load_state_dict(ckpt["model"])
+            if self.distill is not None and ckpt.get("distill") is not None:
+                self.distill.load_state_dict(ckpt["distill"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
