@@ -16,8 +16,6 @@ A malformed line raises :class:`~daik_core.errors.DataFormatError` naming the fi
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from daik_core.errors import DataFormatError
+from daik_core.files import atomic_write_text
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -144,25 +143,6 @@ def _fmt(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_label_file(path: str | Path, label: DotaLabel) -> None:
     """Write one labelTxt file (atomically: a reader never sees half a file)."""
     lines: list[str] = []
@@ -174,7 +154,7 @@ def write_label_file(path: str | Path, label: DotaLabel) -> None:
         if len(obj.poly) != 8:
             raise ValueError(f"object {obj.name!r} has {len(obj.poly)} coordinates, expected 8")
         lines.append(" ".join(_fmt(v) for v in obj.poly) + f" {obj.name} {obj.difficult}")
-    _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    atomic_write_text(Path(path), "".join(line + "\n" for line in lines), durable=False)
 
 
 def label_to_arrays(label: DotaLabel, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,7 +260,7 @@ def write_task1_file(
         f"{img} {s:.6g} " + " ".join(f"{v:.2f}" for v in poly)
         for img, s, poly in zip(image_ids, scores.tolist(), polys.tolist(), strict=True)
     ]
-    _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    atomic_write_text(Path(path), "".join(line + "\n" for line in lines), durable=False)
 
 
 def write_task1_dir(folder: str | Path, detections: Mapping[str, Task1Detections]) -> None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +52,7 @@ from daik_core.data.dota import DotaLabel, DotaObject, write_label_file
 from daik_core.data.synth_scene import LEVELS, MAX_OVERLAP, plan, render
 from daik_core.data.synth_sprites import label_obb, obb_corners
 from daik_core.errors import DaikError
+from daik_core.files import atomic_write_bytes
 
 __all__ = [
     "DIFFICULTIES",
@@ -149,17 +149,6 @@ def render_image(
     return image, DotaLabel(objects=objects, imagesource=IMAGE_SOURCE, gsd=gsd)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_one(out: Path, seed: int, index: int, size: int, difficulty: str) -> tuple[list[str], int]:
     """Render and write image ``index``; returns its objects' class names and its difficult count."""
     image, label = render_image(seed, index, size=size, difficulty=difficulty)
@@ -167,7 +156,7 @@ def _write_one(out: Path, seed: int, index: int, size: int, difficulty: str) -> 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:  # pragma: no cover - encoding a uint8 array does not fail
         raise RuntimeError(f"PNG encoding of {name} failed")
-    _write_bytes(out / "images" / f"{name}.png", buf.tobytes())
+    atomic_write_bytes(out / "images" / f"{name}.png", buf.tobytes(), durable=False)
     write_label_file(out / "labelTxt" / f"{name}.txt", label)
     return [o.name for o in label.objects], sum(int(o.difficult > 0) for o in label.objects)
 

@@ -29,10 +29,8 @@ DAIK checkpoint raises :class:`~daik_core.errors.DaikError` naming the file.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ import torch
 
 from daik_core.config import HParams
 from daik_core.errors import DaikError
+from daik_core.files import atomic_write
 from daik_core.models.detector import Detector
 from daik_core.presets import PRESETS, build_detector
 
@@ -77,34 +76,8 @@ _LOAD_ERRORS = (
 
 # ----------------------------------------------------------------------------------------------- I/O
 def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any]) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, rename, fsync of the folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(checkpoint), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform / file system
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``checkpoint`` to ``path`` atomically (:func:`daik_core.files.atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(dict(checkpoint), f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -22,7 +22,6 @@ reported. onnx and onnxruntime are optional dependencies (the ``export`` extra).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from torch import Tensor, nn
 
 from daik_core.engine.checkpoint import load_detector
 from daik_core.errors import DaikError
+from daik_core.files import atomic_write_bytes
 from daik_core.models.detector import Detector
 
 __all__ = ["ONNX_OUTPUTS", "ExportResult", "RawOutputs", "export_onnx"]
@@ -155,20 +155,5 @@ def export_onnx(
             f"ONNX check failed: onnxruntime differs from torch by up to {max_diff:.3g} (> {_TOL:g}); "
             f"{out_path} not written"
         )
-    _atomic_write_bytes(out_path, data)
+    atomic_write_bytes(out_path, data)
     return ExportResult(path=out_path, max_abs_diff=max_diff, imgsz=size, opset=opset)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

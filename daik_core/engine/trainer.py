@@ -50,7 +50,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -88,6 +87,7 @@ from daik_core.engine.ema import ModelEMA
 from daik_core.engine.evaluate import EvalOutput, evaluate_model
 from daik_core.engine.teacher import load_teacher
 from daik_core.errors import DaikError
+from daik_core.files import atomic_write_text
 from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
 from daik_core.models.detector import Detector, DetectorOutput
@@ -210,21 +210,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
             torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_float(x: float | None) -> float | None:
@@ -469,7 +454,7 @@ class Trainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self.weights_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(self.output_dir / "spec.yaml", _spec_yaml(spec))
+            atomic_write_text(self.output_dir / "spec.yaml", _spec_yaml(spec))
             self._truncate_metrics(keep_through=self.epoch if resume_path is not None else 0)
             if resume_path is None:  # --overwrite: nothing of the previous run may pass for this one
                 for stale in (self.best_path, self.last_path, self.output_dir / "results.json"):
@@ -752,7 +737,7 @@ class Trainer:
                     "weights": {"last": str(self.last_path), "best": str(self.best_path)},
                 }
             )
-            _atomic_write_text(self.output_dir / "results.json", json.dumps(results, indent=2) + "\n")
+            atomic_write_text(self.output_dir / "results.json", json.dumps(results, indent=2) + "\n")
             self.hooks.on_train_end(results)
         barrier()
         return TrainResult(
@@ -873,7 +858,7 @@ class Trainer:
                 continue  # a torn last line
             if epoch <= keep_through:
                 kept.append(line)
-        _atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
 
 def _json_default(x: Any) -> Any:
