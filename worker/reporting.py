@@ -277,17 +277,7 @@ class Reporter:
                 elif kind == "epoch":
                     epoch, step = int(ev["epoch"]), int(ev["step"])
                     values = {str(k): _number(v) for k, v in dict(ev.get("metrics") or {}).items()}
-                    metrics += [
-                        {
-                            "job_id": job_id,
-                            "key": k,
-                            "step": step,
-                            "value": v,
-                            "epoch": epoch,
-                            "attempt": attempt,
-                        }
-                        for k, v in values.items()
-                    ]
+                    metrics += _metric_rows(job_id, attempt, epoch, step, values)
                     progress = self._progress(epoch)
                     job.update(epoch=epoch, step=step, progress=progress)
                     data = {
@@ -301,17 +291,7 @@ class Reporter:
                 elif kind == "eval":
                     epoch, step = int(ev["epoch"]), int(ev["step"])
                     m50, m5095 = _number(ev.get("map50")), _number(ev.get("map50_95"))
-                    metrics += [
-                        {
-                            "job_id": job_id,
-                            "key": k,
-                            "step": step,
-                            "value": v,
-                            "epoch": epoch,
-                            "attempt": attempt,
-                        }
-                        for k, v in (("map50", m50), ("map50_95", m5095))
-                    ]
+                    metrics += _metric_rows(job_id, attempt, epoch, step, {"map50": m50, "map50_95": m5095})
                     per_class = {"ap50": dict(ev.get("ap50") or {}), "ap50_95": dict(ev.get("ap50_95") or {})}
                     row = {
                         "job_id": job_id,
@@ -385,3 +365,13 @@ class Reporter:
             .where(EvalResult.job_id == job_id, EvalResult.epoch > epoch, EvalResult.attempt < attempt)
             .execution_options(synchronize_session=False)
         )
+
+
+def _metric_rows(
+    job_id: uuid.UUID, attempt: int, epoch: int, step: int, values: dict[str, float | None]
+) -> list[dict[str, Any]]:
+    """``metric`` rows of one (job, attempt, epoch, step): one per key."""
+    return [
+        {"job_id": job_id, "key": k, "step": step, "value": v, "epoch": epoch, "attempt": attempt}
+        for k, v in values.items()
+    ]
