@@ -45,8 +45,7 @@ from typing import Any
 
 import httpx
 import redis
-from sqlalchemy import create_engine, insert, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, update
 
 from daik_core.data.synth import SYNTH_CLASSES, generate_dataset
 from service import migrate
@@ -78,20 +77,7 @@ def free_port() -> int:
 
 
 def fresh_database() -> str:
-    admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-    finally:
-        admin.dispose()
-    url = make_url(PG_SERVER_URL).set(database=DATABASE).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-    return url
+    return migrate.recreate_database(PG_SERVER_URL, DATABASE)
 
 
 def job_body(name: str) -> dict[str, Any]:

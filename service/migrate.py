@@ -9,7 +9,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -18,6 +19,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "head_revision",
+    "recreate_database",
     "upgrade",
 ]
 
@@ -64,3 +66,26 @@ def head_revision() -> str:
 
 def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def recreate_database(server_url: str, name: str, *, migrated: bool = True) -> str:
+    """DROP (with FORCE) and CREATE the PostgreSQL database ``name`` on the server of ``server_url`` (a URL
+    of any database there, e.g. ``.../postgres``), migrated to head when ``migrated``; returns its URL.
+    For tests and benchmarks: it destroys the database's data."""
+    from service.db.session import make_engine
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    if migrated:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+    return url

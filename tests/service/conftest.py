@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import migrate
 from service.auth.service import create_token
 from service.db.session import make_engine, make_sessionmaker
 from service.main import create_app
@@ -56,13 +55,7 @@ def make_settings(database_url: str, roots: Path, **overrides: Any) -> Settings:
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """``daik_test_api``: created anew and migrated to head with Alembic (which exercises the migrations)."""
-    url = recreate_database(API_DATABASE)
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-    finally:
-        engine.dispose()
-    return url
+    return recreate_database(API_DATABASE, migrated=True)
 
 
 @pytest.fixture(scope="session")
