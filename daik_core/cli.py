@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from daik_core.errors import DaikError
 
@@ -275,6 +276,40 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- parser
+def _add_window_args(p: argparse.ArgumentParser, dest_prefix: str = "") -> None:
+    """The options ``daik eval --weights`` and ``daik predict`` share: how images become windows and
+    windows become detections (``dest_prefix`` keeps ``eval``'s apart from its ``dota`` sub-command)."""
+
+    def add(flag: str, **kw: Any) -> None:
+        p.add_argument(flag, dest=dest_prefix + flag.lstrip("-").replace("-", "_"), **kw)
+
+    add("--imgsz", metavar="N", type=int, default=None, help="input size (default: the training size)")
+    add("--batch", metavar="N", type=int, default=8, help="windows per batch (default 8)")
+    add(
+        "--iou",
+        metavar="X",
+        type=float,
+        default=None,
+        help="class-aware rotated NMS IoU per window (default: the training's hparams.nms_iou)",
+    )
+    add(
+        "--split-size",
+        metavar="N",
+        type=int,
+        default=None,
+        help="tile images larger than this (default: the training data's tiling; 0: no tiling)",
+    )
+    add("--gap", metavar="N", type=int, default=None, help="tile overlap (default: the training's, or 200)")
+    add(
+        "--merge-iou",
+        metavar="X",
+        type=float,
+        default=0.1,
+        help="class-aware NMS when merging the tiles of an image (default 0.1)",
+    )
+    add("--device", metavar="D", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="daik", description="DAIK: distillation for oriented object detection."
@@ -341,12 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="DOTA folder with images/ and labelTxt/",
     )
-    p.add_argument(
-        "--imgsz", dest="model_imgsz", metavar="N", type=int, default=None, help="default: the training size"
-    )
-    p.add_argument(
-        "--batch", dest="model_batch", metavar="N", type=int, default=8, help="images per batch (default 8)"
-    )
+    _add_window_args(p, dest_prefix="model_")
     p.add_argument(
         "--conf",
         dest="model_conf",
@@ -356,34 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score threshold (training's)",
     )
     p.add_argument(
-        "--iou",
-        dest="model_iou",
-        metavar="X",
-        type=float,
-        default=None,
-        help="NMS IoU per window (training's)",
-    )
-    p.add_argument(
         "--max-det", dest="model_max_det", metavar="N", type=int, default=None, help="boxes per window"
-    )
-    p.add_argument(
-        "--split-size",
-        dest="model_split_size",
-        metavar="N",
-        type=int,
-        default=None,
-        help="tile images larger than this (default: the training data's tiling; 0: no tiling)",
-    )
-    p.add_argument(
-        "--gap", dest="model_gap", metavar="N", type=int, default=None, help="tile overlap (default 200)"
-    )
-    p.add_argument(
-        "--merge-iou",
-        dest="model_merge_iou",
-        metavar="X",
-        type=float,
-        default=0.1,
-        help="class-aware NMS when merging the tiles of an image (default 0.1)",
     )
     p.add_argument(
         "--iou-thr", dest="model_iou_thr", metavar="X", type=float, default=0.5, help="AP IoU threshold (0.5)"
@@ -400,9 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
         dest="model_skip_unknown",
         action="store_true",
         help="ignore objects of classes the model does not know",
-    )
-    p.add_argument(
-        "--device", dest="model_device", metavar="D", default="auto", help="auto | cpu | cuda[:N] (auto)"
     )
     p.add_argument(
         "--workers", dest="model_workers", metavar="N", type=int, default=0, help="loader processes (0)"
@@ -457,25 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="checkpoint (best.pt)")
     p.add_argument("--source", required=True, help="an image or a folder of images")
     p.add_argument("--out", default="runs/predict", help="output folder (task1/, vis/; runs/predict)")
-    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the training size)")
+    _add_window_args(p)
     p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
-    p.add_argument(
-        "--iou",
-        type=float,
-        default=None,
-        help="class-aware rotated NMS IoU per window (default: the training's hparams.nms_iou)",
-    )
     p.add_argument("--max-det", type=int, default=1000, help="boxes per window (default 1000)")
-    p.add_argument(
-        "--split-size",
-        type=int,
-        default=None,
-        help="tile images larger than this (default: the training data's tiling; 0: no tiling)",
-    )
-    p.add_argument("--gap", type=int, default=None, help="tile overlap (default: the training's, or 200)")
-    p.add_argument("--merge-iou", type=float, default=0.1, help="NMS when merging tiles (default 0.1)")
-    p.add_argument("--batch", type=int, default=8, help="windows per batch (default 8)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     p.add_argument("--no-draw", action="store_true", help="write the Task1 files only")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_predict)
