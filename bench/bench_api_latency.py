@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -281,6 +284,96 @@ def report(
     return all_met
 
 
+# --------------------------------------------------------------------------------------- wrk (C) clients
+
+WRK_SCRIPT = """
+wrk.method = %(method)s
+wrk.path = %(path)s
+wrk.body = %(body)s
+wrk.headers["Authorization"] = %(auth)s
+wrk.headers["Content-Type"] = "application/json"
+function delay() return %(think_ms)d end
+function done(summary, latency, requests)
+  io.write(string.format('DAIK {"requests": %%d, "p50_us": %%d, "p99_us": %%d, "status_errors": %%d, '
+    .. '"socket_errors": %%d}\\n', summary.requests, latency:percentile(50), latency:percentile(99),
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout))
+end
+"""
+
+
+def lua_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid Lua string literal for this ASCII text
+
+
+def wrk_pass(
+    base_url: str, token: str, job_id: str, clients: int, duration: float, think_ms: int, tmp: Path
+) -> dict[str, dict[str, float]]:
+    """``clients`` connections split over the three routes, one ``wrk`` process (C, one thread) per route,
+    all three at once; each connection waits ``think_ms`` after an answer before its next request (a
+    dashboard or submitter with a think time; 0 = closed loop). wrk costs a few microseconds of CPU per
+    request, so the server keeps the cores that httpx takes in the Python passes."""
+    requests = {
+        "POST /jobs": ("POST", "/jobs", json.dumps(job_body("bench-wrk"))),
+        "GET /jobs/{id}": ("GET", f"/jobs/{job_id}", ""),
+        "GET /jobs/{id}/metrics": ("GET", f"/jobs/{job_id}/metrics", ""),
+    }
+    procs = {}
+    for i, (route, (method, path, body)) in enumerate(requests.items()):
+        script = tmp / f"wrk-{i}.lua"
+        script.write_text(
+            WRK_SCRIPT
+            % {
+                "method": lua_string(method),
+                "path": lua_string(path),
+                "body": lua_string(body),
+                "auth": lua_string(f"Bearer {token}"),
+                "think_ms": think_ms,
+            }
+        )
+        conns = clients // 3 + (1 if i < clients % 3 else 0)
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            base_url,
+        ]
+        procs[route] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    results: dict[str, dict[str, float]] = {}
+    for route, proc in procs.items():
+        out, _ = proc.communicate()
+        line = next((ln for ln in out.splitlines() if ln.startswith("DAIK ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed for {route}:\n{out}")
+        results[route] = json.loads(line[5:])
+    return results
+
+
+def report_wrk(results: dict[str, dict[str, float]], duration: float, clients: int, think_ms: int) -> bool:
+    label = "closed loop" if think_ms == 0 else f"each connection waits {think_ms} ms between requests"
+    print(f"\n{clients} concurrent connections (wrk, split over the routes), {duration:.0f} s, {label}")
+    print(f"{'route':<26}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}   target p99   errors")
+    all_met = True
+    for route, r in results.items():
+        target = TARGET_P99_MS.get(route)
+        p50, p99 = r["p50_us"] / 1000.0, r["p99_us"] / 1000.0
+        verdict = ""
+        if target is not None:
+            met = p99 < target
+            all_met &= met
+            verdict = f"< {target:.0f} ms {'met' if met else 'MISSED'}"
+        errors = f"status {r['status_errors']}, socket {r['socket_errors']}"
+        rps = r["requests"] / duration
+        print(f"{route:<26}{int(r['requests']):>9}{rps:>8.1f}{p50:>9.1f}{p99:>9.1f}   {verdict:<12} {errors}")
+        all_met &= r["status_errors"] == 0 and r["socket_errors"] == 0
+    return all_met
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
@@ -293,7 +386,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also run an open loop: this many requests/s in all, spread over the clients",
     )
+    ap.add_argument(
+        "--wrk-think-ms",
+        type=int,
+        nargs="*",
+        default=None,
+        help="also run wrk passes (needs the `wrk` binary), one per think time in ms (0 = closed loop)",
+    )
     args = ap.parse_args(argv)
+    if args.wrk_think_ms and shutil.which("wrk") is None:
+        ap.error("--wrk-think-ms needs the `wrk` load generator (Debian: apt-get install wrk)")
 
     db_url = fresh_database()
     broker_url = f"{REDIS_URL}/{REDIS_DB}"
@@ -367,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"open loop at {args.rate:g} requests/s offered"
                 met = report(stats, args.duration, args.clients, label=label)
                 print(f"\nopen loop: {'all targets met' if met else 'some targets MISSED'}")
+            for think_ms in args.wrk_think_ms or []:
+                results = wrk_pass(base_url, token, job_id, args.clients, args.duration, think_ms, root)
+                met = report_wrk(results, args.duration, args.clients, think_ms)
+                print(f"\nwrk, think {think_ms} ms: {'all targets met' if met else 'some targets MISSED'}")
             return 0
         finally:
             sup.stop()
