@@ -5,8 +5,9 @@ environment's Python (see ../shared/PEERS.md for how that environment is built, 
 
 1. converts DOTA folders (images/, labelTxt/) to Ultralytics' OBB layout (class x1 y1 ... x4 y4, corners
    normalised to [0, 1]), images linked, not copied;
-2. trains `yolov8n-obb.yaml` from scratch (no weights are downloaded) with validation off, so that the
-   training time is training only;
+2. trains `yolov8n-obb.yaml` (or `--model`) from scratch (no weights are downloaded) with validation off,
+   so that the training time is training only; `--distill-model T.pt` turns on Ultralytics' built-in
+   distillation from the teacher T (feature imitation on the neck, weight `--dis`, default 6.0);
 3. predicts on the val images with conf=0.001 and writes DOTA Task1 files (scored by DAIK's evaluator,
    not by Ultralytics' own validator);
 4. writes `summary.json`: training seconds, images seen, images/s, parameters.
@@ -64,6 +65,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-predict", action="store_true", help="train only (throughput runs)")
+    ap.add_argument(
+        "--distill-model",
+        default=None,
+        help="teacher weights (.pt): Ultralytics' built-in distillation (feature imitation on the neck)",
+    )
+    ap.add_argument("--dis", type=float, default=6.0, help="its distillation loss weight (default 6.0)")
     args = ap.parse_args()
 
     out = Path(args.out).resolve()
@@ -86,8 +93,10 @@ def main() -> None:
     model.add_callback(
         "on_train_epoch_end", lambda trainer: epoch_seconds.append(time.perf_counter() - epoch_start[-1])
     )
+    extra = {"distill_model": args.distill_model, "dis": args.dis} if args.distill_model else {}
     t0 = time.perf_counter()
     model.train(
+        **extra,
         data=str(data_yaml),
         epochs=args.epochs,
         imgsz=args.imgsz,
@@ -140,6 +149,8 @@ def main() -> None:
         "predict_seconds": predict_s,
         "params": params,
         "task1_dir": str(det_dir),
+        "weights": str(out / "train" / "weights" / "last.pt"),
+        "distill_model": args.distill_model,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))

@@ -8,14 +8,18 @@ command exits with status 2 and no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daik_core.errors import DaikError
+
+if TYPE_CHECKING:
+    from daik_core.engine.callbacks import StopFlag
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -135,11 +139,37 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- train
-def _cmd_train(args: argparse.Namespace) -> int:
-    import os
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """SIGINT / SIGTERM ask ``stop`` to end the run at the next step (the trainer then writes last.pt); a
+    second signal quits at once. The previous handlers are restored afterwards."""
     import signal
     import threading
     from types import FrameType
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.requested:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        stop.request(signum)
+        print(
+            f"daik: {signal.Signals(signum).name}: stopping; weights/last.pt will hold this point "
+            "(send it again to quit at once)",
+            file=sys.stderr,
+        )
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import os
 
     from daik_core.config import load_spec, parse_spec
     from daik_core.engine.callbacks import Callback, JsonlEvents, ProgressCallback, StopFlag
@@ -165,26 +195,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
 
     stop = StopFlag()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.requested:  # a second signal: give up at once
-            raise KeyboardInterrupt
-        stop.request(signum)
-        print(
-            f"daik: {signal.Signals(signum).name}: stopping; weights/last.pt will hold this point "
-            "(send it again to quit at once)",
-            file=sys.stderr,
-        )
-
-    previous: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
     main_rank = os.environ.get("RANK", "0") == "0"
     callbacks: list[Callback] = [ProgressCallback(disable=args.quiet or not main_rank), stop]
     if args.events is not None:
         callbacks.append(JsonlEvents(args.events))
-    try:
+    with _stop_on_signals(stop):
         trainer = Trainer(
             spec,
             callbacks,
@@ -192,9 +207,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         result = trainer.fit()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
     if result.status == "stopped":
         if main_rank:
             print(
@@ -215,6 +227,71 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"trained {result.epoch} epochs: {maps}best epoch {r.get('best_epoch')}, "
             f"{r.get('train_time_s', 0.0):.0f} s -> {result.output_dir} (weights/best.pt, results.json)"
         )
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from daik_core.ablation.grid import parse_grid
+    from daik_core.ablation.runner import collect_records, run_ablation, write_table
+    from daik_core.ablation.table import table_markdown
+    from daik_core.config import load_spec, parse_spec
+    from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
+
+    spec = load_spec(args.spec)
+    if args.epochs is not None or args.device is not None:
+        data = spec.model_dump(mode="json")
+        if args.epochs is not None:
+            data["hparams"]["epochs"] = args.epochs
+        if args.device is not None:
+            data["hparams"]["device"] = args.device
+        spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
+    if args.grid.endswith((".json", ".yaml", ".yml")):
+        import yaml
+
+        try:
+            grid_value = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise DaikError(f"{args.grid}: cannot read the grid: {err}") from None
+        cells = parse_grid(grid_value)
+    else:
+        cells = parse_grid(args.grid)
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in {c.name for c in cells}]
+        if unknown:
+            raise DaikError(
+                f"--only: not in the grid: {', '.join(unknown)} (grid: {', '.join(c.name for c in cells)})"
+            )
+        cells = [c for c in cells if c.name in wanted]
+    if args.seeds < 1:
+        raise DaikError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = [spec.hparams.seed + i for i in range(args.seeds)]
+    out = Path(args.out) if args.out else spec.output_dir().with_name(spec.output_dir().name + "-ablate")
+    if args.table_only:
+        rows = write_table(
+            out, collect_records(out, cells), [c.name for c in cells], spec=spec.name, seeds=seeds
+        )
+    else:
+        stop = StopFlag()
+
+        def callbacks() -> list[Callback]:
+            return [ProgressCallback(disable=args.quiet), stop]
+
+        with _stop_on_signals(stop):
+            result = run_ablation(
+                spec,
+                cells,
+                seeds,
+                out,
+                teacher=Path(args.teacher) if args.teacher else None,
+                callbacks=callbacks,
+                latency_threads=args.latency_threads,
+            )
+        rows = result.rows
+        if result.status == "stopped":
+            return 128 + stop.reason if isinstance(stop.reason, int) else 1
+    print(table_markdown(rows, per_class=False), end="")
+    print(f"-> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.json'}")
     return 0
 
 
@@ -452,6 +529,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser(
+        "ablate",
+        help="train every configuration of a distillation grid for several seeds; write the ablation table",
+    )
+    p.add_argument("spec", help="the base job spec: data, student, schedule and the options of each term")
+    p.add_argument(
+        "--grid",
+        default="paper",
+        help="paper (every component, full DAIK, logit KD, FitNet, CWD, teacher) | daik (baseline, DAIK, "
+        "teacher) | a YAML/JSON file: a list of {name, losses} or {product: {term.option: [values]}}",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration: hparams.seed + 0..N-1 (3)")
+    p.add_argument(
+        "--teacher", default=None, help="teacher checkpoint (default: the spec's teacher.checkpoint)"
+    )
+    p.add_argument("--out", default=None, help="output folder (default: the spec's output + '-ablate')")
+    p.add_argument("--only", default=None, help="comma-separated configuration names: run only these")
+    p.add_argument("--epochs", type=int, default=None, help="override hparams.epochs")
+    p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")
+    p.add_argument("--latency-threads", type=int, default=1, help="CPU threads of the latency column (1)")
+    p.add_argument("--table-only", action="store_true", help="only rebuild the table from the finished runs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no training progress bars")
+    p.set_defaults(handler=_cmd_ablate)
 
     p = sub.add_parser("predict", help="detect objects in images with a checkpoint")
     p.add_argument("--weights", required=True, help="checkpoint (best.pt)")

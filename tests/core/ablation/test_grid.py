@@ -1,0 +1,101 @@
+"""Ablation grids: the named grids, explicit and product grids, and the spec of each configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daik_core.ablation.grid import GRIDS, cell_spec, config_hash, parse_grid, slug
+from daik_core.config import parse_spec
+from daik_core.errors import DaikError
+
+
+def _base(**losses: Any) -> Any:
+    return parse_spec(
+        {
+            "name": "kd",
+            "kind": "distill" if losses else "train",
+            "dataset": {"train": "tr", "val": "va", "classes": "a,b"},
+            **({"teacher": {"checkpoint": "t.pt"}} if losses else {}),
+            "losses": losses,
+            "hparams": {"epochs": 3, "seed": 0},
+        }
+    )
+
+
+def test_paper_grid_has_every_component_the_baselines_and_the_teacher() -> None:
+    names = [c.name for c in parse_grid("paper")]
+    assert names == [
+        "teacher", "baseline", "+AD", "+AAL", "+SAD", "+LD", "+cls KD", "DAIK", "logit KD", "FitNet", "CWD"
+    ]  # fmt: skip
+    assert [c.name for c in parse_grid("daik")] == ["teacher", "baseline", "DAIK"]
+    assert set(GRIDS) == {"paper", "daik"}
+
+
+def test_cell_specs_turn_on_only_their_terms_and_keep_the_base_options() -> None:
+    # the base spec runs full DAIK with a custom AD weight: each cell starts from all toggles off
+    base = _base(ad={"enabled": True, "weight": 2.5}, ld={"enabled": True}, feat={"kind": "cwd"})
+    cells = {c.name: c for c in parse_grid("paper")}
+    ad = cell_spec(base, cells["+AD"], 1, "out/ad", "t.pt")
+    assert ad.kind == "distill" and ad.teacher is not None and ad.teacher.checkpoint == "t.pt"
+    assert ad.losses.ad.enabled and ad.losses.ad.weight == 2.5
+    assert not ad.losses.ld.enabled and ad.losses.feat.kind == "none"
+    assert ad.hparams.seed == 1 and ad.output == "out/ad" and ad.name == "kd-plus-ad-s1"
+    baseline = cell_spec(base, cells["baseline"], 0, "o", "t.pt")
+    assert baseline.kind == "train" and baseline.teacher is None and not baseline.losses.needs_teacher()
+    assert not baseline.losses.ad.enabled and baseline.losses.ad.weight == 2.5
+    aal = cell_spec(base, cells["+AAL"], 0, "o", None)  # AAL changes the assigner only: no teacher
+    assert aal.kind == "train" and aal.losses.aal.enabled
+    full = cell_spec(base, cells["DAIK"], 0, "o", "t.pt")
+    assert all(getattr(full.losses, t).enabled for t in ("ad", "aal", "sad", "ld", "cls_kd"))
+    assert cell_spec(base, cells["CWD"], 0, "o", "t.pt").losses.feat.kind == "cwd"
+
+
+def test_a_cell_that_needs_the_teacher_without_one_is_an_error() -> None:
+    cells = {c.name: c for c in parse_grid("paper")}
+    with pytest.raises(DaikError, match=r"'\+SAD' needs a teacher"):
+        cell_spec(_base(), cells["+SAD"], 0, "o", None)
+    with pytest.raises(DaikError, match="is the teacher"):
+        cell_spec(_base(), cells["teacher"], 0, "o", "t.pt")
+
+
+def test_product_grid() -> None:
+    cells = parse_grid({"product": {"ad.enabled": [False, True], "ad.weight": [0.5, 2.0]}})
+    assert [c.name for c in cells] == [
+        "ad.enabled=false,ad.weight=0.5",
+        "ad.enabled=false,ad.weight=2.0",
+        "ad.enabled=true,ad.weight=0.5",
+        "ad.enabled=true,ad.weight=2.0",
+    ]
+    assert cells[3].losses == {"ad": {"enabled": True, "weight": 2.0}}
+
+
+def test_explicit_grid_and_its_errors() -> None:
+    cells = parse_grid([{"name": "baseline"}, {"name": "ld", "losses": {"ld": {"enabled": True, "tau": 5}}}])
+    assert [c.name for c in cells] == ["baseline", "ld"] and not cells[0].teacher
+    with pytest.raises(DaikError, match="unknown grid 'nope'"):
+        parse_grid("nope")
+    with pytest.raises(DaikError, match=r"'bad': losses\.ld\.tau: Input should be greater than 0$"):
+        parse_grid([{"name": "bad", "losses": {"ld": {"tau": -1}}}])
+    with pytest.raises(DaikError, match="used twice"):
+        parse_grid([{"name": "a"}, {"name": "a"}])
+    with pytest.raises(DaikError, match=r"grid\[0\]: unknown keys seeds"):
+        parse_grid([{"name": "a", "seeds": 3}])
+    with pytest.raises(DaikError, match=r"product\.ad\.enabled: a non-empty list"):
+        parse_grid({"product": {"ad.enabled": []}})
+    with pytest.raises(DaikError, match="losses"):
+        parse_grid({"product": {"nosuch.enabled": [True]}})
+
+
+def test_config_hash_follows_what_is_trained() -> None:
+    base = _base()
+    cells = {c.name: c for c in parse_grid("paper")}
+    a = cell_spec(base, cells["baseline"], 0, "o1", None)
+    assert config_hash(a) == config_hash(cell_spec(base, cells["baseline"], 0, "o2", None))  # output only
+    assert config_hash(a) != config_hash(cell_spec(base, cells["baseline"], 1, "o1", None))  # the seed
+    assert config_hash(a) != config_hash(cell_spec(base, cells["+AAL"], 0, "o1", None))
+
+
+def test_slug() -> None:
+    assert slug("+cls KD") == "plus-cls-kd" and slug("DAIK") == "daik" and slug("logit KD") == "logit-kd"

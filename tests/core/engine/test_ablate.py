@@ -1,0 +1,131 @@
+"""`daik ablate` on tiny data: every (configuration, seed) trained once and scored, the table written from
+the records, finished runs reused, a stopped run resumed, and bad input refused before any training."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daik_core.ablation.grid import parse_grid
+from daik_core.ablation.runner import run_ablation
+from daik_core.cli import main
+from daik_core.engine import Trainer
+from daik_core.engine.callbacks import Callback, StopFlag
+from tests.core.engine.conftest import make_spec
+
+GRID: list[dict[str, Any]] = [
+    {"name": "teacher", "teacher": True},
+    {"name": "baseline"},
+    {"name": "+AD", "losses": {"ad": {"enabled": True}}},
+]
+
+
+@pytest.fixture(scope="module")
+def teacher(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ablate-teacher")
+    Trainer(make_spec(data_root, out, epochs=1, val=False)).fit()
+    return out / "weights" / "last.pt"
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_ablation_trains_scores_and_tabulates(
+    data_root: Path, tmp_path: Path, teacher: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(data_root, tmp_path / "base", epochs=1)
+    out = tmp_path / "abl"
+    log = io.StringIO()
+    result = run_ablation(spec, parse_grid(GRID), [0, 1], out, teacher=teacher, log=log)
+    assert result.status == "completed"
+    assert [r.config for r in result.rows] == ["teacher", "baseline", "+AD"]
+    assert {(r.config, r.seed) for r in result.records} == {
+        ("teacher", 0), ("baseline", 0), ("baseline", 1), ("+AD", 0), ("+AD", 1)
+    }  # fmt: skip
+    runs = out / "runs"
+    # the baseline is a plain train job, +AD a distill job whose AD term is trained and logged
+    assert "loss_ad" not in _metrics(runs / "baseline" / "seed0")[0]
+    assert "loss_ad" in _metrics(runs / "plus-ad" / "seed1")[0]
+    assert json.loads((runs / "plus-ad" / "seed1" / "spec.json").read_text())["spec"]["kind"] == "distill"
+    for rec in result.records:
+        assert rec.map50 is not None and 0.0 <= rec.map50 <= 1.0 and rec.map50_all is not None
+        assert rec.params is not None and rec.params > 0 and rec.latency_ms is not None and rec.latency_ms > 0
+        assert set(rec.ap50) <= set(spec.dataset.class_names())
+    # the two seeds of a configuration are different runs
+    w0 = (runs / "baseline" / "seed0" / "weights" / "last.pt").read_bytes()
+    assert w0 != (runs / "baseline" / "seed1" / "weights" / "last.pt").read_bytes()
+    # the table files agree with the records
+    table = json.loads((out / "ablation.json").read_text())
+    base = next(r for r in table["rows"] if r["config"] == "baseline")
+    maps = [r.map50 for r in result.records if r.config == "baseline"]
+    assert base["map50"]["n"] == 2 and base["map50"]["mean"] == pytest.approx(sum(maps) / 2)  # type: ignore[arg-type]
+    assert (out / "ablation.csv").read_text().splitlines()[0].startswith("config,seeds,map50_mean")
+    assert "| +AD | 2 |" in (out / "ablation.md").read_text()
+
+    # a second call reuses every finished run: nothing is trained again
+    stamp = (runs / "plus-ad" / "seed0" / "weights" / "last.pt").stat().st_mtime_ns
+    log = io.StringIO()
+    again = run_ablation(spec, parse_grid(GRID), [0, 1], out, teacher=teacher, log=log)
+    assert log.getvalue().count("done before") == 5 and "training" not in log.getvalue()
+    assert (runs / "plus-ad" / "seed0" / "weights" / "last.pt").stat().st_mtime_ns == stamp
+    assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in result.rows]
+
+    # `daik ablate --table-only` with the grid from a file rebuilds the same table without training
+    (tmp_path / "grid.yaml").write_text(json.dumps(GRID))
+    (tmp_path / "spec.json").write_text(spec.model_dump_json())
+    (out / "ablation.md").unlink()
+    argv = ["ablate", str(tmp_path / "spec.json"), "--grid", str(tmp_path / "grid.yaml"), "--seeds", "2"]
+    assert main([*argv, "--out", str(out), "--table-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "| +AD | 2 |" in printed and "| baseline | 2 |" in printed
+    assert (out / "ablation.md").is_file()
+
+
+def test_a_stopped_ablation_resumes_where_it_stopped(data_root: Path, tmp_path: Path) -> None:
+    spec = make_spec(data_root, tmp_path / "base", epochs=2, eval_interval=2)
+    out = tmp_path / "abl"
+    stop = StopFlag()
+
+    class StopAfterFirstEpoch(Callback):
+        def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+            stop.request("test")
+
+    first = run_ablation(
+        spec,
+        parse_grid([{"name": "baseline"}]),
+        [0],
+        out,
+        callbacks=lambda: [StopAfterFirstEpoch(), stop],
+        log=io.StringIO(),
+    )
+    assert first.status == "stopped" and first.records == []
+    assert len(_metrics(out / "runs" / "baseline" / "seed0")) == 1  # one epoch done, last.pt written
+    log = io.StringIO()
+    second = run_ablation(spec, parse_grid([{"name": "baseline"}]), [0], out, log=log)
+    assert "resuming" in log.getvalue() and second.status == "completed"
+    rows = _metrics(out / "runs" / "baseline" / "seed0")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert second.records[0].extra["epoch"] == 2
+
+
+def test_cli_refuses_bad_input_before_training(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(make_spec(data_root, tmp_path / "base", epochs=1).model_dump_json())
+    out = tmp_path / "abl"
+    assert main(["ablate", str(spec_file), "--grid", "nope", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["daik: error: grid: unknown grid 'nope' (named grids: paper, daik)"]
+    # the paper grid needs the teacher: refused before anything is trained
+    assert main(["ablate", str(spec_file), "--out", str(out)]) == 2
+    assert "give teacher.checkpoint in the spec or --teacher" in capsys.readouterr().err
+    assert main(["ablate", str(spec_file), "--only", "baseline,nope", "--out", str(out)]) == 2
+    assert "--only: not in the grid: nope" in capsys.readouterr().err
+    assert not (out / "runs").exists()
