@@ -219,3 +219,32 @@ def processes_of(home: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
     return found
+
+
+KD_KEYS = ("loss_ad", "loss_ld", "loss_cls_kd")
+
+
+def run_distill_flow(base_url: str, token: str, name: str, teacher_id: str) -> dict[str, Any]:
+    """A ``kind: distill`` job whose teacher is the succeeded job ``teacher_id`` (the service resolves it
+    to that job's best checkpoint), with AD, AAL, SAD, LD and class KD on; it must succeed with its KD
+    terms in the stored metrics. Returns the final job JSON."""
+    headers = {"Authorization": f"Bearer {token}"}
+    body = job_body(f"{name}-distill", name)
+    body["kind"] = "distill"
+    body["teacher"] = {"job": teacher_id}
+    body["hparams"]["epochs"] = 1
+    body["losses"] = {t: {"enabled": True} for t in ("ad", "aal", "sad", "ld", "cls_kd")}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        r = client.post("/jobs", json=body)
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["kind"] == "distill" and job["spec"]["teacher"]["checkpoint"].endswith(".pt"), job["spec"]
+        events = follow_events(client, job["id"])
+        assert events[-1].type == "status" and events[-1].data["status"] == "succeeded", events[-3:]
+        job = client.get(f"/jobs/{job['id']}").json()
+        assert job["final_map50"] is not None, job
+        series = client.get(f"/jobs/{job['id']}/metrics", params={"keys": ",".join(KD_KEYS)}).json()["series"]
+        for key in KD_KEYS:
+            assert [p["epoch"] for p in series[key]] == [1], (key, series)
+            assert series[key][0]["value"] is not None and series[key][0]["value"] >= 0.0, (key, series)
+    return job

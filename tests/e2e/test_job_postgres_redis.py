@@ -1,6 +1,7 @@
 """End to end on the production stores: PostgreSQL (``daik_test_e2e``) and Redis (db 13), with ``daik api``
 and ``daik worker`` as real processes on loopback, a real training job of the n preset on a tiny
-synthetic dataset, followed through Server-Sent Events to its final mAP."""
+synthetic dataset, followed through Server-Sent Events to its final mAP; then a distill job taught by it
+(``teacher: {job: <its id>}``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from service.local import Supervisor, daik_command
 from tests.e2e.conftest import clean_env, free_port, logs_of
-from tests.e2e.flow import processes_of, run_train_flow, wait_ready
+from tests.e2e.flow import processes_of, run_distill_flow, run_train_flow, wait_ready
 
 
 @pytest.mark.slow
@@ -35,7 +36,9 @@ def test_train_job_on_postgres_and_redis(
     supervisor.start("worker", daik_command("worker"), log_dir / "worker.log")
     try:
         wait_ready(base_url, supervisor)
-        run_train_flow(base_url, token, data_root, artifact_root, name="e2e-pg")
+        teacher = run_train_flow(base_url, token, data_root, artifact_root, name="e2e-pg")
+        # the trained job teaches a distilled student through the same service
+        run_distill_flow(base_url, token, "e2e-pg", teacher["id"])
     except (AssertionError, httpx.HTTPError) as err:
         raise AssertionError(f"{err}\n{logs_of(supervisor)}") from None
 
