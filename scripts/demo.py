@@ -1,12 +1,11 @@
 """The client half of the README's main command (``bash scripts/demo.sh`` runs it after starting ``daik up``).
 
 Through the HTTP API only: registers the synthetic dataset that demo.sh generated under the service's data
-root, submits a teacher job (preset s) and a student job (preset n), shows both progresses live (one bar
-each: epoch, loss, mAP50 after each evaluation), prints each final mAP50, and leaves the service running
-with its URL, the admin token and how to stop it.
-
-The student is a plain ``train`` job for now: distillation from the teacher (``kind: distill`` with
-``teacher: {job: <teacher id>}``) arrives with the distillation issue.
+root, submits a teacher job (preset s) and a plain student job (preset n), then, once the teacher has
+succeeded, a DAIK-distilled student (preset n, ``kind: distill`` with ``teacher: {job: <teacher id>}`` and
+AD, AAL, SAD, LD and class KD on) with the plain student's schedule; shows the progress live (one bar per
+job: epoch, loss, mAP50 after each evaluation), prints the final mAP50 of the three side by side, and
+leaves the service running with its URL, the admin token and how to stop it.
 
     .venv/bin/python scripts/demo.py --url http://127.0.0.1:8765 --home .daik-demo [--epochs-teacher 8]
 """
@@ -83,6 +82,14 @@ def job_body(name: str, preset: str, dataset: str, epochs: int, imgsz: int, batc
     }
 
 
+def submit(client: httpx.Client, url: str, label: str, body: dict[str, Any]) -> str:
+    r = client.post("/jobs", json=body)
+    r.raise_for_status()
+    job_id = str(r.json()["id"])
+    print(f"submitted {label}: {url}/jobs/{job_id}")
+    return job_id
+
+
 def follow(client: httpx.Client, jobs: dict[str, str]) -> dict[str, dict[str, Any]]:
     """One bar per job (label -> id), refreshed every second from ``GET /jobs/{id}`` until all are done."""
     bars = {
@@ -105,7 +112,7 @@ def follow(client: httpx.Client, jobs: dict[str, str]) -> dict[str, dict[str, An
                 if isinstance(total, int):
                     epoch = min(epoch, total)
                 bar.set_description_str(
-                    f"{label:<12} {job['status']:<10} epoch {epoch}/{total}", refresh=False
+                    f"{label:<18} {job['status']:<10} epoch {epoch}/{total}", refresh=False
                 )
                 post = [f"loss {metrics['loss']:.3f}"] if metrics.get("loss") is not None else []
                 post += [f"mAP50 {metrics['map50']:.3f}"] if metrics.get("map50") is not None else []
@@ -146,14 +153,19 @@ def main(argv: list[str] | None = None) -> int:
                 "demo-student-n", "n", args.dataset, args.epochs_student, args.imgsz, args.batch
             ),
         }
-        jobs = {}
-        for label, body in specs.items():
-            r = client.post("/jobs", json=body)
-            r.raise_for_status()
-            jobs[label] = r.json()["id"]
-            print(f"submitted {label}: {args.url}/jobs/{jobs[label]}")
+        jobs = {label: submit(client, args.url, label, body) for label, body in specs.items()}
         try:
             final = follow(client, jobs)
+            teacher = final["teacher (s)"]
+            if teacher["status"] == "succeeded":
+                body = job_body(
+                    "demo-student-n-daik", "n", args.dataset, args.epochs_student, args.imgsz, args.batch
+                )
+                body["kind"] = "distill"
+                body["teacher"] = {"job": teacher["id"]}
+                body["losses"] = {term: {"enabled": True} for term in ("ad", "aal", "sad", "ld", "cls_kd")}
+                label = "student (n) + DAIK"
+                final |= follow(client, {label: submit(client, args.url, label, body)})
         except KeyboardInterrupt:
             print(
                 f"\ndemo: stopped watching; the jobs go on in the service ({args.url}/jobs)\n"
@@ -161,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 130
 
-    print(f"\n{'job':<14}{'status':<11}{'mAP50':>7}{'mAP50:95':>10}   id")
+    print(f"\n{'job':<20}{'status':<11}{'mAP50':>7}{'mAP50:95':>10}   id")
     for label, job in final.items():
         m50 = "-" if job["final_map50"] is None else f"{job['final_map50']:.3f}"
         m5095 = "-" if job["final_map50_95"] is None else f"{job['final_map50_95']:.3f}"
-        print(f"{label:<14}{job['status']:<11}{m50:>7}{m5095:>10}   {job['id']}")
+        print(f"{label:<20}{job['status']:<11}{m50:>7}{m5095:>10}   {job['id']}")
         if job["error"]:
             print(f"  error: {job['error']}")
     minutes = (time.time() - started_at) / 60

@@ -208,6 +208,7 @@ def run_ablation(
     total = len(plan)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    done_runs = 0
     for k, (cell, seed, run_spec, run_dir) in enumerate(plan, 1):
         label = f"[{k}/{total}] {cell.name}" + ("" if run_spec is None else f" seed {seed}")
         record_path = run_dir / "record.json"
@@ -283,14 +284,23 @@ def run_ablation(
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(record_path, json.dumps(record.to_dict(), indent=2) + "\n")
         m50, mall = record.map50, record.map50_all
+        elapsed = time.perf_counter() - t_start
+        done_runs += 1
+        left = sum(1 for c, _, rs, d in plan[k:] if rs is not None and not _done(d / "record.json", rs))
+        eta = f", ~{elapsed / done_runs * left / 60:.0f} min left" if left else ""
         print(
             f"ablate {label}: mAP50 {_fmt(m50)} (all-point {_fmt(mall)}), mAP50:95 {_fmt(record.map50_95)}"
-            f" [{time.perf_counter() - t_start:.0f} s so far]",
+            f" [{elapsed / 60:.1f} min so far{eta}]",
             file=log,
         )
     records = collect_records(out, cells)
     rows = write_table(out, records, order, spec=spec.name, seeds=list(seeds))
     return AblationResult("completed", records, rows, out)
+
+
+def _done(record_path: Path, spec: JobSpec) -> bool:
+    old = _read_record(record_path)
+    return old is not None and old.extra.get("hash") == config_hash(spec)
 
 
 def _fmt(x: float | None) -> str:

@@ -20,7 +20,7 @@ from service.db.models import TERMINAL_STATES, ApiToken, JobStatus
 from service.dependencies import SessionDep, SessionmakerDep, SettingsDep
 from service.jobs import service
 from service.jobs.dependencies import ValidJob
-from service.jobs.schemas import JobCreate, JobList, JobOut, MetricsOut
+from service.jobs.schemas import AttemptList, AttemptOut, JobCreate, JobList, JobOut, MetricsOut, RetryIn
 from service.problems import problem_responses
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=problem_responses(401, 403))
@@ -141,6 +141,40 @@ def cancel_job(
     Already cancelled or cancelling: 202, nothing changes. Finished: 409."""
     job = service.cancel_job(session, job, force=force)
     return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    dependencies=[Depends(require("jobs:write"))],
+    responses=problem_responses(404, 409, 422),
+)
+def retry_job(
+    job: ValidJob, session: SessionDep, settings: SettingsDep, body: RetryIn | None = None
+) -> JobOut:
+    """A failed or cancelled job is queued again with a fresh restart budget: from its last checkpoint
+    (default) or from scratch (``{"start": "scratch"}``). Already queued: 202, nothing changes. Running,
+    cancelling or succeeded: 409."""
+    start = body.start if body is not None else "checkpoint"
+    job = service.retry_job(session, settings, job, start=start)
+    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+
+
+@router.get(
+    "/{job_id}/attempts",
+    response_model=AttemptList,
+    dependencies=[JobsRead],
+    responses=problem_responses(404),
+)
+def list_attempts(job: ValidJob, session: SessionDep) -> AttemptList:
+    """Every attempt of the job, oldest first: worker, exit, why it ended, the checkpoint it resumed from
+    and the end of its log."""
+    return AttemptList(
+        items=[
+            AttemptOut.model_validate(a, from_attributes=True) for a in service.list_attempts(session, job.id)
+        ]
+    )
 
 
 def _sanitize(value: Any) -> Any:

@@ -110,3 +110,34 @@ class MetricsOut(BaseModel):
     job_id: uuid.UUID
     series: dict[str, list[MetricPoint]] = Field(description="per key, points by step")
     per_class_ap: PerClassAP | None = Field(description="the latest evaluation, per class")
+
+
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: Literal["checkpoint", "scratch"] = Field(
+        default="checkpoint",
+        description="checkpoint: resume from the job's last checkpoint when there is one; scratch: start "
+        "afresh (earlier weights kept aside, metrics archived)",
+    )
+
+
+class AttemptOut(BaseModel):
+    number: int
+    status: str = Field(description="running | succeeded | failed | cancelled")
+    worker: str | None
+    pid: int | None
+    exit_code: int | None
+    failure_kind: str | None = Field(
+        description="why it ended: user_error | oom | infra | timeout | preempted | lost | cancelled"
+    )
+    reason: str | None
+    resumed_from: str | None = Field(description="the checkpoint it resumed from; null for a fresh start")
+    log_tail: str | None
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,8 +32,19 @@ from service.artifacts.service import best_checkpoint, checkpoint_file, job_outp
 from service.datasets.schemas import NAME_PATTERN
 from service.datasets.service import get_dataset, resolve_data_folder
 from service.db.base import utcnow
-from service.db.models import TERMINAL_STATES, ApiToken, EvalResult, Job, JobEvent, JobStatus, Metric
-from service.db.states import check_transition
+from service.db.models import (
+    TERMINAL_STATES,
+    ApiToken,
+    Attempt,
+    Checkpoint,
+    EvalResult,
+    Job,
+    JobEvent,
+    JobStatus,
+    Metric,
+    MetricArchive,
+)
+from service.db.states import IllegalTransition, check_transition
 from service.jobs.schemas import JobCreate, JobOut
 from service.problems import IDEMPOTENCY_TYPE, FieldError, Problem, field_errors, invalid, reject_nul
 from service.queue import send_train
@@ -227,8 +238,15 @@ def submit_job(
             raise Problem(409, "a request with this Idempotency-Key is in progress; retry it") from None
         return _replay(existing, digest)
 
+    dispatch(session, settings, job)
+    return job, True
+
+
+def dispatch(session: Session, settings: Settings, job: Job) -> None:
+    """Send the committed queued ``job``'s train task and record ``dispatched_at``; a failed send is logged
+    and left to the re-dispatcher (the job stays queued)."""
     try:
-        send_train(settings, job.id, body.resources.gpus)
+        send_train(settings, job.id, int((job.resources or {}).get("gpus", 0) or 0))
     except Exception as err:  # the broker is down: the job stays queued, the re-dispatcher re-sends it
         log.warning(
             "job %s is queued but its message was not sent (%s: %s); the re-dispatcher will send it",
@@ -243,7 +261,6 @@ def submit_job(
             # to wait for the WAL flush
             session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         session.commit()
-    return job, True
 
 
 # -------------------------------------------------------------------------------------------------- read
@@ -472,6 +489,84 @@ def cancel_job(session: Session, job: Job, *, force: bool = False) -> Job:
         )
     session.commit()
     return job
+
+
+# ------------------------------------------------------------------------------------------------- retry
+
+
+def retry_job(session: Session, settings: Settings, job: Job, *, start: str = "checkpoint") -> Job:
+    """Queue a failed or cancelled job again, with a fresh restart budget, and send its task.
+
+    ``start="checkpoint"``: the next attempt resumes from the job's ``weights/last.pt`` when there is one
+    (its metrics past that point are archived as on any resume). ``start="scratch"``: nothing of the
+    earlier attempts carries over: their weights folder is kept aside as ``weights.retired-<attempt>``
+    (the files stay, for the user), their metric rows move to the archive, their evaluations and
+    checkpoint rows are dropped, and progress and the final mAP are reset. A job already queued is left
+    as it is; a running, cancelling or succeeded job raises
+    :class:`~service.db.states.IllegalTransition` (409)."""
+    session.refresh(job, with_for_update=True)  # the worker's claim waits for this decision
+    current = JobStatus(job.status)
+    if current == JobStatus.queued:
+        session.commit()
+        return job
+    if current not in (JobStatus.failed, JobStatus.cancelled):  # running -> queued is the worker's move only
+        raise IllegalTransition(current, JobStatus.queued)
+    check_transition(current, JobStatus.queued)
+    if start == "scratch":
+        _retire_attempts(session, settings, job)
+    job.status = JobStatus.queued.value
+    job.error = None
+    job.failure_kind = None
+    job.finished_at = None
+    job.cancel_requested = False
+    job.force_cancel = False
+    job.restarts = 0
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.dispatched_at = None
+    add_event(
+        session,
+        job,
+        "status",
+        {"status": JobStatus.queued.value, "attempt": job.attempt, "error": None, "retry": start},
+    )
+    session.commit()
+    dispatch(session, settings, job)
+    return job
+
+
+def _retire_attempts(session: Session, settings: Settings, job: Job) -> None:
+    """``start="scratch"``: set the earlier attempts' outputs aside (see :func:`retry_job`)."""
+    if job.output_dir:
+        weights = Path(job.output_dir) / "weights"
+        if weights.is_dir():
+            target = weights.with_name(f"weights.retired-{job.attempt}")
+            k = 1
+            while target.exists():
+                k += 1
+                target = weights.with_name(f"weights.retired-{job.attempt}-{k}")
+            weights.rename(target)
+    session.execute(
+        insert(MetricArchive).from_select(
+            ["job_id", "key", "step", "value", "epoch", "attempt"],
+            select(Metric.job_id, Metric.key, Metric.step, Metric.value, Metric.epoch, Metric.attempt).where(
+                Metric.job_id == job.id
+            ),
+        )
+    )
+    session.execute(delete(Metric).where(Metric.job_id == job.id))
+    session.execute(delete(EvalResult).where(EvalResult.job_id == job.id))
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
+    job.epoch = 0
+    job.step = 0
+    job.progress = 0.0
+    job.final_map50 = None
+    job.final_map50_95 = None
+    job.results = None
+
+
+def list_attempts(session: Session, job_id: uuid.UUID) -> Sequence[Attempt]:
+    return session.scalars(select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)).all()
 
 
 # ------------------------------------------------------------------------------------------------ events
