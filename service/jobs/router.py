@@ -148,7 +148,7 @@ def cancel_job(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     dependencies=[Depends(require("jobs:write"))],
-    responses=problem_responses(404, 409, 422),
+    responses=problem_responses(400, 404, 409, 422),  # 400: a body that is not JSON at all
 )
 def retry_job(
     job: ValidJob, session: SessionDep, settings: SettingsDep, body: RetryIn | None = None
