@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ _LOAD_ERRORS = (
     AttributeError,
     TypeError,
     IndexError,
+    struct.error,  # a few bytes of junk: the legacy (non-zip) reader unpacks a header it cannot find
 )
 
 

@@ -799,7 +799,18 @@ class Trainer:
         return Path(self.resume)
 
     def _load_resume(self, path: Path) -> tuple[_Progress, dict[str, Any] | None]:
-        ckpt = load_checkpoint(path)
+        try:
+            ckpt = load_checkpoint(path)
+        except DaikError as err:
+            # --resume (not a named file): an unreadable last.pt falls back to best.pt, an earlier point of
+            # the same run (a full checkpoint too); the metrics past it are truncated as on any resume
+            fallback = self.best_path
+            if self.resume is not True or path == fallback or not fallback.is_file():
+                raise
+            warnings.warn(
+                f"{err}; resuming from {fallback} (an earlier point of the run) instead", stacklevel=2
+            )
+            path, ckpt = fallback, load_checkpoint(fallback)
         meta = checkpoint_meta(ckpt, path)
         spec = self.spec
         mine = (spec.student.preset, tuple(self.classes), spec.student.reg_max)

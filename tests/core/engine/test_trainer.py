@@ -189,6 +189,24 @@ def test_resume_refuses_a_finished_run_and_a_fresh_start_over_a_run(data_root: P
         Trainer(make_spec(data_root, tmp_path / "other", epochs=1), resume=True).fit()
 
 
+def test_resume_falls_back_to_best_when_last_is_unreadable(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    Trainer(make_spec(data_root, out, epochs=1, val=False)).fit()
+    best_at_1 = (out / "weights" / "best.pt").read_bytes()
+    Trainer(make_spec(data_root, out, epochs=2, val=False), resume=True).fit()
+    (out / "weights" / "best.pt").write_bytes(best_at_1)  # best: epoch 1, last: epoch 2
+    (out / "weights" / "last.pt").write_bytes(b"half a checkpoint")  # a torn copy, a bad disk
+    with pytest.warns(UserWarning, match=r"last\.pt: not a readable checkpoint.*resuming from .*best\.pt"):
+        result = Trainer(make_spec(data_root, out, epochs=3, val=False), resume=True).fit()
+    assert result.status == "completed" and result.epoch == 3
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # epoch 2 of the lost point trained again, once
+    # a named checkpoint that cannot be read is an error, not a silent fallback
+    (out / "weights" / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(DaikError, match=r"bad\.pt: not a readable checkpoint"):
+        Trainer(make_spec(data_root, out, epochs=4, val=False), resume=out / "weights" / "bad.pt").fit()
+
+
 def _write_spec(path: Path, spec_dict: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec_dict))
     return path
