@@ -29,6 +29,7 @@ from service.jobs.router import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS
 from service.jobs.router import router as jobs_router
 from service.problems import PROBLEM_MEDIA_TYPE, BodySizeLimit, install
 from service.settings import Settings
+from service.workers.router import router as workers_router
 
 __all__ = ["app_from_env", "create_app", "serve"]
 
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(artifacts_router)
     app.include_router(datasets_router)
     app.include_router(tokens_router)
+    app.include_router(workers_router)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:  # closed unless origins are configured

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     visibility_timeout: int = Field(default=7 * 24 * 3600, ge=60)
     redispatch_after_seconds: int = Field(default=60, ge=1)
+    worker_stale_seconds: float = Field(
+        default=60.0, gt=0, description="a worker without a heartbeat for this long is not counted as live"
+    )
     cancel_grace_seconds: float = Field(default=60.0, ge=0)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins; none by default")

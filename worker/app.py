@@ -44,7 +44,7 @@ from service.queue import (
 )
 from service.settings import Settings
 
-__all__ = ["SHUTDOWN", "beat_schedule", "make_worker_app", "stop_on_sigterm"]
+__all__ = ["SHUTDOWN", "advertise_worker", "beat_schedule", "make_worker_app", "stop_on_sigterm"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,30 @@ def make_worker_app(settings: Settings) -> Celery:
     register_tasks(app, settings)
     signals.worker_shutting_down.connect(_on_shutting_down, weak=False, dispatch_uid="daik-shutting-down")
     return app
+
+
+def advertise_worker(app: Celery, settings: Settings, gpus: int, concurrency: int, queues: list[str]) -> None:
+    """Advertise this worker in the ``worker`` table (:mod:`worker.registry`) once Celery is ready (under
+    its node name), heartbeat every ``settings.heartbeat_seconds``, and mark it stopped at shutdown."""
+    from functools import cache
+
+    from service.db.session import make_engine, make_sessionmaker
+    from worker.registry import Advertiser
+
+    @cache
+    def db() -> Any:
+        return make_sessionmaker(make_engine(settings.db_url))
+
+    advertiser = Advertiser(db, gpus, concurrency, queues, settings.heartbeat_seconds)
+
+    def on_ready(sender: Any = None, **_: Any) -> None:
+        advertiser.start(str(getattr(sender, "hostname", None) or app.main))
+
+    def on_shutdown(**_: Any) -> None:
+        advertiser.stop()
+
+    signals.worker_ready.connect(on_ready, weak=False, dispatch_uid="daik-advertise")
+    signals.worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="daik-retire")
 
 
 def _on_shutting_down(**_: Any) -> None:

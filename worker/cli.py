@@ -41,12 +41,16 @@ def worker_argv(gpus: int, concurrency: int, loglevel: str, pool: str) -> list[s
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from worker.app import make_worker_app
+    from worker.app import advertise_worker, make_worker_app
 
     if args.gpus < 0 or args.concurrency < 1:
         raise SystemExit("daik: error: --gpus must be >= 0 and --concurrency >= 1")
-    app = make_worker_app(_settings())
-    app.worker_main(worker_argv(args.gpus, args.concurrency, args.loglevel, args.pool))
+    settings = _settings()
+    app = make_worker_app(settings)
+    argv = worker_argv(args.gpus, args.concurrency, args.loglevel, args.pool)
+    queues = next(a for a in argv if a.startswith("--queues=")).removeprefix("--queues=").split(",")
+    advertise_worker(app, settings, args.gpus, args.concurrency, queues)
+    app.worker_main(argv)
     return 0
 
 

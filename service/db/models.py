@@ -260,3 +260,19 @@ class JobEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
     attempt: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Worker(Base):
+    """A ``daik worker`` process as it advertises itself: the GPU count of the jobs it takes (its queue
+    ``daik.gpus.<gpus>``) and how many at once; ``heartbeat_at`` is refreshed while it runs and
+    ``stopped_at`` set when it shuts down. The API judges a job's ``resources.gpus`` against the live ones."""
+
+    __tablename__ = "worker"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # Celery node, e.g. daik-gpus1-42@host
+    gpus: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    queues: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -22,6 +22,7 @@ from service.jobs import service
 from service.jobs.dependencies import ValidJob
 from service.jobs.schemas import AttemptList, AttemptOut, JobCreate, JobList, JobOut, MetricsOut, RetryIn
 from service.problems import problem_responses
+from service.workers.service import waiting_reason
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=problem_responses(401, 403))
 
@@ -96,8 +97,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, dependencies=[JobsRead], responses=problem_responses(404))
-def get_job(job: ValidJob, session: SessionDep) -> JobOut:
-    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+def get_job(job: ValidJob, session: SessionDep, settings: SettingsDep) -> JobOut:
+    waiting = waiting_reason(session, settings, job)
+    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id], waiting)
 
 
 @router.get(

@@ -79,6 +79,11 @@ class JobOut(BaseModel):
     final_map50_95: float | None
     error: str | None
     failure_kind: str | None
+    waiting: str | None = Field(
+        default=None,
+        description="a queued job read alone (GET /jobs/{id}): why it has not started (no worker of its "
+        "size, or all busy); null otherwise and in lists",
+    )
     resources: dict[str, Any]
     spec: dict[str, Any] = Field(description="the resolved job spec the worker runs")
     created_at: dt.datetime

@@ -49,6 +49,7 @@ from service.jobs.schemas import JobCreate, JobOut
 from service.problems import IDEMPOTENCY_TYPE, FieldError, Problem, field_errors, invalid, reject_nul
 from service.queue import send_train
 from service.settings import Settings, redact_url
+from service.workers.service import check_capacity
 
 __all__ = [
     "add_event",
@@ -207,6 +208,7 @@ def submit_job(
 
     job_id = uuid.uuid4()
     spec = resolve_spec(session, settings, body, job_id)
+    check_capacity(session, settings, body.resources.gpus)
     job = Job(
         id=job_id,
         name=body.name,
@@ -306,8 +308,9 @@ def latest_metrics(
     return out
 
 
-def job_out(job: Job, latest: dict[str, float | None]) -> JobOut:
+def job_out(job: Job, latest: dict[str, float | None], waiting: str | None = None) -> JobOut:
     return JobOut(
+        waiting=waiting,
         id=job.id,
         name=job.name,
         kind=job.kind,  # type: ignore[arg-type]  # the CHECK constraint keeps it train | distill

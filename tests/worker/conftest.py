@@ -44,7 +44,7 @@ def db(engine: Engine) -> Iterator[sessionmaker[Session]]:
     """The worker commits its own transactions, so each test starts from empty tables instead of a
     rolled-back transaction."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE job, dataset, api_token CASCADE"))
+        conn.execute(text("TRUNCATE job, dataset, api_token, worker CASCADE"))
     yield make_sessionmaker(engine)
 
 

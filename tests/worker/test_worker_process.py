@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from daik_core.config import parse_spec
 from daik_core.data.synth import SYNTH_CLASSES, generate_dataset
-from service.db.models import Checkpoint, EvalResult, Job, Metric
+from service.db.models import Checkpoint, EvalResult, Job, Metric, Worker
 from service.db.session import session_scope
 from service.queue import send_train
 from service.settings import Settings
@@ -87,6 +87,13 @@ def worker(settings: Settings, broker: redis.Redis, tmp_path: Path) -> Iterator[
     log.close()
 
 
+def _workers(db: sessionmaker[Session]) -> list[Worker]:
+    with db() as s:
+        rows = list(s.scalars(select(Worker)).all())
+        s.expunge_all()
+        return rows
+
+
 def _wait_for(what: str, cond: Callable[[], Any], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -105,6 +112,18 @@ def test_a_real_worker_runs_the_real_trainer_and_requeues_on_warm_shutdown(
     tmp_path: Path,
 ) -> None:
     wlog = tmp_path / "worker.log"
+    # the worker advertises itself: the GPU count of its queue, its concurrency, and heartbeats
+    _wait_for("the worker to advertise itself", lambda: len(_workers(db)) == 1, wlog, timeout=120)
+    (me,) = _workers(db)
+    assert (me.gpus, me.concurrency, me.queues, me.stopped_at) == (
+        0,
+        1,
+        ["daik.gpus.0", "daik.control"],
+        None,
+    )
+    assert me.name.startswith(f"daik-gpus0-{worker.pid}@")
+    first_beat = me.heartbeat_at
+    _wait_for("a heartbeat", lambda: _workers(db)[0].heartbeat_at > first_beat, wlog, timeout=30)
     job_id = _insert_job(db, settings, data, epochs=2)
     send_train(settings, job_id, gpus=0)
     _wait_for("the job to end", lambda: get_job(db, job_id).finished_at is not None, wlog, timeout=300)
@@ -167,3 +186,4 @@ def test_a_real_worker_runs_the_real_trainer_and_requeues_on_warm_shutdown(
     assert sent_jobs(broker) == [str(job2)]  # sent again for the next worker
     with db() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.status == "running")) == 0
+    assert _workers(db)[0].stopped_at is not None  # retired at shutdown: no longer counted as live

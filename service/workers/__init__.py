@@ -1,0 +1,1 @@
+"""The workers the service knows of (``worker`` table, written by ``worker.registry``)."""
