@@ -52,7 +52,7 @@ def test_no_server_error_and_every_answer_matches_the_schema(
         "--seed", str(SEED),
         "--no-color",
     ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=supervisor.env)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=supervisor.env, cwd=tmp_path)
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, f"schemathesis found problems:\n{report}\n{logs_of(supervisor)}"
     assert "Authentication failed" not in run.stdout, report  # the run really got past the auth
