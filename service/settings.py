@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     visibility_timeout: int = Field(default=7 * 24 * 3600, ge=60)
     redispatch_after_seconds: int = Field(default=60, ge=1)
+    trainer_command: str | None = Field(
+        default=None,
+        description="the command a worker runs instead of `python -m daik_core.cli` (split like a shell "
+        "line; it gets `train SPEC --events FILE -q [--resume | --overwrite]`): custom launchers, and the "
+        "fault tests' scripted trainer; single-GPU and CPU jobs only",
+    )
     worker_stale_seconds: float = Field(
         default=60.0, gt=0, description="a worker without a heartbeat for this long is not counted as live"
     )

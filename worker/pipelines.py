@@ -32,6 +32,7 @@ import datetime as dt
 import logging
 import math
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -230,14 +231,17 @@ def prepare_run(settings: Settings, claimed: ClaimedJob) -> RunFiles:
     )
 
 
-def trainer_command(files: RunFiles, gpus: int) -> list[str]:
+def trainer_command(files: RunFiles, gpus: int, prefix: str | None = None) -> list[str]:
     """``python -m daik_core.cli train SPEC --events FILE -q [--resume | --overwrite]``; for several GPUs the
-    same under ``torchrun --standalone --nproc-per-node=N``."""
+    same under ``torchrun --standalone --nproc-per-node=N``. ``prefix`` (``settings.trainer_command``)
+    replaces ``python -m daik_core.cli`` of a one-process run."""
     args = ["-m", "daik_core.cli", "train", str(files.spec), "--events", str(files.events), "-q"]
     if files.resume:
         args.append("--resume")
     elif files.overwrite:
         args.append("--overwrite")
+    if prefix and gpus <= 1:
+        return [*shlex.split(prefix), *args[2:]]
     if gpus > 1:
         return [
             sys.executable,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from functools import cache
+from functools import cache, partial
 
 from billiard.process import current_process
 from celery import Celery
@@ -43,7 +43,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             return
         in_pool_process = current_process().name != "MainProcess"  # prefork, not solo
         with stop_on_sigterm(SHUTDOWN) if in_pool_process else contextlib.nullcontext():
-            pipelines.train(db(), settings, jid, stop=SHUTDOWN)
+            command = partial(pipelines.trainer_command, prefix=settings.trainer_command)
+            pipelines.train(db(), settings, jid, stop=SHUTDOWN, command=command)
 
     @app.task(name=TASK_REDISPATCH)
     def redispatch() -> None:

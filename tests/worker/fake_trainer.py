@@ -5,13 +5,16 @@ It writes ``start``, then per epoch ``progress`` / ``eval`` / ``epoch`` / ``chec
 first epoch until signalled; ``--on-term`` ``obey`` checkpoints, writes ``end`` stopped and exits 143, or
 ``ignore`` ignores SIGTERM; ``--child`` starts a grandchild that ignores SIGTERM (a stuck loader worker) and
 writes its pid to ``<output>/child.pid``; ``--fail CODE --message TEXT`` prints TEXT to stderr and exits
-CODE after the first epoch.
+CODE after the first epoch; ``--sleep S`` spends S seconds per epoch. Checkpoints hold ``epoch=N step=M``,
+and ``--resume`` goes on after that epoch, as the real trainer does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,20 +22,41 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 
-def main() -> int:
+
+def _parse() -> argparse.Namespace:
+    """Two call forms: the tests' own (``--events E --output O [behaviour]``) and the worker's real trainer
+    command line (``train SPEC --events E -q [--resume | --overwrite]``, as ``DAIK_TRAINER_COMMAND``), whose
+    output folder comes from SPEC and whose behaviour options from the environment variable
+    ``DAIK_FAKE_TRAINER``."""
     p = argparse.ArgumentParser()
     p.add_argument("--events", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", default=None)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--sleep", type=float, default=0.0, help="seconds per epoch")
     p.add_argument("--hang", action="store_true")
     p.add_argument("--on-term", choices=("obey", "ignore"), default="obey")
     p.add_argument("--child", action="store_true")
     p.add_argument("--fail", type=int, default=None)
     p.add_argument("--message", default="")
     p.add_argument("--map50", type=float, default=0.5)
-    args = p.parse_args()
+    p.add_argument("-q", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    argv = sys.argv[1:]
+    if argv and argv[0] == "train":
+        spec = yaml.safe_load(Path(argv[1]).read_text())
+        argv = [*argv[2:], "--output", spec["output"], *shlex.split(os.environ.get("DAIK_FAKE_TRAINER", ""))]
+    args = p.parse_args(argv)
+    if args.output is None:
+        p.error("--output is required")
+    return args
+
+
+def main() -> int:
+    args = _parse()
     out = Path(args.output)
     weights = out / "weights"
     weights.mkdir(parents=True, exist_ok=True)
@@ -44,9 +68,17 @@ def main() -> int:
 
     step = 0
     state = {"epoch": 0}
+    first = 1
+    if args.resume:  # the checkpoint holds "epoch=N step=M": go on after epoch N
+        saved = dict(kv.split("=") for kv in (weights / "last.pt").read_text().split())
+        state["epoch"], step = int(saved["epoch"]), int(saved["step"])
+        first = state["epoch"] + 1
+
+    def checkpoint_bytes() -> bytes:
+        return f"epoch={state['epoch']} step={state['epoch'] * args.iters}".encode()
 
     def on_term(signum: int, frame: Any) -> None:
-        (weights / "last.pt").write_bytes(b"stopped")
+        (weights / "last.pt").write_bytes(checkpoint_bytes() + b" stopped=1")
         emit("checkpoint", epoch=state["epoch"], step=step, path=str(weights / "last.pt"), is_best=False)
         emit("end", status="stopped", results={"status": "stopped", "epoch": state["epoch"]})
         print("daik: SIGTERM: stopping", file=sys.stderr, flush=True)
@@ -59,8 +91,9 @@ def main() -> int:
         (out / "child.pid").write_text(str(child.pid))
 
     print("fake trainer: start", flush=True)
-    emit("start", epochs=args.epochs, iters_per_epoch=args.iters, epoch=0, step=0)
-    for epoch in range(1, args.epochs + 1):
+    emit("start", epochs=args.epochs, iters_per_epoch=args.iters, epoch=state["epoch"], step=step)
+    for epoch in range(first, args.epochs + 1):
+        time.sleep(args.sleep)
         for it in range(1, args.iters + 1):
             step += 1
             emit(
@@ -95,7 +128,7 @@ def main() -> int:
             },
         )
         state["epoch"] = epoch
-        (weights / "last.pt").write_bytes(b"x" * 100)
+        (weights / "last.pt").write_bytes(checkpoint_bytes())
         emit("checkpoint", epoch=epoch, step=step, path=str(weights / "last.pt"), is_best=False)
         (weights / "best.pt").write_bytes(b"x" * 100)
         emit("checkpoint", epoch=epoch, step=step, path=str(weights / "best.pt"), is_best=True)

@@ -1,0 +1,143 @@
+"""Faults with real processes on loopback (PostgreSQL ``daik_test_worker``, Redis db 12, ``daik worker`` and
+``daik beat``), the trainer replaced by the scripted fake one (``DAIK_TRAINER_COMMAND``), so that a job
+takes seconds:
+
+- a worker SIGKILLed mid-job (with its pool process; its trainer dies with it): the reaper sees the lease
+  expire and re-queues the job as a restart, a second worker claims it and resumes from the newest
+  checkpoint; the job ends ``succeeded`` with exactly one metric row per (key, step), and the attempt that
+  was lost says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.models import Metric
+from service.queue import send_train
+from service.settings import Settings
+from tests.worker.conftest import FAKE_TRAINER, PG_URL, REDIS_URL, add_job, get_job, group_gone
+
+pytestmark = pytest.mark.slow
+
+EPOCHS, ITERS = 8, 3  # the fake trainer: 8 epochs of 3 steps, one second each
+LEASE_S = 5
+
+
+class Procs:
+    """``daik`` processes of one test, each in its own session; all killed at the end."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.env = dict(
+            os.environ,
+            DAIK_HOME=str(settings.home),
+            DAIK_DATABASE_URL=PG_URL,
+            DAIK_BROKER_URL=REDIS_URL,
+            DAIK_ARTIFACT_ROOT=str(settings.artifact_dir),
+            DAIK_LEASE_SECONDS=str(LEASE_S),
+            DAIK_HEARTBEAT_SECONDS="0.5",
+            DAIK_TRAINER_COMMAND=f"{sys.executable} {FAKE_TRAINER}",
+            DAIK_FAKE_TRAINER=f"--epochs {EPOCHS} --iters {ITERS} --sleep 1",
+            OMP_NUM_THREADS="1",
+        )
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {n} ---\n{(self.tmp / f'{n}.log').read_text(errors='replace')[-3000:]}" for n in self.procs
+        )
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def procs(settings: Settings, broker: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(settings, tmp_path)
+    yield p
+    p.kill_all()
+
+
+def _wait_for(what: str, cond: Callable[[], Any], procs: Procs, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{procs.logs()}")
+        time.sleep(0.2)
+
+
+def test_a_killed_worker_s_job_resumes_on_another_worker(
+    db: sessionmaker[Session], settings: Settings, procs: Procs
+) -> None:
+    job_id: uuid.UUID = add_job(db, settings.artifact_dir, max_restarts=2)
+    first = procs.start("worker-a", "worker")
+    procs.start("beat", "beat")
+    send_train(settings, job_id, gpus=0)
+    _wait_for("epoch 3 of the first attempt", lambda: get_job(db, job_id).epoch >= 3, procs, timeout=120)
+
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool process, at once, mid-epoch
+    first.wait()
+    assert group_gone(first.pid)
+    trainer_pid = get_job(db, job_id).attempts[0].pid
+    assert trainer_pid is not None
+    _wait_for(
+        "the trainer to die with its worker", lambda: not Path(f"/proc/{trainer_pid}").exists(), procs, 30
+    )
+
+    procs.start("worker-b", "worker")
+    _wait_for("the job to end", lambda: get_job(db, job_id).finished_at is not None, procs, timeout=180)
+    job = get_job(db, job_id)
+    assert job.status == "succeeded", (job.error, procs.logs())
+    assert (job.attempt, job.restarts, job.epoch) == (2, 1, EPOCHS)
+    lost, second = job.attempts
+    assert lost.status == "failed" and lost.failure_kind in ("lost", "preempted"), (
+        lost.failure_kind,
+        lost.reason,
+    )
+    assert second.status == "succeeded" and second.resumed_from is not None
+    assert second.worker != lost.worker
+    with db() as s:
+        steps = s.execute(
+            select(Metric.step, func.count())
+            .where(Metric.job_id == job_id, Metric.key == "loss")
+            .group_by(Metric.step)
+        ).all()
+        dupes = s.scalar(
+            select(func.count()).select_from(
+                select(Metric.key, Metric.step)
+                .where(Metric.job_id == job_id)
+                .group_by(Metric.key, Metric.step)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        )
+    assert dupes == 0
+    assert sorted(st for st, _ in steps) == [e * ITERS for e in range(1, EPOCHS + 1)]  # every epoch once
