@@ -5,7 +5,8 @@ takes seconds:
 - a worker SIGKILLed mid-job (with its pool process; its trainer dies with it): the reaper sees the lease
   expire and re-queues the job as a restart, a second worker claims it and resumes from the newest
   checkpoint; the job ends ``succeeded`` with exactly one metric row per (key, step), and the attempt that
-  was lost says so.
+  was lost says so;
+- the same task message delivered twice to two idle workers: one attempt, one run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Metric
+from service.db.models import Metric, Worker
 from service.queue import send_train
 from service.settings import Settings
 from tests.worker.conftest import FAKE_TRAINER, PG_URL, REDIS_URL, add_job, get_job, group_gone
@@ -86,6 +87,11 @@ def procs(settings: Settings, broker: redis.Redis, tmp_path: Path) -> Iterator[P
     p.kill_all()
 
 
+def _live_workers(db: sessionmaker[Session]) -> list[str]:
+    with db() as s:
+        return list(s.scalars(select(Worker.name).where(Worker.stopped_at.is_(None))).all())
+
+
 def _wait_for(what: str, cond: Callable[[], Any], procs: Procs, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -141,3 +147,23 @@ def test_a_killed_worker_s_job_resumes_on_another_worker(
         )
     assert dupes == 0
     assert sorted(st for st, _ in steps) == [e * ITERS for e in range(1, EPOCHS + 1)]  # every epoch once
+
+
+def test_a_duplicate_delivery_runs_the_job_once(
+    db: sessionmaker[Session], settings: Settings, procs: Procs
+) -> None:
+    """The same task message twice (a broker redelivery, a re-dispatch racing the first send), two idle
+    workers: each takes one message, one claim wins, the other is a no-op; one attempt, one run."""
+    procs.env["DAIK_FAKE_TRAINER"] = "--epochs 3 --iters 2 --sleep 1"
+    job_id = add_job(db, settings.artifact_dir)
+    procs.start("worker-a", "worker")
+    procs.start("worker-b", "worker")
+    _wait_for("both workers to be up", lambda: len(_live_workers(db)) == 2, procs, timeout=120)
+    send_train(settings, job_id, gpus=0)
+    send_train(settings, job_id, gpus=0)
+    _wait_for("the job to end", lambda: get_job(db, job_id).finished_at is not None, procs, timeout=120)
+    time.sleep(2.0)  # time for the second delivery to be handled
+    job = get_job(db, job_id)
+    assert (job.status, job.attempt, len(job.attempts)) == ("succeeded", 1, 1), procs.logs()
+    logs = procs.logs()
+    assert logs.count("nothing to claim") == 1, logs  # the duplicate was seen and dropped by the other worker
