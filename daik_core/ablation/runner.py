@@ -208,8 +208,9 @@ def run_ablation(
     total = len(plan)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    done_runs = 0
+    run_seconds: list[float] = []  # of the runs trained by this call: the estimate of the time left
     for k, (cell, seed, run_spec, run_dir) in enumerate(plan, 1):
+        t_run = time.perf_counter()
         label = f"[{k}/{total}] {cell.name}" + ("" if run_spec is None else f" seed {seed}")
         record_path = run_dir / "record.json"
         if run_spec is None:  # the teacher: evaluate its checkpoint
@@ -285,9 +286,10 @@ def run_ablation(
         atomic_write_text(record_path, json.dumps(record.to_dict(), indent=2) + "\n")
         m50, mall = record.map50, record.map50_all
         elapsed = time.perf_counter() - t_start
-        done_runs += 1
-        left = sum(1 for c, _, rs, d in plan[k:] if rs is not None and not _done(d / "record.json", rs))
-        eta = f", ~{elapsed / done_runs * left / 60:.0f} min left" if left else ""
+        if run_spec is not None:
+            run_seconds.append(time.perf_counter() - t_run)
+        left = sum(1 for _, _, rs, d in plan[k:] if rs is not None and not _done(d / "record.json", rs))
+        eta = f", ~{statistics.fmean(run_seconds) * left / 60:.0f} min left" if left and run_seconds else ""
         print(
             f"ablate {label}: mAP50 {_fmt(m50)} (all-point {_fmt(mall)}), mAP50:95 {_fmt(record.map50_95)}"
             f" [{elapsed / 60:.1f} min so far{eta}]",
