@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -238,6 +238,18 @@ async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, request.url.path)
 
 
+async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    # the database cannot be reached (restarting, failing over): a temporary state, not a bug; the pool
+    # pre-pings, so the first request after it is back gets a fresh connection
+    log.warning("database unavailable: %s %s (%s)", request.method, request.url.path, type(exc).__name__)
+    response = problem_response(
+        Problem(503, "the database is unavailable; retry shortly", title="Service Unavailable"),
+        request.url.path,
+    )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # the cause goes to the log, never to the client
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -253,6 +265,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(IllegalTransition, _on_illegal_transition)
     app.add_exception_handler(DataError, _on_data_error)
+    app.add_exception_handler(OperationalError, _on_database_down)
+    app.add_exception_handler(InterfaceError, _on_database_down)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -6,7 +6,8 @@ takes seconds:
   expire and re-queues the job as a restart, a second worker claims it and resumes from the newest
   checkpoint; the job ends ``succeeded`` with exactly one metric row per (key, step), and the attempt that
   was lost says so;
-- the same task message delivered twice to two idle workers: one attempt, one run.
+- the same task message delivered twice to two idle workers: one attempt, one run;
+- Redis restarted (empty) during a job: the job finishes in its attempt, the worker reconnects.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.models import Metric, Worker
 from service.queue import send_train
 from service.settings import Settings
+from tests.servers_control import needs_local_redis, redis_down
 from tests.worker.conftest import FAKE_TRAINER, PG_URL, REDIS_URL, add_job, get_job, group_gone
 
 pytestmark = pytest.mark.slow
@@ -167,3 +169,32 @@ def test_a_duplicate_delivery_runs_the_job_once(
     assert (job.status, job.attempt, len(job.attempts)) == ("succeeded", 1, 1), procs.logs()
     logs = procs.logs()
     assert logs.count("nothing to claim") == 1, logs  # the duplicate was seen and dropped by the other worker
+
+
+@needs_local_redis()
+def test_a_job_survives_a_redis_restart_and_the_worker_reconnects(
+    db: sessionmaker[Session], settings: Settings, procs: Procs
+) -> None:
+    """Redis (the broker) shut down mid-job and started again empty: the running job is supervised through
+    PostgreSQL, so it ends ``succeeded`` in its first attempt; the worker reconnects to the broker and takes
+    the next job sent after the restart."""
+    procs.env["DAIK_FAKE_TRAINER"] = "--epochs 5 --iters 2 --sleep 1"
+    job_id = add_job(db, settings.artifact_dir)
+    procs.start("worker-a", "worker")
+    send_train(settings, job_id, gpus=0)
+    _wait_for("the job to train", lambda: get_job(db, job_id).epoch >= 1, procs, timeout=120)
+    with redis_down():
+        time.sleep(2.0)
+    _wait_for("the job to end", lambda: get_job(db, job_id).finished_at is not None, procs, timeout=120)
+    job = get_job(db, job_id)
+    assert (job.status, job.attempt, job.restarts) == ("succeeded", 1, 0), (job.error, procs.logs())
+
+    second = add_job(db, settings.artifact_dir)
+    send_train(settings, second, gpus=0)  # into the new, empty Redis
+    _wait_for(
+        "the worker to take a job after the restart",
+        lambda: get_job(db, second).finished_at is not None,
+        procs,
+        timeout=180,
+    )
+    assert get_job(db, second).status == "succeeded", procs.logs()
