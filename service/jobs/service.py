@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -135,7 +136,7 @@ def resolve_spec(session: Session, settings: Settings, body: JobCreate, job_id: 
             spec["teacher"] = {"checkpoint": str(path)}
     spec["output"] = str(job_output_dir(settings, job_id))
     try:  # the worker parses it again: it must stay a valid JobSpec
-        return JobSpec.model_validate(spec).model_dump(mode="json")
+        resolved = JobSpec.model_validate(spec)
     except ValidationError as err:
         errors = field_errors(err.errors())
         raise Problem(
@@ -144,6 +145,59 @@ def resolve_spec(session: Session, settings: Settings, body: JobCreate, job_id: 
             title="Request validation failed",
             errors=errors,
         ) from None
+    if resolved.teacher is not None and resolved.teacher.checkpoint is not None:
+        field = (
+            "teacher.job"
+            if body.teacher is not None and body.teacher.job is not None
+            else "teacher.checkpoint"
+        )
+        _check_teacher_fits(resolved, _teacher_spec(session, body, Path(resolved.teacher.checkpoint)), field)
+    return resolved.model_dump(mode="json")
+
+
+def _teacher_spec(session: Session, body: JobCreate, checkpoint: Path) -> JobSpec | None:
+    """The training spec of the teacher, read without torch: the teacher job's row, or the ``spec.yaml``
+    that ``daik train`` writes next to ``weights/`` (None when neither is there: the worker checks the
+    checkpoint itself before training)."""
+    data: Any = None
+    if body.teacher is not None and body.teacher.job is not None:
+        row = session.get(Job, uuid.UUID(body.teacher.job))
+        data = row.spec if row is not None else None
+    else:
+        sidecar = checkpoint.parent.parent / "spec.yaml"
+        if checkpoint.parent.name == "weights" and sidecar.is_file():
+            try:
+                data = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                data = None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return JobSpec.model_validate(data)
+    except (ValidationError, ValueError):
+        return None
+
+
+def _check_teacher_fits(student: JobSpec, teacher: JobSpec | None, field: str) -> None:
+    """422 when the teacher was trained on other classes or another reg_max than the student's."""
+    if teacher is None:
+        return
+    try:
+        mine, theirs = student.dataset.class_names(), teacher.dataset.class_names()
+    except (ValueError, OSError):
+        return
+    if mine != theirs:
+        raise invalid(
+            field,
+            f"the teacher was trained on other classes ({', '.join(theirs)}) than this job's "
+            f"({', '.join(mine)})",
+        )
+    if teacher.student.reg_max != student.student.reg_max:
+        raise invalid(
+            field,
+            f"the teacher has reg_max {teacher.student.reg_max}, this job's student "
+            f"{student.student.reg_max}: localization distillation needs the same",
+        )
 
 
 def _teacher_job_checkpoint(session: Session, settings: Settings, value: str) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -278,3 +279,46 @@ def test_a_failed_send_leaves_the_job_queued_for_the_redispatcher(
     with db() as session:
         row = session.get(Job, uuid.UUID(r.json()["id"]))
         assert row is not None and row.status == "queued" and row.dispatched_at is None
+
+
+def test_a_teacher_of_other_classes_or_reg_max_is_422_at_submission(
+    client: TestClient,
+    admin: dict[str, str],
+    dota: dict[str, str],
+    submit: Submit,
+    db: sessionmaker[Session],
+    settings: Settings,
+) -> None:
+    teacher_id, best = _succeeded_teacher(submit, db, settings)  # trained on plane,ship (job_body)
+    r = client.post(
+        "/jobs",
+        json=job_body(
+            dota,
+            kind="distill",
+            teacher={"job": teacher_id},
+            dataset={**job_body(dota)["dataset"], "classes": "plane,ship,harbor"},
+        ),
+        headers=admin,
+    )
+    problem = assert_problem(r, 422, field="teacher.job")
+    assert "other classes (plane, ship) than this job's (plane, ship, harbor)" in problem["detail"]
+    r = client.post(
+        "/jobs",
+        json=job_body(
+            dota, kind="distill", teacher={"job": teacher_id}, student={"preset": "n", "reg_max": 8}
+        ),
+        headers=admin,
+    )
+    assert "reg_max 16, this job's student 8" in assert_problem(r, 422, field="teacher.job")["detail"]
+    # a checkpoint path: its run's spec.yaml (written by `daik train` next to weights/) is read the same way
+    (best.parent.parent / "spec.yaml").write_text(
+        yaml.safe_dump({**job_body(dota), "dataset": {"train": "x", "val": "y", "classes": "plane,harbor"}})
+    )
+    relative = str(best.relative_to(settings.artifact_dir.resolve()))
+    r = client.post(
+        "/jobs", json=job_body(dota, kind="distill", teacher={"checkpoint": relative}), headers=admin
+    )
+    assert "other classes (plane, harbor)" in assert_problem(r, 422, field="teacher.checkpoint")["detail"]
+    # the same classes: accepted
+    ok = client.post("/jobs", json=job_body(dota, kind="distill", teacher={"job": teacher_id}), headers=admin)
+    assert ok.status_code == 201, ok.text
