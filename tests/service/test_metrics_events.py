@@ -309,10 +309,12 @@ def test_stream_delivers_live_events(
             )
         )
         time.sleep(0.3)
-        set_job(db, job["id"], status="cancelled")
+        # the event before the status, as the worker commits them (one transaction): a stream that sees the
+        # terminal status must find the terminal event (two commits the other way round made this test race)
         written.extend(
             _add_events(db, job["id"], ("status", {"status": "cancelled", "attempt": 1, "error": None}))
         )
+        set_job(db, job["id"], status="cancelled")
 
     thread = threading.Thread(target=worker)
     events, _ = _read_stream(
@@ -337,8 +339,8 @@ def test_stream_sends_keepalive_comments(
 
     def finish() -> None:
         time.sleep(0.6)
-        set_job(db, job["id"], status="cancelled")
         _add_events(db, job["id"], ("status", {"status": "cancelled", "attempt": 0, "error": None}))
+        set_job(db, job["id"], status="cancelled")
 
     thread = threading.Thread(target=finish)
     events, comments = _read_stream(
