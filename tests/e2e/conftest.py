@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.local import Supervisor
+from service.local import Supervisor, daik_command
 from tests.servers import REDIS_SERVER_URL, recreate_database
 
 REDIS_URL = REDIS_SERVER_URL
@@ -77,3 +77,24 @@ def logs_of(sup: Supervisor) -> str:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path / "logs"
+
+
+def start_api_on_servers(
+    supervisor: Supervisor, tmp_path: Path, pg_url: str, redis_url_: str, token: str, log_dir: Path
+) -> str:
+    """Set the supervisor's environment for PostgreSQL ``pg_url`` and Redis ``redis_url_`` (home, data and
+    artifact roots under ``tmp_path``, ``token`` as the bootstrap token) and start ``daik api`` on a free
+    loopback port; returns its base URL (not waited for: see ``flow.wait_ready``)."""
+    supervisor.env = clean_env(
+        DAIK_HOME=str(tmp_path / "home"),
+        DAIK_DATABASE_URL=pg_url,
+        DAIK_BROKER_URL=redis_url_,
+        DAIK_DATA_ROOT=str(tmp_path / "data"),
+        DAIK_ARTIFACT_ROOT=str(tmp_path / "artifacts"),
+        DAIK_BOOTSTRAP_TOKEN=token,
+    )
+    port = free_port()
+    supervisor.start(
+        "api", daik_command("api", "--host", "127.0.0.1", "--port", str(port)), log_dir / "api.log"
+    )
+    return f"http://127.0.0.1:{port}"

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.local import Supervisor, daik_command
-from tests.e2e.conftest import clean_env, free_port, logs_of
+from service.local import Supervisor
+from tests.e2e.conftest import logs_of, start_api_on_servers
 from tests.e2e.flow import wait_ready
 from tests.servers_control import needs_local_postgres, postgres_down
 
@@ -21,19 +21,7 @@ pytestmark = [pytest.mark.slow, needs_local_postgres()]
 def test_the_api_answers_503_while_postgres_is_down_and_recovers_by_itself(
     tmp_path: Path, pg_e2e: str, redis_e2e: str, supervisor: Supervisor, token: str, log_dir: Path
 ) -> None:
-    supervisor.env = clean_env(
-        DAIK_HOME=str(tmp_path / "home"),
-        DAIK_DATABASE_URL=pg_e2e,
-        DAIK_BROKER_URL=redis_e2e,
-        DAIK_DATA_ROOT=str(tmp_path / "data"),
-        DAIK_ARTIFACT_ROOT=str(tmp_path / "artifacts"),
-        DAIK_BOOTSTRAP_TOKEN=token,
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    supervisor.start(
-        "api", daik_command("api", "--host", "127.0.0.1", "--port", str(port)), log_dir / "api.log"
-    )
+    base = start_api_on_servers(supervisor, tmp_path, pg_e2e, redis_e2e, token, log_dir)
     wait_ready(base, supervisor)
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{base}/jobs", headers=headers, timeout=10).status_code == 200

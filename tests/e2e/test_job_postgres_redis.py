@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.local import Supervisor, daik_command
-from tests.e2e.conftest import clean_env, free_port, logs_of
+from tests.e2e.conftest import logs_of, start_api_on_servers
 from tests.e2e.flow import processes_of, run_distill_flow, run_train_flow, wait_ready
 
 
@@ -20,19 +20,7 @@ def test_train_job_on_postgres_and_redis(
     tmp_path: Path, pg_e2e: str, redis_e2e: str, supervisor: Supervisor, token: str, log_dir: Path
 ) -> None:
     home, data_root, artifact_root = tmp_path / "home", tmp_path / "data", tmp_path / "artifacts"
-    supervisor.env = clean_env(
-        DAIK_HOME=str(home),
-        DAIK_DATABASE_URL=pg_e2e,
-        DAIK_BROKER_URL=redis_e2e,
-        DAIK_DATA_ROOT=str(data_root),
-        DAIK_ARTIFACT_ROOT=str(artifact_root),
-        DAIK_BOOTSTRAP_TOKEN=token,
-    )
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    supervisor.start(
-        "api", daik_command("api", "--host", "127.0.0.1", "--port", str(port)), log_dir / "api.log"
-    )
+    base_url = start_api_on_servers(supervisor, tmp_path, pg_e2e, redis_e2e, token, log_dir)
     supervisor.start("worker", daik_command("worker"), log_dir / "worker.log")
     try:
         wait_ready(base_url, supervisor)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from service.local import Supervisor, daik_command
-from tests.e2e.conftest import clean_env, free_port, logs_of
+from service.local import Supervisor
+from tests.e2e.conftest import logs_of, start_api_on_servers
 from tests.e2e.flow import wait_ready
 
 pytestmark = pytest.mark.slow
@@ -27,19 +27,7 @@ SEED = 20261127  # the same generated requests in every run; change it to explor
 def test_no_server_error_and_every_answer_matches_the_schema(
     tmp_path: Path, pg_e2e: str, redis_e2e: str, supervisor: Supervisor, token: str, log_dir: Path
 ) -> None:
-    supervisor.env = clean_env(
-        DAIK_HOME=str(tmp_path / "home"),
-        DAIK_DATABASE_URL=pg_e2e,
-        DAIK_BROKER_URL=redis_e2e,
-        DAIK_DATA_ROOT=str(tmp_path / "data"),
-        DAIK_ARTIFACT_ROOT=str(tmp_path / "artifacts"),
-        DAIK_BOOTSTRAP_TOKEN=token,
-    )
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    supervisor.start(
-        "api", daik_command("api", "--host", "127.0.0.1", "--port", str(port)), log_dir / "api.log"
-    )
+    base_url = start_api_on_servers(supervisor, tmp_path, pg_e2e, redis_e2e, token, log_dir)
     wait_ready(base_url, supervisor)
     st = str(Path(sys.executable).parent / "st")
     cmd = [
