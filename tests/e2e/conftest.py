@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from service.local import Supervisor, daik_command
-from tests.servers import REDIS_SERVER_URL, recreate_database
+from tests.servers import REDIS_SERVER_URL, recreate_database, redis_db
 
 REDIS_URL = REDIS_SERVER_URL
 E2E_DATABASE = "daik_test_e2e"
-E2E_REDIS_DB = 13
+E2E_REDIS_DB = redis_db(13)
 STOP_GRACE = 15.0  # a worker's warm shutdown; then SIGKILL
 
 

@@ -26,12 +26,12 @@ from service.auth.service import create_token
 from service.db.session import make_engine, make_sessionmaker
 from service.main import create_app
 from service.settings import Settings
-from tests.servers import REDIS_SERVER_URL, recreate_database
+from tests.servers import REDIS_SERVER_URL, recreate_database, redis_db
 from tests.service.helpers import bearer, job_body, write_dota
 
 API_DATABASE = "daik_test_api"
 EMPTY_DATABASE = "daik_test_api_empty"  # created, never migrated: /readyz must answer 503 on it
-REDIS_DB = 11
+REDIS_DB = redis_db(11)
 MAX_REQUEST_BYTES = 64 * 1024  # small, so the 413 test sends little
 
 

@@ -24,10 +24,10 @@ from service.db.base import utcnow
 from service.db.models import Job, JobEvent
 from service.db.session import make_engine, make_sessionmaker, session_scope
 from service.settings import Settings
-from tests.servers import PG_SERVER_URL, recreate_database, redis_url
+from tests.servers import PG_SERVER_URL, database_name, recreate_database, redis_url
 
 PG_DB = "daik_test_worker"
-PG_URL = make_url(PG_SERVER_URL).set(database=PG_DB).render_as_string(hide_password=False)
+PG_URL = make_url(PG_SERVER_URL).set(database=database_name(PG_DB)).render_as_string(hide_password=False)
 REDIS_URL = redis_url(12)
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 
