@@ -28,6 +28,7 @@ TASK_TRAIN = "daik.train"  # args: (job_id: str,)
 TASK_REDISPATCH = "daik.redispatch"  # periodic: re-send queued jobs whose send is stale
 TASK_REAP = "daik.reap"  # periodic: mark attempts with a dead heartbeat lost, re-queue their jobs
 CONTROL_QUEUE = "daik.control"  # the periodic housekeeping tasks
+RESTORE_SWEEP_SECONDS = 100  # kombu's default period of the sweep that redelivers overdue messages
 
 
 def queue_for(gpus: int) -> str:
@@ -42,7 +43,13 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     transport options to ``create_engine``, which rejects unknown keys."""
     if not settings.broker.startswith(("redis", "rediss", "sentinel")):
         return {}
-    return {"visibility_timeout": settings.visibility_timeout}
+    vt = settings.visibility_timeout
+    options: dict[str, Any] = {"visibility_timeout": vt}
+    if vt < RESTORE_SWEEP_SECONDS:
+        # kombu looks for overdue unacked messages every 10 s x 10 calls (~100 s); a short timeout
+        # (tests, short jobs) is only honoured if the sweep runs at least as often as the timeout
+        options |= {"unacked_restore_interval": max(1, vt // 5), "unacked_restore_throttle": 1}
+    return options
 
 
 def make_celery(settings: Settings, name: str = "daik") -> Celery:

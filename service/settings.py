@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # visibility timeout, which must exceed the longest job
     lease_seconds: int = Field(default=90, ge=5)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
-    visibility_timeout: int = Field(default=7 * 24 * 3600, ge=60)
+    visibility_timeout: int = Field(default=7 * 24 * 3600, ge=5)
     redispatch_after_seconds: int = Field(default=60, ge=1)
     trainer_command: str | None = Field(
         default=None,

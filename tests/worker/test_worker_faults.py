@@ -7,6 +7,8 @@ takes seconds:
   checkpoint; the job ends ``succeeded`` with exactly one metric row per (key, step), and the attempt that
   was lost says so;
 - the same task message delivered twice to two idle workers: one attempt, one run;
+- a job longer than a short visibility timeout: Redis redelivers its message to another worker, whose
+  claim is a no-op;
 - Redis restarted (empty) during a job: the job finishes in its attempt, the worker reconnects.
 """
 
@@ -169,6 +171,39 @@ def test_a_duplicate_delivery_runs_the_job_once(
     assert (job.status, job.attempt, len(job.attempts)) == ("succeeded", 1, 1), procs.logs()
     logs = procs.logs()
     assert logs.count("nothing to claim") == 1, logs  # the duplicate was seen and dropped by the other worker
+
+
+def test_a_redelivery_after_the_visibility_timeout_runs_the_job_once(
+    db: sessionmaker[Session], settings: Settings, procs: Procs, broker: redis.Redis
+) -> None:
+    """A job that runs longer than the broker's visibility timeout (5 s here, a week by default): Redis
+    hands its still-unacknowledged message to the idle second worker, whose claim finds a live lease and
+    does nothing. One attempt, one run, one row per step."""
+    procs.env["DAIK_VISIBILITY_TIMEOUT"] = "5"
+    procs.env["DAIK_FAKE_TRAINER"] = "--epochs 8 --iters 2 --sleep 1"  # ~16 s: three timeouts long
+    job_id = add_job(db, settings.artifact_dir)
+    procs.start("worker-a", "worker")
+    _wait_for("worker a to be up", lambda: len(_live_workers(db)) == 1, procs, timeout=120)
+    send_train(settings, job_id, gpus=0)
+    _wait_for("the job to train", lambda: get_job(db, job_id).epoch >= 1, procs, timeout=120)
+    procs.start("worker-b", "worker")  # idle: takes whatever the broker redelivers
+    _wait_for("the job to end", lambda: get_job(db, job_id).finished_at is not None, procs, timeout=180)
+    _wait_for(
+        "worker b to see the redelivered message",
+        lambda: "nothing to claim" in (procs.tmp / "worker-b.log").read_text(errors="replace"),
+        procs,
+        timeout=30,
+    )
+    job = get_job(db, job_id)
+    assert (job.status, job.attempt, len(job.attempts)) == ("succeeded", 1, 1), procs.logs()
+    with db() as s:
+        steps = s.execute(
+            select(Metric.key, Metric.step, func.count())
+            .where(Metric.job_id == job_id)
+            .group_by(Metric.key, Metric.step)
+        ).all()
+    assert steps and all(n == 1 for _, _, n in steps)
+    assert broker.llen("daik.gpus.0") == 0  # nothing left to run it a third time
 
 
 @needs_local_redis()
