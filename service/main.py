@@ -22,12 +22,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.artifacts.router import router as artifacts_router
 from service.auth.router import router as tokens_router
 from service.auth.service import TokenCache, ensure_bootstrap_token
+from service.batches.router import router as batches_router
 from service.datasets.router import router as datasets_router
 from service.db.session import make_engine, make_sessionmaker
 from service.health import router as health_router
 from service.jobs.router import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS
 from service.jobs.router import router as jobs_router
 from service.problems import PROBLEM_MEDIA_TYPE, BodySizeLimit, install
+from service.schedules.router import router as schedules_router
 from service.settings import Settings
 from service.workers.router import router as workers_router
 
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets_router)
     app.include_router(tokens_router)
     app.include_router(workers_router)
+    app.include_router(batches_router)
+    app.include_router(schedules_router)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:  # closed unless origins are configured

@@ -17,6 +17,7 @@ from service.settings import Settings
 __all__ = [
     "TASK_REAP",
     "TASK_REDISPATCH",
+    "TASK_SCHEDULES",
     "TASK_TRAIN",
     "broker_transport_options",
     "make_celery",
@@ -27,6 +28,7 @@ __all__ = [
 TASK_TRAIN = "daik.train"  # args: (job_id: str,)
 TASK_REDISPATCH = "daik.redispatch"  # periodic: re-send queued jobs whose send is stale
 TASK_REAP = "daik.reap"  # periodic: mark attempts with a dead heartbeat lost, re-queue their jobs
+TASK_SCHEDULES = "daik.schedules.dispatch"  # periodic (every minute): fire the due schedules
 CONTROL_QUEUE = "daik.control"  # the periodic housekeeping tasks
 RESTORE_SWEEP_SECONDS = 100  # kombu's default period of the sweep that redelivers overdue messages
 

@@ -39,6 +39,7 @@ from service.queue import (
     CONTROL_QUEUE,
     TASK_REAP,
     TASK_REDISPATCH,
+    TASK_SCHEDULES,
     broker_transport_options,
     make_celery,
 )
@@ -69,6 +70,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": reap_every,
             "options": {"queue": CONTROL_QUEUE, "expires": reap_every},
         },
+        "daik-schedules": {  # fire the due schedules (worker.schedules)
+            "task": TASK_SCHEDULES,
+            "schedule": 60.0,
+            "options": {"queue": CONTROL_QUEUE, "expires": 60.0},
+        },
     }
 
 
@@ -89,7 +95,11 @@ def make_worker_app(settings: Settings) -> Celery:
         result_backend_transport_options={"visibility_timeout": vt},
         visibility_timeout=vt,
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_routes={TASK_REDISPATCH: {"queue": CONTROL_QUEUE}, TASK_REAP: {"queue": CONTROL_QUEUE}},
+        task_routes={
+            TASK_REDISPATCH: {"queue": CONTROL_QUEUE},
+            TASK_REAP: {"queue": CONTROL_QUEUE},
+            TASK_SCHEDULES: {"queue": CONTROL_QUEUE},
+        },
         beat_schedule=beat_schedule(settings),
         worker_send_task_events=False,
     )

@@ -23,6 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
+from service.db.holds import held_by_batch
 from service.db.models import Attempt, FailureKind, Job, JobStatus
 from service.db.session import session_scope
 from service.queue import send_train
@@ -52,7 +53,7 @@ def redispatch(
     with session_scope(db) as s:
         rows = s.execute(
             select(Job.id, Job.resources)
-            .where(Job.status == JobStatus.queued.value, stale)
+            .where(Job.status == JobStatus.queued.value, stale, ~held_by_batch(Job.id))
             .order_by(Job.created_at)
             .limit(BATCH)
             .with_for_update(skip_locked=True)

@@ -53,6 +53,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
+from service.db.holds import held_by_batch
 from service.db.models import Attempt, FailureKind, Job, JobStatus
 from service.db.session import session_scope
 from service.queue import send_train
@@ -138,7 +139,8 @@ def claim_job(
     stale = (Job.status == running) & (Job.lease_expires_at < now) & (Job.restarts < Job.max_restarts)
     stmt = (
         update(Job)
-        .where(Job.id == job_id, (Job.status == JobStatus.queued.value) | stale)
+        # a queued job of a paused / stopped / cancelled batch is held: it does not start (service.batches)
+        .where(Job.id == job_id, ((Job.status == JobStatus.queued.value) & ~held_by_batch(Job.id)) | stale)
         .values(
             status=running,
             attempt=Job.attempt + 1,

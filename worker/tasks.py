@@ -14,9 +14,9 @@ from celery.exceptions import Reject
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.session import make_engine, make_sessionmaker
-from service.queue import TASK_REAP, TASK_REDISPATCH, TASK_TRAIN
+from service.queue import TASK_REAP, TASK_REDISPATCH, TASK_SCHEDULES, TASK_TRAIN
 from service.settings import Settings
-from worker import housekeeping, pipelines
+from worker import housekeeping, pipelines, schedules
 from worker.app import SHUTDOWN, stop_on_sigterm
 
 __all__ = ["register_tasks"]
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    """Register ``daik.train(job_id)``, ``daik.redispatch()`` and ``daik.reap()`` on ``app``. The database
+    """Register ``daik.train(job_id)``, ``daik.redispatch()``, ``daik.reap()`` and
+    ``daik.schedules.dispatch()`` on ``app``. The database
     engine is made on first use, in the process that runs the task (never shared across a fork)."""
 
     @cache
@@ -53,3 +54,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TASK_REAP)
     def reap() -> None:
         housekeeping.reap(db(), settings)
+
+    @app.task(name=TASK_SCHEDULES)
+    def dispatch_schedules() -> None:
+        schedules.dispatch_schedules(db(), settings)

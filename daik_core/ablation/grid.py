@@ -182,7 +182,8 @@ def cell_spec(base: JobSpec, cell: Cell, seed: int, output: str, teacher_checkpo
     if cell.teacher:
         raise DaikError(f"configuration {cell.name!r} is the teacher: it is evaluated, not trained")
     data = base.model_dump(mode="json")
-    data["name"] = f"{base.name}-{slug(cell.name)}-s{seed}"
+    # a job name allows fewer characters than a folder: a product cell's "=" becomes "-"
+    data["name"] = f"{base.name}-{re.sub(r'[^A-Za-z0-9._-]', '-', slug(cell.name))}-s{seed}"
     data["hparams"]["seed"] = seed
     data["output"] = output
     data["losses"] = _merge(_toggles_off(data["losses"]), cell.losses)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.datasets.service import confine
 from service.db.models import Checkpoint
-from service.problems import invalid
+from service.errors import invalid
 from service.settings import Settings
 
 __all__ = [

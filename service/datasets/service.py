@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from daik_core.config import DatasetSpec
 from service.datasets.schemas import DatasetCreate, DatasetOut
 from service.db.models import Dataset
-from service.problems import Problem, invalid, reject_nul
+from service.errors import Problem, invalid, reject_nul
 from service.settings import Settings
 
 __all__ = [

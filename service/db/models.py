@@ -34,9 +34,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from service.db.base import Base, JSONType, UTCDateTime, utcnow
 
 __all__ = [
+    "HELD_BATCH_STATES",
     "TERMINAL_STATES",
     "ApiToken",
     "Attempt",
+    "Batch",
+    "BatchCell",
+    "BatchStatus",
     "Checkpoint",
     "Dataset",
     "EvalResult",
@@ -46,6 +50,7 @@ __all__ = [
     "JobStatus",
     "Metric",
     "MetricArchive",
+    "Schedule",
 ]
 
 
@@ -276,3 +281,88 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class BatchStatus(str, enum.Enum):
+    """A batch's own switch (its jobs keep their own states): ``active`` starts its queued jobs,
+    ``paused`` holds them until resumed, ``stopped`` and ``cancelled`` are final."""
+
+    active = "active"
+    paused = "paused"
+    stopped = "stopped"
+    cancelled = "cancelled"
+
+
+#: a queued job of a batch in one of these states is not claimed (``service.batches`` explains why)
+HELD_BATCH_STATES = frozenset({BatchStatus.paused, BatchStatus.stopped, BatchStatus.cancelled})
+
+
+class Batch(Base):
+    """An ablation grid x seeds over one base job spec (``spec``: the validated ``POST /batches`` body); its
+    jobs are the :class:`BatchCell` rows. A schedule's batch carries the (schedule, fire time) it was made
+    for, unique, so that two dispatchers firing at once make one batch."""
+
+    __tablename__ = "batch"
+    __table_args__ = (
+        _status_check("status", "status", BatchStatus),
+        UniqueConstraint("idempotency_key"),
+        UniqueConstraint("schedule_id", "fire_time"),
+        Index("ix_batch_created_at_id", "created_at", "id"),  # keyset pagination
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.active.value)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # the ETag: bumped by every verb that acts
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)  # {"base": {...}, "grid": ..., "seeds": [...]}
+    cells: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)  # the parsed grid, teacher row included
+    teacher_job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedule.id", ondelete="SET NULL"))
+    fire_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class BatchCell(Base):
+    """One materialised (configuration, seed) of a batch and its job; unique per (batch, config hash), so
+    materialising a batch again creates nothing twice."""
+
+    __tablename__ = "batch_cell"
+    __table_args__ = (UniqueConstraint("batch_id", "config_hash"), UniqueConstraint("job_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    config: Mapped[str] = mapped_column(String(200))  # the grid cell's name
+    seed: Mapped[int] = mapped_column(Integer)
+    config_hash: Mapped[str] = mapped_column(String(64))  # daik_core.ablation.grid.config_hash
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Schedule(Base):
+    """A cron expression in an IANA time zone that makes a batch from ``template`` at each fire time;
+    ``next_fire_at`` is null while disabled. The last fire's outcome is kept on the row."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        Index("ix_schedule_enabled_next_fire_at", "enabled", "next_fire_at"),  # the dispatcher's scan
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    template: Mapped[dict[str, Any]] = mapped_column(JSONType)  # a POST /batches body (see service.schedules)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # the ETag
+    next_fire_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_fire_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_fire_status: Mapped[str | None] = mapped_column(String(16))  # created | failed
+    last_fire_error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

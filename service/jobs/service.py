@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
@@ -46,16 +46,20 @@ from service.db.models import (
     MetricArchive,
 )
 from service.db.states import IllegalTransition, check_transition
+from service.errors import IDEMPOTENCY_TYPE, FieldError, Problem, field_errors, invalid, reject_nul
 from service.jobs.schemas import JobCreate, JobOut
-from service.problems import IDEMPOTENCY_TYPE, FieldError, Problem, field_errors, invalid, reject_nul
 from service.queue import send_train
 from service.settings import Settings, redact_url
 from service.workers.service import check_capacity
 
 __all__ = [
     "add_event",
+    "add_queued_event",
+    "build_job",
     "cancel_job",
+    "check_body",
     "decode_cursor",
+    "dispatch",
     "downsample",
     "encode_cursor",
     "fetch_events",
@@ -68,6 +72,7 @@ __all__ = [
     "list_jobs",
     "request_hash",
     "resolve_spec",
+    "retry_job",
     "submit_job",
 ]
 
@@ -81,7 +86,7 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 # ------------------------------------------------------------------------------------------------ submit
 
 
-def request_hash(body: JobCreate) -> str:
+def request_hash(body: BaseModel) -> str:
     """SHA-256 of the canonical JSON of the validated body (defaults filled in, keys sorted): two bodies
     that mean the same job hash the same."""
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -240,30 +245,29 @@ def add_event(session: Session, job: Job, type: str, data: dict[str, Any]) -> Jo
     return event
 
 
-def submit_job(
+def check_body(body: JobCreate) -> None:
+    """What pydantic cannot say about a job body: no NUL character anywhere, and a 32-bit epoch count."""
+    reject_nul(body.model_dump(mode="json"))
+    if body.hparams.epochs > MAX_EPOCHS:
+        raise invalid("hparams.epochs", f"must be at most {MAX_EPOCHS}")
+
+
+def build_job(
     session: Session,
     settings: Settings,
     body: JobCreate,
     *,
     idempotency_key: str | None = None,
     token: ApiToken | None = None,
-) -> tuple[Job, bool]:
-    """Create the job (or replay the one made with the same ``Idempotency-Key``): returns ``(job,
-    created)``. Commits the row and its ``status`` event, then sends the train task and records
-    ``dispatched_at``; a failed send is logged and left to the re-dispatcher."""
-    reject_nul(body.model_dump(mode="json"))
-    if body.hparams.epochs > MAX_EPOCHS:
-        raise invalid("hparams.epochs", f"must be at most {MAX_EPOCHS}")
-    digest = request_hash(body)
-    if idempotency_key is not None:
-        existing = find_by_idempotency_key(session, idempotency_key)
-        if existing is not None:
-            return _replay(existing, digest)
-
+) -> Job:
+    """A new queued job row for ``body``, validated and resolved (:func:`resolve_spec`, the capacity check),
+    not yet added to the session: :func:`submit_job` and a batch's materialisation both make their jobs
+    here, then commit, then :func:`dispatch` them."""
+    check_body(body)
     job_id = uuid.uuid4()
     spec = resolve_spec(session, settings, body, job_id)
     check_capacity(session, settings, body.resources.gpus)
-    job = Job(
+    return Job(
         id=job_id,
         name=body.name,
         kind=body.kind,
@@ -276,13 +280,39 @@ def submit_job(
         total_epochs=body.hparams.epochs,
         output_dir=spec["output"],
         idempotency_key=idempotency_key,
-        request_hash=digest,
+        request_hash=request_hash(body),
         created_by=token.id if token is not None else None,
     )
+
+
+def add_queued_event(session: Session, job: Job) -> None:
+    """The first ``status`` event of a new job (flushed: the event refers to the job row)."""
+    session.flush()
+    add_event(session, job, "status", {"status": JobStatus.queued.value, "attempt": 0, "error": None})
+
+
+def submit_job(
+    session: Session,
+    settings: Settings,
+    body: JobCreate,
+    *,
+    idempotency_key: str | None = None,
+    token: ApiToken | None = None,
+) -> tuple[Job, bool]:
+    """Create the job (or replay the one made with the same ``Idempotency-Key``): returns ``(job,
+    created)``. Commits the row and its ``status`` event, then sends the train task and records
+    ``dispatched_at``; a failed send is logged and left to the re-dispatcher."""
+    check_body(body)
+    digest = request_hash(body)
+    if idempotency_key is not None:
+        existing = find_by_idempotency_key(session, idempotency_key)
+        if existing is not None:
+            return _replay(existing, digest)
+
+    job = build_job(session, settings, body, idempotency_key=idempotency_key, token=token)
     session.add(job)
     try:
-        session.flush()  # the job row first (the event refers to it); a duplicate key fails here
-        add_event(session, job, "status", {"status": JobStatus.queued.value, "attempt": 0, "error": None})
+        add_queued_event(session, job)  # the job row is flushed first; a duplicate key fails here
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.db.base import utcnow
 from service.db.models import Job, JobStatus, Worker
-from service.problems import invalid
+from service.errors import invalid
 from service.settings import Settings
 
 __all__ = ["check_capacity", "live_workers", "waiting_reason"]

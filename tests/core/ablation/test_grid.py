@@ -69,6 +69,9 @@ def test_product_grid() -> None:
         "ad.enabled=true,ad.weight=2.0",
     ]
     assert cells[3].losses == {"ad": {"enabled": True, "weight": 2.0}}
+    # its "=" and "," are not allowed in a job name: they become "-"
+    spec = cell_spec(_base(), cells[3], 1, "out", "t.pt")
+    assert spec.name == "kd-ad.enabled-true-ad.weight-2.0-s1"
 
 
 def test_explicit_grid_and_its_errors() -> None:
