@@ -5,7 +5,9 @@ It reads the same ``job_event`` rows as ``/jobs/{id}/events`` (their ids are glo
 ``Last-Event-ID`` resumes the whole feed) and forwards two kinds: ``status`` (``{"job_id", "status",
 "attempt", "error"}``) and ``progress`` (``{"job_id", "progress", "epoch"}``, from the trainer's progress
 and epoch events). Without a ``Last-Event-ID`` it starts at the newest event: only changes from now on.
-Unlike a job's stream it never ends by itself; the client closes it.
+Unlike a job's stream it does not end at a terminal status: it ends after :data:`FEED_MAX_SECONDS` (an
+EventSource reconnects by itself with ``Last-Event-ID`` and misses nothing; a generic client, or a proxy,
+never holds a response open for ever).
 
 A router of its own, included before the jobs router: ``/jobs/{job_id}`` would otherwise take ``events``
 for a job id.
@@ -37,6 +39,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=problem_responses(40
 
 FEED_TYPES = ("status", "progress", "epoch")
 FEED_BATCH = 500
+FEED_MAX_SECONDS = 300.0  # one response's lifetime (app.state.feed_max_seconds)
 
 
 def latest_event_id(session: Session) -> int:
@@ -84,8 +87,9 @@ async def _feed_stream(
 ) -> AsyncIterator[str]:
     poll = float(getattr(request.app.state, "sse_poll_seconds", SSE_POLL_SECONDS))
     keepalive = float(getattr(request.app.state, "sse_keepalive_seconds", SSE_KEEPALIVE_SECONDS))
+    lifetime = float(getattr(request.app.state, "feed_max_seconds", FEED_MAX_SECONDS))
     yield "retry: 3000\n\n"
-    last_sent = time.monotonic()
+    last_sent = started = time.monotonic()
     cursor = after
     while True:
         cursor, events = await anyio.to_thread.run_sync(_poll, factory, cursor)
@@ -102,7 +106,7 @@ async def _feed_stream(
         elif now - last_sent >= keepalive:
             yield ": keep-alive\n\n"
             last_sent = now
-        if await request.is_disconnected():
+        if await request.is_disconnected() or now - started >= lifetime:
             return
         await anyio.sleep(poll)
 
@@ -114,7 +118,7 @@ async def _feed_stream(
     responses={
         200: {
             "description": "Server-Sent Events of all jobs: `event` = status or progress, `data` = JSON with "
-            "`job_id`; `id` resumes with Last-Event-ID; never ends by itself",
+            "`job_id`; `id` resumes with Last-Event-ID; ends after 5 minutes (reconnect to go on)",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         **problem_responses(422),

@@ -424,6 +424,30 @@ def test_feed_forwards_status_and_progress_of_all_jobs(
     ]
     assert [e[0] for e in events] == sorted(e[0] for e in events)
     assert ui.get("/jobs/events").status_code == 401  # a route of its own, not /jobs/{job_id}
+
+
+def test_feed_stream_through_the_cookie_session(
+    ui: TestClient, app: FastAPI, make_token: TokenFactory, submit: Submit, db: sessionmaker[Session]
+) -> None:
+    """The whole stream, read with the session cookie (as the list page's EventSource does); the response
+    ends after the feed's lifetime, shortened here."""
+    with db() as session:
+        start = latest_event_id(session)
+    job = submit(name="streamed")
+    login(ui, make_token("jobs:read"))
+    app.state.feed_max_seconds = 0.3
+    try:
+        r = ui.get(f"/jobs/events?after={start}")
+        from_now = ui.get("/jobs/events")  # no cursor: only what happens from now on
+    finally:
+        del app.state.feed_max_seconds
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    blocks = [b for b in r.text.split("\n\n") if b.startswith("id:")]
+    assert len(blocks) == 1
+    lines = dict(line.split(": ", 1) for line in blocks[0].splitlines())
+    assert int(lines["id"]) > start and lines["event"] == "status"
+    assert json.loads(lines["data"]) == {"job_id": job["id"], "status": "queued", "attempt": 0, "error": None}
+    assert "id:" not in from_now.text
     assert ui.get("/openapi.json").json()["paths"]["/jobs/events"]["get"]
 
 
