@@ -3,7 +3,8 @@ each test builds its own app, engine and settings); :func:`serve` runs it with u
 
 Routes (all JSON; errors are RFC 9457 problem details, see :mod:`service.problems`): ``/jobs`` (submit,
 list, read, metrics, cancel, events), ``/jobs/{id}/checkpoints``, ``/datasets``, ``/tokens``, and the open
-``/healthz`` / ``/readyz``. Everything but the health routes needs ``Authorization: Bearer <token>``.
+``/healthz`` / ``/readyz``. Everything but the health routes needs ``Authorization: Bearer <token>``, or the
+dashboard's cookie session (``/ui``, :mod:`service.auth.session`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.artifacts.router import router as artifacts_router
 from service.auth.router import router as tokens_router
 from service.auth.service import TokenCache, ensure_bootstrap_token
+from service.auth.session import SessionSigner, load_session_secret
 from service.batches.router import router as batches_router
+from service.dashboard.router import install_dashboard
 from service.datasets.router import router as datasets_router
 from service.db.session import make_engine, make_sessionmaker
 from service.health import router as health_router
+from service.jobs.feed import router as jobs_feed_router
 from service.jobs.router import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS
 from service.jobs.router import router as jobs_router
 from service.problems import PROBLEM_MEDIA_TYPE, BodySizeLimit, install
@@ -97,11 +101,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.token_cache = TokenCache()
+    app.state.session_signer = SessionSigner(load_session_secret(settings), settings.session_hours * 3600)
     app.state.sse_poll_seconds = SSE_POLL_SECONDS
     app.state.sse_keepalive_seconds = SSE_KEEPALIVE_SECONDS
 
     install(app)
     app.include_router(health_router)
+    app.include_router(jobs_feed_router)  # before the jobs router, whose /jobs/{job_id} would take "events"
     app.include_router(jobs_router)
     app.include_router(artifacts_router)
     app.include_router(datasets_router)
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workers_router)
     app.include_router(batches_router)
     app.include_router(schedules_router)
+    install_dashboard(app)  # /ui: the dashboard's pages and static files
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:  # closed unless origins are configured

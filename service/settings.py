@@ -4,8 +4,8 @@ Embedded defaults (one machine, no servers): an SQLite file and a kombu SQLAlche
 ``DAIK_HOME`` (default ``~/.daik``). Production: ``DAIK_DATABASE_URL=postgresql+psycopg://...`` and
 ``DAIK_BROKER_URL=redis://...``. Directories are created on first use, not at import.
 
-Secrets (``DAIK_BOOTSTRAP_TOKEN``, passwords inside URLs) come only from the environment and never
-appear in ``repr`` or logs: use :meth:`Settings.redacted`.
+Secrets (``DAIK_BOOTSTRAP_TOKEN``, ``DAIK_SESSION_SECRET``, passwords inside URLs) come only from the
+environment and never appear in ``repr`` or logs: use :meth:`Settings.redacted`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     cancel_grace_seconds: float = Field(default=60.0, ge=0)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins; none by default")
+    # the dashboard's cookie session (service.auth.session)
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs the dashboard's session cookies; unset: a random one kept in home/session_secret, "
+        "shared by every API process on that home",
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="a dashboard login's lifetime")
 
     @field_validator("home", "data_root", "artifact_root")
     @classmethod
@@ -97,4 +104,5 @@ class Settings(BaseSettings):
             "data_root": str(self.data_dir),
             "artifact_root": str(self.artifact_dir),
             "bootstrap_token": "***" if self.bootstrap_token else None,
+            "session_secret": "***" if self.session_secret else None,
         }

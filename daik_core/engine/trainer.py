@@ -85,6 +85,7 @@ from daik_core.engine.distributed import (
 )
 from daik_core.engine.ema import ModelEMA
 from daik_core.engine.evaluate import EvalOutput, evaluate_model
+from daik_core.engine.gallery import build_gallery, write_gallery
 from daik_core.engine.teacher import load_teacher
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_text
@@ -738,6 +739,10 @@ class Trainer:
                 }
             )
             atomic_write_text(self.output_dir / "results.json", json.dumps(results, indent=2) + "\n")
+            if self.last_eval is not None and self.val_set is not None:
+                # what the dashboard shows of the final evaluation (it cannot run the model itself)
+                gallery = build_gallery(self.val_set.images, self.val_set.root, self.last_eval.detections)
+                write_gallery(self.output_dir, gallery)
             self.hooks.on_train_end(results)
         barrier()
         return TrainResult(

@@ -1,4 +1,5 @@
-"""The bearer-token check as a dependency: ``Depends(require("jobs:write"))`` gives the token row or
+"""The bearer-token check as a dependency (or, without a bearer token, the dashboard's cookie session with
+its CSRF check: :mod:`service.auth.session`): ``Depends(require("jobs:write"))`` gives the token row or
 answers 401 (missing, unknown, expired, revoked) / 403 (scope missing) as problem details.
 
 Both are ``async``: a token verified in the last :data:`~service.auth.service.TOKEN_CACHE_TTL_SECONDS`
@@ -14,7 +15,14 @@ import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth.service import TokenCache, authenticate_cached, has_scope
+from service.auth.service import (
+    TokenCache,
+    authenticate_cached,
+    authenticate_id_cached,
+    has_scope,
+    session_cache_key,
+)
+from service.auth.session import CSRF_HEADER, UNSAFE_METHODS, csrf_ok, session_of
 from service.db.models import ApiToken
 from service.dependencies import SessionmakerDep, SettingsDep
 from service.problems import Problem
@@ -30,13 +38,21 @@ async def current_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiToken:
-    if credentials is None or not credentials.credentials:
-        raise Problem(
-            401,
-            "missing bearer token (Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
     cache: TokenCache = request.app.state.token_cache
+    if credentials is None or not credentials.credentials:
+        session = session_of(request)  # the dashboard's cookie session (service.auth.session)
+        if session is None:
+            raise Problem(
+                401,
+                "missing bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if request.method in UNSAFE_METHODS and not csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            raise Problem(403, f"a cookie-authenticated {request.method} needs the session's {CSRF_HEADER}")
+        known = cache.lookup(session_cache_key(session.token_id))
+        if known is not None:
+            return known
+        return await anyio.to_thread.run_sync(authenticate_id_cached, cache, factory, session.token_id)
     plain = credentials.credentials
     cached = cache.lookup_plain(plain)
     if cached is not None:

@@ -35,6 +35,7 @@ __all__ = [
     "TokenCache",
     "authenticate",
     "authenticate_cached",
+    "authenticate_id_cached",
     "create_token",
     "create_token_cli",
     "ensure_bootstrap_token",
@@ -42,6 +43,7 @@ __all__ = [
     "has_scope",
     "hash_token",
     "revoke_token",
+    "session_cache_key",
     "validate_scopes",
 ]
 
@@ -239,6 +241,36 @@ def authenticate_cached(
         row = _authenticate_digest(session, digest, plain, settings)
         session.expunge(row)
     cache.store(digest, row)
+    return row
+
+
+def session_cache_key(token_id: int) -> str:
+    """The :class:`TokenCache` key of a token checked by id (a digest is 64 hex digits: no clash)."""
+    return f"id:{token_id}"
+
+
+def authenticate_id_cached(
+    cache: TokenCache, session_factory: Callable[[], Session], token_id: int
+) -> ApiToken:
+    """The token ``token_id`` when it is still valid (not revoked, not expired), or a 401 problem: how a
+    dashboard session, which holds the token's id and never the token itself, is checked on every request.
+    Cached like :func:`authenticate_cached` (under the key ``id:<id>``, so :meth:`TokenCache.forget` of a
+    revoked token drops it too)."""
+    key = session_cache_key(token_id)
+    cached = cache.lookup(key)
+    if cached is not None:
+        return cached
+    with session_factory() as session:
+        row = session.get(ApiToken, token_id)
+        if row is None:
+            raise _unauthorized("the session's token no longer exists")
+        now = utcnow()
+        _check_valid(row, now)
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+            row.last_used_at = now
+            session.commit()
+        session.expunge(row)
+    cache.store(key, row)
     return row
 
 

@@ -6,7 +6,8 @@ first epoch until signalled; ``--on-term`` ``obey`` checkpoints, writes ``end`` 
 ``ignore`` ignores SIGTERM; ``--child`` starts a grandchild that ignores SIGTERM (a stuck loader worker) and
 writes its pid to ``<output>/child.pid``; ``--fail CODE --message TEXT`` prints TEXT to stderr and exits
 CODE after the first epoch; ``--sleep S`` spends S seconds per epoch. Checkpoints hold ``epoch=N step=M``,
-and ``--resume`` goes on after that epoch, as the real trainer does.
+and ``--resume`` goes on after that epoch, as the real trainer does. A completed run with ``--val`` (the
+spec's ``dataset.val``) writes ``gallery.json`` of its first images, as the real trainer does.
 """
 
 from __future__ import annotations
@@ -45,10 +46,13 @@ def _parse() -> argparse.Namespace:
     p.add_argument("-q", action="store_true")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--val", default=None, help="the validation folder: gallery.json lists its first images")
     argv = sys.argv[1:]
     if argv and argv[0] == "train":
         spec = yaml.safe_load(Path(argv[1]).read_text())
         argv = [*argv[2:], "--output", spec["output"], *shlex.split(os.environ.get("DAIK_FAKE_TRAINER", ""))]
+        if (spec.get("dataset") or {}).get("val"):
+            argv += ["--val", spec["dataset"]["val"]]
     args = p.parse_args(argv)
     if args.output is None:
         p.error("--output is required")
@@ -147,8 +151,28 @@ def main() -> int:
         "map50_95": args.map50 / 2,
         "ap50": {"a": args.map50, "b": None},
     }
+    if args.val is not None:  # as the real trainer's final evaluation does (daik_core.engine.gallery)
+        _write_gallery(out, Path(args.val))
     emit("end", status="completed", results=results)
     return 0
+
+
+def _write_gallery(out: Path, val: Path) -> None:
+    """``gallery.json`` of the first 8 images of ``val`` (sorted), one box each, in the real file's shape."""
+    images = (
+        sorted(p for p in (val / "images").iterdir() if p.is_file())[:8] if (val / "images").is_dir() else []
+    )
+    entries = [
+        {
+            "image": f"images/{p.name}",
+            "width": 128,
+            "height": 128,
+            "boxes": [{"class": "a", "score": 0.9, "poly": [10, 10, 60, 10, 60, 40, 10, 40]}],
+        }
+        for p in images
+    ]
+    gallery = {"version": 1, "score_threshold": 0.25, "classes": ["a", "b"], "images": entries}
+    (out / "gallery.json").write_text(json.dumps(gallery))
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ def test_smoke_overfit_two_images(data_root: Path, tmp_path: Path) -> None:
         assert ckpt["epoch"] == 3 and ckpt["model_info"]["imgsz"] == 128
     assert sorted(p.name for p in (out / "weights").iterdir()) == ["best.pt", "last.pt"]
     assert parse_spec(yaml.safe_load((out / "spec.yaml").read_text())) == spec
+    gallery = json.loads((out / "gallery.json").read_text())  # the final evaluation, for the dashboard
+    assert [g["image"] for g in gallery["images"]] == ["images/synth_000000.png", "images/synth_000001.png"]
+    assert all(b["score"] >= gallery["score_threshold"] for g in gallery["images"] for b in g["boxes"])
 
     kinds = [e[0] for e in rec.events]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("eval") == 1
