@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "IDEMPOTENCY_TYPE",
@@ -136,3 +136,19 @@ def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
         if message not in messages:
             messages.append(message)
     return [FieldError(field=f, message=" or ".join(m), location=w) for (f, w), m in merged.items()]
+
+
+def validation_problem(err: ValidationError, prefix: str) -> Problem:
+    """A 422 listing the fields of a pydantic error, each under ``prefix`` (``grid[2].losses``,
+    ``template``): for bodies validated inside another body, where FastAPI's own handler does not see them."""
+    errors = [
+        FieldError(field=f"{prefix}.{e.field}", message=e.message, location="body")
+        for e in field_errors(err.errors())
+    ]
+    return Problem(
+        422,
+        "; ".join(f"{e.field}: {e.message}" for e in errors),
+        title="Request validation failed",
+        type=VALIDATION_TYPE,
+        errors=errors,
+    )

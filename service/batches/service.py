@@ -60,12 +60,11 @@ from service.db.states import IllegalTransition
 from service.errors import (
     IDEMPOTENCY_TYPE,
     ILLEGAL_TRANSITION_TYPE,
-    VALIDATION_TYPE,
     FieldError,
     Problem,
-    field_errors,
     invalid,
     reject_nul,
+    validation_problem,
 )
 from service.etags import check_if_match, etag
 from service.jobs.schemas import JobCreate
@@ -126,17 +125,7 @@ def parse_cells(grid: Any, field: str = "grid") -> list[Cell]:
             try:
                 DistillSpec.model_validate(losses)
             except ValidationError as err:
-                errors = [
-                    FieldError(field=f"{field}[{i}].losses.{e.field}", message=e.message, location="body")
-                    for e in field_errors(err.errors())
-                ]
-                raise Problem(
-                    422,
-                    "; ".join(f"{e.field}: {e.message}" for e in errors),
-                    title="Request validation failed",
-                    type=VALIDATION_TYPE,
-                    errors=errors,
-                ) from None
+                raise validation_problem(err, f"{field}[{i}].losses") from None
     try:
         return parse_grid(grid)
     except DaikError as err:

@@ -26,7 +26,7 @@ from service.batches.schemas import BatchCreate
 from service.batches.service import insert_batch, parse_cells
 from service.db.base import utcnow
 from service.db.models import ApiToken, Batch, Job, JobStatus, Schedule
-from service.errors import VALIDATION_TYPE, FieldError, Problem, field_errors, invalid, reject_nul
+from service.errors import Problem, invalid, reject_nul, validation_problem
 from service.etags import check_if_match, etag
 from service.schedules.schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate
 from service.settings import Settings
@@ -94,17 +94,7 @@ def _template_body(template: dict[str, Any], field: str = "template") -> tuple[B
     try:
         body = BatchCreate.model_validate(data)
     except ValidationError as err:
-        errors = [
-            FieldError(field=f"{field}.{e.field}", message=e.message, location="body")
-            for e in field_errors(err.errors())
-        ]
-        raise Problem(
-            422,
-            "; ".join(f"{e.field}: {e.message}" for e in errors),
-            title="Request validation failed",
-            type=VALIDATION_TYPE,
-            errors=errors,
-        ) from None
+        raise validation_problem(err, field) from None
     parse_cells(body.grid, f"{field}.grid")
     return body, name
 
