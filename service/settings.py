@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     visibility_timeout: int = Field(default=7 * 24 * 3600, ge=5)
     redispatch_after_seconds: int = Field(default=60, ge=1)
+    schedule_dispatch_seconds: float = Field(
+        default=60.0, ge=1, description="how often `daik beat` fires the schedule dispatcher"
+    )
     trainer_command: str | None = Field(
         default=None,
         description="the command a worker runs instead of `python -m daik_core.cli` (split like a shell "

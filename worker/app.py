@@ -54,8 +54,9 @@ SHUTDOWN = threading.Event()
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """``daik.redispatch`` every half ``redispatch_after_seconds`` and ``daik.reap`` every third of
-    ``lease_seconds`` (at least every 5 s), to the control queue; a message not taken within its period
+    """``daik.redispatch`` every half ``redispatch_after_seconds``, ``daik.reap`` every third of
+    ``lease_seconds`` (at least every 5 s) and ``daik.schedules.dispatch`` every
+    ``schedule_dispatch_seconds`` (a minute), to the control queue; a message not taken within its period
     expires, so that housekeeping does not pile up while no control worker runs."""
     redispatch_every = max(settings.redispatch_after_seconds / 2, 5.0)
     reap_every = max(settings.lease_seconds / 3, 5.0)
@@ -72,8 +73,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "daik-schedules": {  # fire the due schedules (worker.schedules)
             "task": TASK_SCHEDULES,
-            "schedule": 60.0,
-            "options": {"queue": CONTROL_QUEUE, "expires": 60.0},
+            "schedule": settings.schedule_dispatch_seconds,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.schedule_dispatch_seconds},
         },
     }
 

@@ -9,11 +9,13 @@ takes seconds:
 - the same task message delivered twice to two idle workers: one attempt, one run;
 - a job longer than a short visibility timeout: Redis redelivers its message to another worker, whose
   claim is a no-op;
-- Redis restarted (empty) during a job: the job finishes in its attempt, the worker reconnects.
+- Redis restarted (empty) during a job: the job finishes in its attempt, the worker reconnects;
+- two ``daik beat`` processes and a due schedule: one batch, run by the worker.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -29,10 +31,14 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Metric, Worker
+from service.db.base import utcnow
+from service.db.models import Batch, BatchCell, Metric, Schedule, Worker
 from service.queue import send_train
+from service.schedules.schemas import ScheduleCreate
+from service.schedules.service import create_schedule
 from service.settings import Settings
 from tests.servers_control import needs_local_redis, redis_down
+from tests.service.helpers import job_body, write_dota
 from tests.worker.conftest import FAKE_TRAINER, PG_URL, REDIS_URL, add_job, get_job, group_gone
 
 pytestmark = pytest.mark.slow
@@ -233,3 +239,49 @@ def test_a_job_survives_a_redis_restart_and_the_worker_reconnects(
         timeout=180,
     )
     assert get_job(db, second).status == "succeeded", procs.logs()
+
+
+def test_two_beats_fire_a_due_schedule_once_and_a_worker_runs_its_batch(
+    db: sessionmaker[Session], settings: Settings, procs: Procs
+) -> None:
+    """Real ``daik beat`` processes (two, as after a botched deployment) fire the schedule dispatcher every
+    2 s; a schedule that fell due minutes ago (fire times missed while no beat ran) makes ONE batch at the
+    latest due minute, whose job a real ``daik worker`` runs to ``succeeded``; the schedule shows the fire
+    and its next fire time, a minute on."""
+    procs.env["DAIK_SCHEDULE_DISPATCH_SECONDS"] = "2"
+    procs.env["DAIK_FAKE_TRAINER"] = "--epochs 1 --iters 1 --sleep 0"
+    folder = settings.data_dir / f"s-{uuid.uuid4().hex[:8]}"
+    write_dota(folder / "train")
+    write_dota(folder / "val")
+    dota = {"train": f"{folder.name}/train", "val": f"{folder.name}/val"}
+    template = {"base": job_body(dota, name="nightly"), "grid": [{"name": "baseline"}], "seeds": 1}
+    started = utcnow()
+    with db() as s:
+        body = ScheduleCreate(name="every-minute", cron="* * * * *", timezone="UTC", template=template)
+        sid = create_schedule(s, body, now=started - dt.timedelta(minutes=5)).id
+    procs.start("worker-a", "worker")
+    procs.start("beat-1", "beat")
+    procs.start("beat-2", "beat")
+
+    def batches() -> list[Batch]:
+        with db() as s:
+            return list(s.scalars(select(Batch).where(Batch.schedule_id == sid)).all())
+
+    _wait_for("a batch of the schedule", lambda: len(batches()) >= 1, procs, timeout=120)
+    with db() as s:
+        job_ids = list(s.scalars(select(BatchCell.job_id).where(BatchCell.batch_id == batches()[0].id)))
+    assert len(job_ids) == 1
+    _wait_for("the batch's job to end", lambda: get_job(db, job_ids[0]).finished_at is not None, procs, 120)
+    time.sleep(4.0)  # two more dispatcher periods of both beats: nothing fires again this minute
+    found = batches()
+    with db() as s:
+        sched = s.get_one(Schedule, sid)
+    fire_time = found[0].fire_time
+    assert fire_time is not None
+    # one batch per fire time; the missed minutes coalesced into the latest due one (a minute boundary
+    # may pass during the test, so a second batch is allowed only for the next minute)
+    assert len({b.fire_time for b in found}) == len(found) <= 2
+    assert fire_time.second == 0 and started - dt.timedelta(minutes=1) <= fire_time <= utcnow()
+    assert get_job(db, job_ids[0]).status == "succeeded", procs.logs()
+    assert sched.last_fire_status == "created" and sched.next_fire_at is not None
+    assert sched.next_fire_at > sched.last_fire_at
