@@ -393,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also run wrk passes (needs the `wrk` binary), one per think time in ms (0 = closed loop)",
     )
+    ap.add_argument(
+        "--read-cache-entries",
+        type=int,
+        default=256,
+        help="the API's cache of computed job reads (DAIK_READ_CACHE_ENTRIES; 0: off, as before it existed)",
+    )
     args = ap.parse_args(argv)
     if args.wrk_think_ms and shutil.which("wrk") is None:
         ap.error("--wrk-think-ms needs the `wrk` load generator (Debian: apt-get install wrk)")
@@ -414,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             "DAIK_DATA_ROOT": str(root / "data"),
             "DAIK_ARTIFACT_ROOT": str(root / "artifacts"),
             "DAIK_BOOTSTRAP_TOKEN": token,
+            "DAIK_READ_CACHE_ENTRIES": str(args.read_cache_entries),
         }
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"

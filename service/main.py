@@ -29,6 +29,7 @@ from service.dashboard.router import install_dashboard
 from service.datasets.router import router as datasets_router
 from service.db.session import make_engine, make_sessionmaker
 from service.health import router as health_router
+from service.jobs.cache import ReadCache
 from service.jobs.feed import router as jobs_feed_router
 from service.jobs.router import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS
 from service.jobs.router import router as jobs_router
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.token_cache = TokenCache()
+    app.state.read_cache = ReadCache(settings.read_cache_entries)  # job reads, keyed by the row version
     app.state.session_signer = SessionSigner(load_session_secret(settings), settings.session_hours * 3600)
     app.state.sse_poll_seconds = SSE_POLL_SECONDS
     app.state.sse_keepalive_seconds = SSE_KEEPALIVE_SECONDS

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     visibility_timeout: int = Field(default=7 * 24 * 3600, ge=5)
     redispatch_after_seconds: int = Field(default=60, ge=1)
+    read_cache_entries: int = Field(
+        default=256, ge=0, description="computed job reads kept per API process (service.jobs.cache); 0: off"
+    )
     schedule_dispatch_seconds: float = Field(
         default=60.0, ge=1, description="how often `daik beat` fires the schedule dispatcher"
     )

@@ -19,6 +19,7 @@ from service.auth.dependencies import require
 from service.db.models import TERMINAL_STATES, ApiToken, JobStatus
 from service.dependencies import SessionDep, SessionmakerDep, SettingsDep
 from service.jobs import service
+from service.jobs.cache import ReadCache, job_version
 from service.jobs.dependencies import ValidJob
 from service.jobs.schemas import AttemptList, AttemptOut, JobCreate, JobList, JobOut, MetricsOut, RetryIn
 from service.problems import problem_responses
@@ -97,9 +98,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, dependencies=[JobsRead], responses=problem_responses(404))
-def get_job(job: ValidJob, session: SessionDep, settings: SettingsDep) -> JobOut:
+def get_job(request: Request, job: ValidJob, session: SessionDep, settings: SettingsDep) -> JobOut:
     waiting = waiting_reason(session, settings, job)
-    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id], waiting)
+    latest = _cache(request).get_or_compute(
+        (job_version(job), "latest"), lambda: service.latest_metrics(session, [job.id])[job.id]
+    )
+    return service.job_out(job, dict(latest), waiting)
 
 
 @router.get(
@@ -109,6 +113,7 @@ def get_job(job: ValidJob, session: SessionDep, settings: SettingsDep) -> JobOut
     responses=problem_responses(404, 422),
 )
 def get_metrics(
+    request: Request,
     job: ValidJob,
     session: SessionDep,
     keys: Annotated[
@@ -120,11 +125,16 @@ def get_metrics(
     ] = None,
 ) -> Any:
     key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
-    data = service.get_metrics(session, job.id, keys=key_list, from_step=from_step, max_points=max_points)
-    # already in MetricsOut's shape with finite floats: serialised directly with orjson (validating thousands
-    # of points again, or the standard json module, would cost more than the query); response_model keeps
-    # the OpenAPI schema
-    return Response(orjson.dumps(data), media_type="application/json")
+
+    def read() -> bytes:
+        data = service.get_metrics(session, job.id, keys=key_list, from_step=from_step, max_points=max_points)
+        # already in MetricsOut's shape with finite floats: serialised directly with orjson (validating
+        # thousands of points again, or the standard json module, would cost more than the query);
+        # response_model keeps the OpenAPI schema
+        return orjson.dumps(data)
+
+    key = (job_version(job), "metrics", tuple(key_list) if key_list else None, from_step, max_points)
+    return Response(_cache(request).get_or_compute(key, read), media_type="application/json")
 
 
 @router.post(
@@ -177,6 +187,11 @@ def list_attempts(job: ValidJob, session: SessionDep) -> AttemptList:
             AttemptOut.model_validate(a, from_attributes=True) for a in service.list_attempts(session, job.id)
         ]
     )
+
+
+def _cache(request: Request) -> ReadCache:
+    cache: ReadCache = request.app.state.read_cache
+    return cache
 
 
 def _sanitize(value: Any) -> Any:

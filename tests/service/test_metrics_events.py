@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.base import utcnow
 from service.db.models import EvalResult, Job, JobEvent, Metric
 from tests.service.helpers import assert_problem, set_job
 
@@ -184,6 +185,44 @@ def test_latest_metrics_in_the_job(
     assert set(latest) == set(KEYS)
     listed = client.get("/jobs", headers=admin).json()["items"]
     assert listed[0]["latest_metrics"] == latest
+
+
+def test_cached_reads_follow_every_write_that_updates_the_job_row(
+    app: FastAPI, client: TestClient, admin: dict[str, str], submit: Submit, db: sessionmaker[Session]
+) -> None:
+    """The metrics read and the job's latest metrics are cached per job version (``service.jobs.cache``):
+    a second read of an unchanged job is a hit and returns the same bytes; a write made as the worker makes
+    it (metric rows + the job row's ``updated_at`` in one transaction, ``worker.reporting.lock_job``) is seen
+    by the next read; rows written behind the job row's back are not (which is why the worker must bump
+    it)."""
+    cache = app.state.read_cache
+    job = submit()
+    _insert_epochs(db, job["id"], epochs=3)
+    set_job(db, job["id"], step=3 * ITERS)
+    url = f"/jobs/{job['id']}/metrics"
+    first = client.get(url, headers=admin)
+    hits = cache.hits
+    again = client.get(url, headers=admin)
+    assert cache.hits == hits + 1 and again.content == first.content
+    assert len(first.json()["series"]["loss"]) == 3
+    assert client.get(f"/jobs/{job['id']}", headers=admin).json()["latest_metrics"]["lr"] == pytest.approx(
+        KEYS.index("lr") + 2 / 1000
+    )
+
+    with db() as session:  # behind the job row's back: still the cached answer
+        session.add(Metric(job_id=uuid.UUID(job["id"]), key="loss", step=999, epoch=3, value=7.0, attempt=1))
+        session.commit()
+    assert len(client.get(url, headers=admin).json()["series"]["loss"]) == 3
+
+    with db() as session:  # as the worker writes: rows and the job row together
+        session.add(Metric(job_id=uuid.UUID(job["id"]), key="lr", step=1000, epoch=4, value=9.5, attempt=1))
+        session.execute(update(Job).where(Job.id == uuid.UUID(job["id"])).values(updated_at=utcnow()))
+        session.commit()
+    body = client.get(url, headers=admin).json()
+    assert body["series"]["loss"][-1]["value"] == 7.0 and body["series"]["lr"][-1]["value"] == 9.5
+    assert client.get(f"/jobs/{job['id']}", headers=admin).json()["latest_metrics"]["lr"] == 9.5
+    # other parameters are other entries
+    assert len(client.get(url, headers=admin, params={"keys": "lr"}).json()["series"]) == 1
 
 
 # --- Server-Sent Events ---------------------------------------------------------------------------------

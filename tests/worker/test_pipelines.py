@@ -138,6 +138,22 @@ def test_metric_upsert_never_lets_an_older_attempt_overwrite(db: sessionmaker[Se
     assert _metrics(db, job_id) == {("loss", 10): (3.0, 3), ("lr", 10): (9.0, 1)}
 
 
+def test_every_reporter_write_moves_the_job_row_s_version(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    """The API caches a job's metric reads per job-row version (``service.jobs.cache``): a batch that only
+    writes an evaluation (no progress, no epoch) must still update the job row's ``updated_at``."""
+    job_id = add_job(db, artifact_root=settings.artifact_dir)
+    claimed = claim_job(db, settings, job_id)
+    assert claimed is not None
+    rep = Reporter(db, claimed.fence, settings.artifact_dir)
+    before = get_job(db, job_id).updated_at
+    rep.write([{"event": "eval", "epoch": 1, "step": 5, "map50": 0.5, "map50_95": 0.2, "ap50": {"a": 0.5}}])
+    after = get_job(db, job_id).updated_at
+    assert after > before
+    assert _metrics(db, job_id)[("map50", 5)] == (0.5, 1)
+
+
 def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_step(
     db: sessionmaker[Session], settings: Settings
 ) -> None:
