@@ -1,6 +1,6 @@
 // Batch page: the verbs (pause, resume, cancel, rerun-failed) call POST /batches/{id}/{verb} with the CSRF
 // header and If-Match set to the ETag of the batch as this page last saw it; a refusal (409 illegal for the
-// status, 412 changed meanwhile) shows the API's problem detail. Status, counts and the jobs' rows are
+// status, 412 changed meanwhile) shows the API's problem detail, and the batch as it now is. Status, counts and the jobs' rows are
 // polled from GET /batches/{id} while the batch has unfinished jobs (the results table is the server's:
 // reload for new results).
 "use strict";
@@ -80,6 +80,10 @@
       } else {
         message.textContent = verb + " refused (" + r.status + "): " + daik.problem(r);
         message.className = "error";
+        if (r.status === 412 || r.status === 409) {
+          // changed meanwhile: show the batch as it is now (its new ETag too), so a retry is informed
+          daik.api("GET", "/batches/" + batchId).then(function (g) { if (g.ok) show(g.data); });
+        }
       }
     });
   }
