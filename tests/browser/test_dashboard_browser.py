@@ -8,8 +8,8 @@ list did not have, added and updated from the live feed), open its page: loss cu
 checkpoints and the gallery. Then a batch (2 configurations x 1 seed, made through the API): the batches
 list, its page, pause then resume by the buttons, the ablation table and the bar chart once its jobs have
 succeeded, a verb sent with a stale ETag (the API's 412 shown on the page); and the schedules page, whose
-toggle disables a schedule. No console errors other than the expected 422 and 412; screenshots go to
-``test-artifacts/browser/``.
+toggle disables a schedule (and, sent with a stale ETag, shows the 412). No console errors other than
+the expected 422 and two 412s; screenshots go to ``test-artifacts/browser/``.
 
 Skipped, saying why, when ``/usr/bin/chromium`` or the ``playwright`` package is missing (Playwright's own
 browser download is not used)."""
@@ -160,7 +160,7 @@ def _drive(base: str, token: str, dataset: dict[str, Any]) -> None:
     unexpected = [e for e in errors if not any(x in e for x in expected)]
     assert not unexpected, unexpected
     assert sum(EXPECTED_422 in e for e in errors) == 1, errors
-    assert sum(EXPECTED_412 in e for e in errors) == 1, errors
+    assert sum(EXPECTED_412 in e for e in errors) == 2, errors
 
 
 def _batch_and_schedules(page: sync_api.Page, base: str, token: str, dataset: dict[str, Any]) -> None:
@@ -183,6 +183,7 @@ def _batch_and_schedules(page: sync_api.Page, base: str, token: str, dataset: di
     schedule = {"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "template": template}
     r = httpx.post(f"{base}/schedules", json=schedule, headers=auth, timeout=30)
     assert r.status_code == 201, r.text
+    schedule_id = r.json()["id"]
 
     page.click('header nav a[href="/ui/batches"]')
     page.wait_for_url(f"{base}/ui/batches")
@@ -226,5 +227,17 @@ def _batch_and_schedules(page: sync_api.Page, base: str, token: str, dataset: di
     page.wait_for_selector('tr[data-schedule-id][data-enabled="false"]')
     assert page.inner_text("#schedules-table .next-fire") == "– (disabled)"
     page.screenshot(path=str(SHOTS / "6-schedules.png"), full_page=True)
+    # someone else enables it meanwhile: the page's toggle (stale ETag) gets the 412 and re-reads the row
+    got = httpx.get(f"{base}/schedules/{schedule_id}", headers=auth, timeout=30)
+    r = httpx.patch(
+        f"{base}/schedules/{schedule_id}",
+        json={"enabled": True},
+        headers={**auth, "If-Match": got.headers["ETag"]},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    page.click("#schedules-table button.toggle")
+    page.wait_for_selector('tr[data-schedule-id][data-enabled="true"]')
+    assert "refused (412)" in page.inner_text("#schedules-table .message")
     page.goto(f"{base}/ui/batches/00000000-0000-0000-0000-000000000000")
     assert "Not found" in page.inner_text("h1")

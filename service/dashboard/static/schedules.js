@@ -1,6 +1,6 @@
 // Schedules list: each row's toggle PATCHes {"enabled": …} with the CSRF header and If-Match set to the
 // row's ETag; the answer (the schedule as stored, with its new ETag and next fire time) updates the row, a
-// refusal (412: changed since the page was rendered) shows the API's problem detail.
+// refusal (412: changed since the page was rendered) shows the API's problem detail and re-reads the row.
 "use strict";
 
 (function () {
@@ -29,7 +29,13 @@
         { "If-Match": tr.getAttribute("data-etag") }).then(function (r) {
         button.disabled = false;
         if (r.ok) show(tr, r.data);
-        else message.textContent = "refused (" + r.status + "): " + daik.problem(r);
+        else {
+          message.textContent = "refused (" + r.status + "): " + daik.problem(r);
+          // changed meanwhile (412): show the schedule as it is now, with its new ETag
+          daik.api("GET", "/schedules/" + tr.getAttribute("data-schedule-id")).then(function (g) {
+            if (g.ok) show(tr, g.data);
+          });
+        }
       });
     });
   });
