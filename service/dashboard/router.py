@@ -4,11 +4,15 @@
 Pages: login / logout (the cookie session of :mod:`service.auth.session`), the jobs list (filters, live
 status and progress from ``GET /jobs/events``), a job (metric charts, per-class AP, attempts with their log
 tail, checkpoints, cancel / retry, the gallery of predicted boxes) and the submit form (which POSTs to
-``/jobs`` and shows the API's field errors). The pages' scripts call the JSON API with the session cookie
-and the session's CSRF token; the pages themselves only read.
+``/jobs`` and shows the API's field errors), the batches list, a batch (its ablation table from the same
+results function as ``GET /batches/{id}/results``, a bar chart of mAP50 mean ± std, its jobs, and the
+batch verbs), and the schedules list (with an enable / disable toggle). The pages' scripts call the JSON
+API with the session cookie and the session's CSRF token (and ``If-Match`` with the ETag the page was
+rendered with, so a verb on a batch someone else changed meanwhile is refused with the API's 412 rather
+than applied blindly); the pages themselves only read.
 
-Errors: no session, or one whose token was revoked or expired, goes back to the login page; a job that does
-not exist is a 404 page; a token without ``jobs:read`` a 403 page.
+Errors: no session, or one whose token was revoked or expired, goes back to the login page; a job or batch
+that does not exist is a 404 page; a token without ``jobs:read`` a 403 page.
 """
 
 from __future__ import annotations
@@ -35,13 +39,22 @@ from service.auth.session import (
     set_session_cookie,
     signer_of,
 )
-from service.dashboard.service import gallery_image_file, job_uuid, line_chart, loss_keys, read_gallery
+from service.batches import service as batches
+from service.dashboard.service import (
+    bar_chart,
+    gallery_image_file,
+    job_uuid,
+    line_chart,
+    loss_keys,
+    read_gallery,
+)
 from service.datasets.service import list_datasets
-from service.db.models import ApiToken, Job, JobStatus
+from service.db.models import ApiToken, Batch, Job, JobStatus
 from service.dependencies import SessionDep, SettingsDep
 from service.jobs import service as jobs
 from service.jobs.feed import latest_event_id
 from service.problems import Problem
+from service.schedules import service as schedules
 from service.settings import Settings
 
 __all__ = ["install_dashboard", "router"]
@@ -322,6 +335,73 @@ def gallery_image(
     return FileResponse(
         path, headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
     )
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+
+def _batch_or_404(session: Session, batch_id: str) -> Batch:
+    uid = job_uuid(batch_id)
+    batch = batches.get_batch(session, uid) if uid is not None else None
+    if batch is None:
+        raise PageError(404, f"there is no batch {batch_id!r}")
+    return batch
+
+
+@router.get("/batches", response_class=HTMLResponse)
+def batches_page(
+    request: Request,
+    user: User,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> HTMLResponse:
+    rows, next_cursor = batches.list_batches(session, limit=PAGE_SIZE, cursor=cursor)
+    stats = batches.batch_stats(session, [b.id for b in rows])
+    context = {
+        "user": user,
+        "batches": [batches.batch_out(session, b, stats[b.id]) for b in rows],
+        "statuses": STATUSES,
+        "next_cursor": next_cursor,
+    }
+    return _render(request, "batches.html", context)
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+def batch_page(request: Request, batch_id: str, user: User, session: SessionDep) -> HTMLResponse:
+    """The batch, its ablation table (:func:`service.batches.service.results`, as the API's), the mAP50 bar
+    chart, its jobs and its verbs."""
+    batch = _batch_or_404(session, batch_id)
+    out = batches.batch_out(
+        session, batch, batches.batch_stats(session, [batch.id])[batch.id], with_cells=True
+    )
+    rows, meta = batches.results(session, batch)
+    classes: list[str] = []
+    for row in rows:
+        classes += [c for c in row.ap50 if c not in classes]
+    chart = bar_chart(
+        "mAP50 per configuration (mean ± std over seeds)",
+        [(row.config, row.map50.mean, row.map50.std) for row in rows],
+    )
+    context = {
+        "user": user,
+        "batch": out,
+        "rows": rows,
+        "classes": classes,
+        "complete": meta["complete"],
+        "chart": chart,
+        "statuses": STATUSES,
+        "verbs": batches.VERBS,
+    }
+    return _render(request, "batch.html", context)
+
+
+# --------------------------------------------------------------------------------------------- schedules
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+def schedules_page(request: Request, user: User, session: SessionDep) -> HTMLResponse:
+    items = [schedules.schedule_out(session, s) for s in schedules.list_schedules(session)]
+    return _render(request, "schedules.html", {"user": user, "schedules": items})
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -1,6 +1,6 @@
-"""What the dashboard's pages compute: SVG line charts of a job's metrics (drawn here, so a page shows them
-without script), the job's ``gallery.json`` read from its output folder (only inside the artifact root),
-and the gallery's image files (only inside the data root).
+"""What the dashboard's pages compute: SVG line charts of a job's metrics and the bar chart of a batch's
+configurations (drawn here, so a page shows them without script), the job's ``gallery.json`` read from its
+output folder (only inside the artifact root), and the gallery's image files (only inside the data root).
 
 Plain functions; the router renders their results with the templates.
 """
@@ -21,9 +21,12 @@ from service.settings import Settings
 
 __all__ = [
     "GALLERY_MAX_BYTES",
+    "Bar",
+    "BarChart",
     "Chart",
     "GalleryBox",
     "GalleryImage",
+    "bar_chart",
     "gallery_image_file",
     "line_chart",
     "loss_keys",
@@ -114,6 +117,85 @@ def line_chart(
         for i, (name, pts) in enumerate(clean.items())
     ]
     return Chart(title, width, height, lines, x_label, x_min, x_max, y_min, y_max)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar (a configuration's mean) and its error bar (mean ± std; none for a single seed), in pixels."""
+
+    name: str
+    mean: float
+    std: float | None
+    x: float
+    y: float
+    width: float
+    height: float
+    err_top: float | None
+    err_bottom: float | None
+    color: str
+
+    @property
+    def center(self) -> float:
+        return self.x + self.width / 2
+
+
+@dataclass(frozen=True)
+class BarChart:
+    """A bar chart ready for the template. The y axis starts at 0 (a bar's height must mean something) and
+    ends at the next tenth above the highest error bar, so mAPs stay readable without an axis ending at 1."""
+
+    title: str
+    width: int
+    height: int
+    bars: list[Bar]
+    y_max: float
+    left: int = 44
+    right: int = 8
+    top: int = 8
+    bottom: int = 34
+    empty: bool = field(default=False)
+
+    @property
+    def plot_height(self) -> int:
+        return self.height - self.top - self.bottom
+
+    def y_of(self, value: float) -> float:
+        """The pixel row of ``value`` on the y axis."""
+        return self.top + (1 - value / self.y_max) * self.plot_height
+
+
+def bar_chart(
+    title: str,
+    values: Sequence[tuple[str, float | None, float | None]],
+    *,
+    width: int = 480,
+    height: int = 220,
+) -> BarChart:
+    """One bar per ``(name, mean, std)`` with a mean (the others are left out), with an error bar from
+    ``mean - std`` to ``mean + std`` (clipped at 0) when there is a std."""
+    clean = [
+        (name, float(mean), float(std) if std is not None and math.isfinite(std) else None)
+        for name, mean, std in values
+        if mean is not None and math.isfinite(mean)
+    ]
+    if not clean:
+        return BarChart(title, width, height, [], 1.0, empty=True)
+    highest = max(mean + (std or 0.0) for _, mean, std in clean)
+    y_max = max(math.ceil(highest * 10 - 1e-9) / 10, 0.1)
+    chart = BarChart(title, width, height, [], y_max)
+    slot = (width - chart.left - chart.right) / len(clean)
+    bar_w = slot * 0.6
+    bars = []
+    for i, (name, mean, std) in enumerate(clean):
+        top = chart.y_of(max(mean, 0.0))
+        base = chart.y_of(0.0)
+        err_top = chart.y_of(mean + std) if std is not None else None
+        err_bottom = chart.y_of(max(mean - std, 0.0)) if std is not None else None
+        x = chart.left + i * slot + (slot - bar_w) / 2
+        bars.append(
+            Bar(name, mean, std, x, top, bar_w, base - top, err_top, err_bottom, PALETTE[i % len(PALETTE)])
+        )
+    return BarChart(title, width, height, bars, y_max)
 
 
 # ----------------------------------------------------------------------------------------------- gallery

@@ -5,8 +5,11 @@ the job to a few seconds; it leaves a ``gallery.json`` as the real trainer does)
 Sign in with a token, submit a job through the form (first with a bad value, whose field error the API
 names and the form shows next to the field), watch the job go to ``succeeded`` in the jobs list (a row the
 list did not have, added and updated from the live feed), open its page: loss curves, mAP, per-class AP,
-checkpoints and the gallery. No console errors other than the one expected 422; screenshots go to
-``test-artifacts/browser/``.
+checkpoints and the gallery. Then a batch (2 configurations x 1 seed, made through the API): the batches
+list, its page, pause then resume by the buttons, the ablation table and the bar chart once its jobs have
+succeeded, a verb sent with a stale ETag (the API's 412 shown on the page); and the schedules page, whose
+toggle disables a schedule (and, sent with a stale ETag, shows the 412). No console errors other than
+the expected 422 and two 412s; screenshots go to ``test-artifacts/browser/``.
 
 Skipped, saying why, when ``/usr/bin/chromium`` or the ``playwright`` package is missing (Playwright's own
 browser download is not used)."""
@@ -17,19 +20,21 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from service.local import Supervisor, daik_command
 from tests.e2e.conftest import logs_of, start_api_on_servers
-from tests.e2e.flow import make_dataset, wait_ready
+from tests.e2e.flow import job_body, make_dataset, wait_ready
 
 CHROMIUM = Path("/usr/bin/chromium")
 FAKE_TRAINER = Path(__file__).parents[1] / "worker" / "fake_trainer.py"
 SHOTS = Path(__file__).parents[2] / "test-artifacts" / "browser"
 JOB_TIMEOUT_MS = 180_000  # a worker importing torch on a small shared machine, then ~3 s of fake training
 EXPECTED_422 = "the server responded with a status of 422"
+EXPECTED_412 = "the server responded with a status of 412"
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
@@ -56,12 +61,12 @@ def test_login_submit_watch_and_inspect_a_job(
             f"{base}/datasets", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
         assert r.status_code == 201, r.text
-        _drive(base, token)
+        _drive(base, token, body)
     except (AssertionError, httpx.HTTPError, sync_api.Error) as err:
         raise AssertionError(f"{err}\n{logs_of(supervisor)}") from None
 
 
-def _drive(base: str, token: str) -> None:
+def _drive(base: str, token: str, dataset: dict[str, Any]) -> None:
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
@@ -138,6 +143,8 @@ def _drive(base: str, token: str) -> None:
             assert page.is_hidden("#cancel-job") and page.is_hidden("#retry-job")
             page.screenshot(path=str(SHOTS / "3-job-page.png"), full_page=True)
 
+            _batch_and_schedules(page, base, token, dataset)
+
             # an unknown job: the 404 page; signing out: back to the login page
             page.goto(f"{base}/ui/jobs/00000000-0000-0000-0000-000000000000")
             assert "Not found" in page.inner_text("h1")
@@ -146,11 +153,91 @@ def _drive(base: str, token: str) -> None:
             page.wait_for_url(f"{base}/ui/login")
             page.goto(f"{base}/ui/jobs/{job_id}")
             assert "/ui/login" in page.url
-            page.screenshot(path=str(SHOTS / "4-signed-out.png"), full_page=True)
+            page.screenshot(path=str(SHOTS / "7-signed-out.png"), full_page=True)
         finally:
             browser.close()
-    unexpected = [
-        e for e in errors if EXPECTED_422 not in e and "status of 404" not in e and "status of 401" not in e
-    ]
+    expected = (EXPECTED_422, EXPECTED_412, "status of 404", "status of 401")
+    unexpected = [e for e in errors if not any(x in e for x in expected)]
     assert not unexpected, unexpected
     assert sum(EXPECTED_422 in e for e in errors) == 1, errors
+    assert sum(EXPECTED_412 in e for e in errors) == 2, errors
+
+
+def _batch_and_schedules(page: sync_api.Page, base: str, token: str, dataset: dict[str, Any]) -> None:
+    """A batch of 2 configurations x 1 seed of the fake trainer, and a schedule, made through the API; then
+    driven from their pages. (A batch's base names its validation folder: each configuration's spec is
+    checked before the registry is read.)"""
+    auth = {"Authorization": f"Bearer {token}"}
+    job = job_body("browser-batch", "browser-ds")
+    job["dataset"] = {"train": dataset["train"], "val": dataset["val"], "classes": dataset["classes"]}
+    grid = [{"name": "baseline", "losses": {}}, {"name": "+AAL", "losses": {"aal": {"enabled": True}}}]
+    template = {
+        "name": "browser-batch",
+        "base": job,
+        "grid": grid,
+        "seeds": 1,
+    }
+    r = httpx.post(f"{base}/batches", json=template, headers=auth, timeout=30)
+    assert r.status_code == 201, r.text
+    batch_id = r.json()["id"]
+    schedule = {"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Berlin", "template": template}
+    r = httpx.post(f"{base}/schedules", json=schedule, headers=auth, timeout=30)
+    assert r.status_code == 201, r.text
+    schedule_id = r.json()["id"]
+
+    page.click('header nav a[href="/ui/batches"]')
+    page.wait_for_url(f"{base}/ui/batches")
+    page.click(f'a[href="/ui/batches/{batch_id}"]')
+    page.wait_for_url(f"{base}/ui/batches/{batch_id}")
+    assert page.locator("#batch-jobs-table tbody tr").count() == 2
+    page.click("#verb-pause")
+    page.wait_for_selector('#batch[data-status="paused"]')
+    assert page.is_hidden("#verb-pause") and page.inner_text("#action-message") == "pause: paused"
+    page.screenshot(path=str(SHOTS / "4-batch-paused.png"), full_page=True)
+    page.click("#verb-resume")
+    page.wait_for_selector('#batch[data-status="active"]')
+
+    # the page polls the batch: its jobs' rows turn succeeded; reloaded, the page has the results
+    page.wait_for_selector(  # (wait_for_function would need 'unsafe-eval', which the CSP refuses)
+        '#batch-jobs-table tr[data-status="succeeded"] ~ tr[data-status="succeeded"]', timeout=JOB_TIMEOUT_MS
+    )
+    page.reload()
+    assert page.locator("#ablation-table tbody tr").count() == 2
+    for config in ("baseline", "+AAL"):  # the fake trainer's mAP50 of 0.5, one seed: no std, no interval
+        assert page.inner_text(f'#ablation-table tr[data-config="{config}"] .map50') == "0.5000"
+    assert page.inner_text('#ablation-table tr[data-config="+AAL"] .delta-map50') == "+0.0000"
+    assert page.locator("#bar-chart rect.bar").count() == 2
+    page.screenshot(path=str(SHOTS / "5-batch-results.png"), full_page=True)
+    # someone else pauses the batch after the page's one poll (the batch is done: it polls no more); the
+    # page's Pause, sent with its now stale ETag, is refused with the API's 412, and the page reads the batch
+    page.wait_for_timeout(6_000)
+    r = httpx.post(f"{base}/batches/{batch_id}/pause", headers=auth, timeout=30)
+    assert r.status_code == 202, r.text
+    page.click("#verb-pause")
+    page.wait_for_selector("#action-message.error")
+    assert "pause refused (412)" in page.inner_text("#action-message")
+    page.wait_for_selector('#batch[data-status="paused"]')
+
+    page.click('header nav a[href="/ui/schedules"]')
+    page.wait_for_url(f"{base}/ui/schedules")
+    row = 'tr[data-schedule-id][data-enabled="true"]'
+    page.wait_for_selector(row)
+    assert "0 3 * * *" in page.inner_text("#schedules-table")
+    page.click(f"{row} button.toggle")
+    page.wait_for_selector('tr[data-schedule-id][data-enabled="false"]')
+    assert page.inner_text("#schedules-table .next-fire") == "– (disabled)"
+    page.screenshot(path=str(SHOTS / "6-schedules.png"), full_page=True)
+    # someone else enables it meanwhile: the page's toggle (stale ETag) gets the 412 and re-reads the row
+    got = httpx.get(f"{base}/schedules/{schedule_id}", headers=auth, timeout=30)
+    r = httpx.patch(
+        f"{base}/schedules/{schedule_id}",
+        json={"enabled": True},
+        headers={**auth, "If-Match": got.headers["ETag"]},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    page.click("#schedules-table button.toggle")
+    page.wait_for_selector('tr[data-schedule-id][data-enabled="true"]')
+    assert "refused (412)" in page.inner_text("#schedules-table .message")
+    page.goto(f"{base}/ui/batches/00000000-0000-0000-0000-000000000000")
+    assert "Not found" in page.inner_text("h1")

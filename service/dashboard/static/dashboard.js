@@ -7,10 +7,11 @@ window.daik = (function () {
     return meta ? meta.getAttribute("content") : "";
   }
 
-  // fetch() against the JSON API with the session cookie and, for unsafe methods, the CSRF header.
-  // An answer of 401 means the session ended: back to the login page.
-  function api(method, url, body) {
+  // fetch() against the JSON API with the session cookie and, for unsafe methods, the CSRF header
+  // (plus any extra headers, e.g. If-Match). An answer of 401 means the session ended: back to the login page.
+  function api(method, url, body, extra) {
     var headers = { Accept: "application/json" };
+    if (extra) Object.keys(extra).forEach(function (k) { headers[k] = extra[k]; });
     if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
     var init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined) {
@@ -42,5 +43,10 @@ window.daik = (function () {
     el.className = "status s-" + status;
   }
 
-  return { api: api, csrfToken: csrfToken, toLogin: toLogin, setStatusBadge: setStatusBadge };
+  // the problem detail of a refused call (RFC 9457 body), for a message next to the button
+  function problem(r) {
+    return (r.data && (r.data.detail || r.data.title)) || ("HTTP " + r.status);
+  }
+
+  return { api: api, csrfToken: csrfToken, toLogin: toLogin, setStatusBadge: setStatusBadge, problem: problem };
 })();
