@@ -156,6 +156,8 @@ def _plan(body: BatchCreate, cells: Sequence[Cell]) -> list[_Planned]:
             except DaikError as err:
                 raise invalid(f"grid[{i}]", str(err)) from None
             data = spec.model_dump(mode="json", exclude={"output"})
+            # the dataset as the client named it: a registered name without val brings its own val folder
+            data["dataset"] = {k: v for k, v in data["dataset"].items() if k in base.dataset.model_fields_set}
             data["teacher"] = teacher if data["kind"] == "distill" else None
             data.update(resources=base.resources.model_dump(), max_restarts=base.max_restarts)
             try:
@@ -224,12 +226,15 @@ def insert_batch(
     caller commits, then dispatches the jobs (:func:`create_batch`, the schedule dispatcher)."""
     reject_nul(body.model_dump(mode="json"))
     cells = parse_cells(body.grid)
+    stored = body.model_dump(mode="json")
+    # the dataset as the client named it (a registered name without val brings the registered val folder)
+    stored["base"]["dataset"] = body.base.dataset.model_dump(mode="json", exclude_unset=True)
     batch = Batch(
         id=uuid.uuid4(),
         name=body.name or body.base.name,
         status=BatchStatus.active.value,
         version=1,
-        spec=body.model_dump(mode="json"),
+        spec=stored,
         cells=[c.to_dict() for c in cells],
         teacher_job_id=_teacher_job_id(session, body),
         schedule_id=schedule_id,

@@ -76,6 +76,21 @@ def test_the_teacher_row_trains_nothing(
     assert batch["grid"] == ["teacher", "baseline", "+AAL"]
 
 
+def test_a_registered_dataset_brings_its_folders_to_every_cell(
+    client: TestClient, admin: dict[str, str], dota: dict[str, str], settings: Settings
+) -> None:
+    reg = {"name": "abl-data", "train": dota["train"], "val": dota["val"], "classes": ["plane", "ship"]}
+    assert client.post("/datasets", json=reg, headers=admin).status_code == 201
+    body = _body(dota, seeds=1)
+    body["base"]["dataset"] = {"train": "abl-data"}
+    batch = _post(client, admin, body)
+    root = settings.data_dir.resolve()
+    for cell in batch["cells"]:
+        spec = client.get(f"/jobs/{cell['job_id']}", headers=admin).json()["spec"]
+        assert spec["dataset"]["val"] == str(root / dota["val"])
+        assert spec["dataset"]["classes"] == ["plane", "ship"]
+
+
 def test_validation_names_the_field(client: TestClient, admin: dict[str, str], dota: dict[str, str]) -> None:
     grid = [*AAL_GRID, {"name": "bad", "losses": {"ad": {"weight": "heavy"}}}]
     r = client.post("/batches", json=_body(dota, grid=grid), headers=admin)
