@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
@@ -98,18 +99,29 @@ def invalid(field: str, message: str, *, location: str | None = "body", status: 
 
 def reject_nul(value: Any, field: str = "") -> None:
     """A 422 naming the first string (or key) inside ``value`` with a NUL character, which PostgreSQL
-    cannot store in text or JSONB."""
+    cannot store in text or JSONB. A body without any (almost every one) is cleared by one C-speed JSON
+    encoding instead of a Python walk over its hundreds of values."""
+    if isinstance(value, dict | list | tuple):
+        try:
+            if b"\\u0000" not in orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS):
+                return
+        except TypeError:  # not encodable (e.g. nested too deep): the walk decides
+            pass
+    _walk_nul(value, field)
+
+
+def _walk_nul(value: Any, field: str) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise invalid(field or "(body)", "contains a NUL character")
     elif isinstance(value, dict):
         for k, v in value.items():
             path = f"{field}.{k}" if field else str(k)
-            reject_nul(str(k), path)
-            reject_nul(v, path)
+            _walk_nul(str(k), path)
+            _walk_nul(v, path)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            reject_nul(v, f"{field}.{i}")
+            _walk_nul(v, f"{field}.{i}")
 
 
 def not_found(what: str) -> Problem:

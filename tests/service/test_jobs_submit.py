@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Checkpoint, Job, JobEvent
+from service.errors import Problem, reject_nul
 from service.settings import Settings
 from tests.service.helpers import assert_problem, job_body, queued_messages, set_job, write_dota
 
@@ -322,3 +323,22 @@ def test_a_teacher_of_other_classes_or_reg_max_is_422_at_submission(
     # the same classes: accepted
     ok = client.post("/jobs", json=job_body(dota, kind="distill", teacher={"job": teacher_id}), headers=admin)
     assert ok.status_code == 201, ok.text
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"a": "ok", "b": [1, "fine", {"c": None}]}, None),
+        ({"a": {"k": ["z", "q\x00"]}}, "a.k.1"),
+        ({"bad\x00key": 1}, "bad\x00key"),
+        ("plain\x00", "(body)"),
+        ({"n": 1.5, "t": (True, "x\x00")}, "t.1"),
+    ],
+)
+def test_reject_nul_names_the_first_string_holding_a_nul(value: Any, field: str | None) -> None:
+    if field is None:
+        reject_nul(value)  # the fast path: no NUL anywhere
+        return
+    with pytest.raises(Problem) as err:
+        reject_nul(value)
+    assert err.value.errors is not None and err.value.errors[0].field == field
