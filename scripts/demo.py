@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     pid = (home / "up.pid").read_text().strip()
     print(
         f"\n{minutes:.1f} min in all. The service is still running:\n"
-        f"  URL:   {args.url}   (dashboard: {args.url}/ui, log in with the token; API docs: {args.url}/docs)\n"
+        f"  URL:   {args.url}   (API docs: {args.url}/docs)\n"
+        f"  UI:    {args.url}/ui   (the dashboard: log in with the token)\n"
         f"  token: {token}   (in {home / 'token'})\n"
         f"  try:   curl -H 'Authorization: Bearer {token}' {args.url}/jobs\n"
         f"  stop:  kill -TERM {pid}   (logs: {home / 'logs'})"
