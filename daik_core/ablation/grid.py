@@ -35,6 +35,7 @@ __all__ = [
     "Cell",
     "cell_spec",
     "config_hash",
+    "needs_teacher",
     "parse_grid",
     "slug",
 ]
@@ -175,6 +176,13 @@ def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> l
     return cells
 
 
+def needs_teacher(base: JobSpec, cell: Cell) -> bool:
+    """Whether ``cell`` over ``base`` reads a teacher (a distillation term is on): its runs are
+    ``kind: distill``."""
+    losses = _merge(_toggles_off(base.model_dump(mode="json")["losses"]), cell.losses)
+    return DistillSpec.model_validate(losses).needs_teacher()
+
+
 def cell_spec(base: JobSpec, cell: Cell, seed: int, output: str, teacher_checkpoint: str | None) -> JobSpec:
     """The job spec of ``cell`` at ``seed``: the base spec with the cell's toggles merged into its
     ``losses:`` (whose own toggles are all turned off first, their options kept); ``kind: distill`` with
@@ -187,8 +195,7 @@ def cell_spec(base: JobSpec, cell: Cell, seed: int, output: str, teacher_checkpo
     data["hparams"]["seed"] = seed
     data["output"] = output
     data["losses"] = _merge(_toggles_off(data["losses"]), cell.losses)
-    losses = DistillSpec.model_validate(data["losses"])
-    if losses.needs_teacher():
+    if needs_teacher(base, cell):
         if teacher_checkpoint is None:
             raise DaikError(
                 f"configuration {cell.name!r} needs a teacher: "

@@ -40,7 +40,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from daik_core.ablation.grid import BASELINE, Cell, cell_spec, config_hash, parse_grid
+from daik_core.ablation.grid import BASELINE, Cell, cell_spec, config_hash, needs_teacher, parse_grid
 from daik_core.ablation.table import Row, RunRecord, summarize
 from daik_core.config import DistillSpec, JobSpec
 from daik_core.errors import DaikError
@@ -92,6 +92,7 @@ __all__ = [
     "list_batches",
     "materialise",
     "parse_cells",
+    "plan_jobs",
     "records",
     "results",
 ]
@@ -140,9 +141,10 @@ class _Planned:
     body: JobCreate
 
 
-def _plan(body: BatchCreate, cells: Sequence[Cell]) -> list[_Planned]:
+def plan_jobs(body: BatchCreate, cells: Sequence[Cell], field: str = "grid") -> list[_Planned]:
     """One ``POST /jobs`` body per (trained cell, seed): ``daik ablate``'s :func:`cell_spec` over the base,
-    with the base's teacher (as the client named it) on the cells that need one."""
+    with the base's teacher (as the client named it) on the cells that need one. Touches no database:
+    also the check of a schedule's template. 422s name ``{field}[i]``."""
     base = body.base
     base_spec = JobSpec.model_validate(base.model_dump(mode="json", exclude={"resources", "max_restarts"}))
     teacher = base.teacher.model_dump(mode="json", exclude_none=True) if base.teacher is not None else None
@@ -150,11 +152,16 @@ def _plan(body: BatchCreate, cells: Sequence[Cell]) -> list[_Planned]:
     for i, cell in enumerate(cells):
         if cell.teacher:
             continue
+        if teacher is None and needs_teacher(base_spec, cell):
+            raise invalid(
+                f"{field}[{i}]",
+                f"configuration {cell.name!r} distils: the base needs a teacher",
+            )
         for seed in body.seed_list():
             try:
                 spec = cell_spec(base_spec, cell, seed, "", "teacher" if teacher is not None else None)
             except DaikError as err:
-                raise invalid(f"grid[{i}]", str(err)) from None
+                raise invalid(f"{field}[{i}]", str(err)) from None
             data = spec.model_dump(mode="json", exclude={"output"})
             # the dataset as the client named it: a registered name without val brings its own val folder
             data["dataset"] = {k: v for k, v in data["dataset"].items() if k in base.dataset.model_fields_set}
@@ -163,7 +170,7 @@ def _plan(body: BatchCreate, cells: Sequence[Cell]) -> list[_Planned]:
             try:
                 job_body = JobCreate.model_validate(data)
             except ValidationError as err:
-                raise invalid(f"grid[{i}]", str(err)) from None
+                raise invalid(f"{field}[{i}]", str(err)) from None
             planned.append(_Planned(i, cell.name, seed, job_body))
     return planned
 
@@ -181,7 +188,7 @@ def materialise(
     existing = set(session.scalars(select(BatchCell.config_hash).where(BatchCell.batch_id == batch.id)))
     seen: dict[str, str] = {}
     jobs = []
-    for p in _plan(body, _cells_of(batch)):
+    for p in plan_jobs(body, _cells_of(batch)):
         job = build_job(session, settings, p.body, token=token)
         digest = config_hash(JobSpec.model_validate(job.spec))
         if digest in seen:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.batches.schemas import BatchCreate
-from service.batches.service import insert_batch, parse_cells
+from service.batches.service import insert_batch, parse_cells, plan_jobs
 from service.db.base import utcnow
 from service.db.models import ApiToken, Batch, Job, JobStatus, Schedule
 from service.errors import Problem, invalid, reject_nul, validation_problem
@@ -95,7 +95,7 @@ def _template_body(template: dict[str, Any], field: str = "template") -> tuple[B
         body = BatchCreate.model_validate(data)
     except ValidationError as err:
         raise validation_problem(err, field) from None
-    parse_cells(body.grid, f"{field}.grid")
+    plan_jobs(body, parse_cells(body.grid, f"{field}.grid"), f"{field}.grid")
     return body, name
 
 

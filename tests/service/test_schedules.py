@@ -12,7 +12,7 @@ from tests.service.helpers import assert_problem, job_body
 
 
 def _body(dota: dict[str, str], **overrides: Any) -> dict[str, Any]:
-    template = {"base": job_body(dota, name="nightly"), "grid": "daik", "seeds": 1}
+    template = {"base": job_body(dota, name="nightly"), "grid": [{"name": "baseline"}], "seeds": 1}
     body: dict[str, Any] = {"name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
     body["template"] = template
     body.update(overrides)
@@ -68,3 +68,14 @@ def test_latest_succeeded_teacher_is_accepted(
     r = client.post("/schedules", json=_body(dota, template={"base": base, "grid": "daik"}), headers=admin)
     assert r.status_code == 201, r.text
     assert r.json()["template"]["base"]["teacher"] == {"latest_succeeded": "teacher-run"}
+
+
+def test_a_template_whose_grid_distils_needs_a_teacher(
+    client: TestClient, admin: dict[str, str], dota: dict[str, str]
+) -> None:
+    """Checked when the schedule is made, not at 2 a.m. when it fires: the `daik` grid's DAIK row distils."""
+    template = {"base": job_body(dota, name="nightly"), "grid": "daik", "seeds": 1}
+    body = {"name": "no-teacher", "cron": "0 2 * * *", "timezone": "UTC", "template": template}
+    r = client.post("/schedules", json=body, headers=admin)
+    assert_problem(r, 422, field="template.grid[2]")
+    assert "needs a teacher" in r.json()["detail"]
