@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -37,3 +37,13 @@ def get_session(factory: Annotated[sessionmaker[Session], Depends(get_sessionmak
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="same key + same body replays the first response; same key + another body: 422",
+    ),
+]

@@ -164,3 +164,16 @@ def validation_problem(err: ValidationError, prefix: str) -> Problem:
         type=VALIDATION_TYPE,
         errors=errors,
     )
+
+
+def check_replay(stored_hash: str | None, digest: str) -> None:
+    """A repeated ``Idempotency-Key`` replays only the same body (same ``request_hash``); another body with
+    it is a 422 naming the header."""
+    if stored_hash != digest:
+        raise Problem(
+            422,
+            "this Idempotency-Key was used with a different request body",
+            title="Idempotency-Key reused",
+            type=IDEMPOTENCY_TYPE,
+            errors=[FieldError(field="Idempotency-Key", message="used with another body", location="header")],
+        )

@@ -16,7 +16,7 @@ from service.batches import service
 from service.batches.dependencies import ValidBatch
 from service.batches.schemas import BatchCreate, BatchList, BatchOut, ResultFormat
 from service.db.models import ApiToken, Batch, BatchStatus
-from service.dependencies import SessionDep, SettingsDep
+from service.dependencies import IdempotencyKeyHeader, SessionDep, SettingsDep
 from service.problems import problem_responses
 
 router = APIRouter(prefix="/batches", tags=["batches"], responses=problem_responses(401, 403))
@@ -50,15 +50,7 @@ def create_batch(
     session: SessionDep,
     settings: SettingsDep,
     token: Annotated[ApiToken, JobsWrite],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            description="same key + same body replays the first response; same key + another body: 422",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchOut:
     """One job per (configuration, seed) of the grid, made and sent like ``POST /jobs``."""
     batch, created = service.create_batch(

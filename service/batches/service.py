@@ -58,10 +58,9 @@ from service.db.models import (
 )
 from service.db.states import IllegalTransition
 from service.errors import (
-    IDEMPOTENCY_TYPE,
     ILLEGAL_TRANSITION_TYPE,
-    FieldError,
     Problem,
+    check_replay,
     invalid,
     reject_nul,
     validation_problem,
@@ -256,14 +255,7 @@ def insert_batch(
 
 
 def _replay(batch: Batch, digest: str) -> tuple[Batch, bool]:
-    if batch.request_hash != digest:
-        raise Problem(
-            422,
-            "this Idempotency-Key was used with a different request body",
-            title="Idempotency-Key reused",
-            type=IDEMPOTENCY_TYPE,
-            errors=[FieldError(field="Idempotency-Key", message="used with another body", location="header")],
-        )
+    check_replay(batch.request_hash, digest)
     return batch, False
 
 

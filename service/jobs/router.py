@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.dependencies import require
 from service.db.models import TERMINAL_STATES, ApiToken, JobStatus
-from service.dependencies import SessionDep, SessionmakerDep, SettingsDep
+from service.dependencies import IdempotencyKeyHeader, SessionDep, SessionmakerDep, SettingsDep
 from service.jobs import service
 from service.jobs.cache import ReadCache, job_version
 from service.jobs.dependencies import ValidJob
@@ -51,15 +51,7 @@ def create_job(
     session: SessionDep,
     settings: SettingsDep,
     token: Annotated[ApiToken, Depends(require("jobs:write"))],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            description="same key + same body replays the first response; same key + another body: 422",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
     job, created = service.submit_job(session, settings, body, idempotency_key=idempotency_key, token=token)
     response.headers["Location"] = f"/jobs/{job.id}"

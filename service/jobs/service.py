@@ -46,7 +46,13 @@ from service.db.models import (
     MetricArchive,
 )
 from service.db.states import IllegalTransition, check_transition
-from service.errors import IDEMPOTENCY_TYPE, FieldError, Problem, field_errors, invalid, reject_nul
+from service.errors import (
+    Problem,
+    check_replay,
+    field_errors,
+    invalid,
+    reject_nul,
+)
 from service.jobs.schemas import JobCreate, JobOut
 from service.queue import send_train
 from service.settings import Settings, redact_url
@@ -228,14 +234,7 @@ def find_by_idempotency_key(session: Session, key: str) -> Job | None:
 
 
 def _replay(job: Job, digest: str) -> tuple[Job, bool]:
-    if job.request_hash != digest:
-        raise Problem(
-            422,
-            "this Idempotency-Key was used with a different request body",
-            title="Idempotency-Key reused",
-            type=IDEMPOTENCY_TYPE,
-            errors=[FieldError(field="Idempotency-Key", message="used with another body", location="header")],
-        )
+    check_replay(job.request_hash, digest)
     return job, False
 
 
