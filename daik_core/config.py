@@ -217,13 +217,26 @@ class KDLocalizationSpec(_Strict):
 
 
 class KDClassSpec(_Strict):
-    """Classification distillation: ``weight * tau^2 * KL`` of the class distributions softmax(logits/tau)
-    over the C classes (YOLOv6's form), over all anchors or the positives only."""
+    """Classification distillation: ``weight * tau^2 * KL`` of teacher and student class distributions, over
+    all anchors or the positives only. ``form``: ``softmax`` (YOLOv6's form: one categorical distribution
+    over the C classes of ``logits / tau`` per anchor, mean over the anchors) or ``binary`` (one Bernoulli
+    distribution ``sigmoid(logit / tau)`` per anchor and class, as the sigmoid head scores them, summed and
+    divided by the detection loss's ``sum t_hat``, so it sits on the scale of ``loss_cls``)."""
 
     enabled: bool = False
     weight: NonNegFloat = Field(default=1.0, description="lambda_cls")
-    tau: PositiveFloat = 10.0
+    tau: PositiveFloat | None = Field(
+        default=None, description="temperature; default 10 (softmax), 1 (binary)"
+    )
     scope: Literal["all", "positives"] = "all"
+    form: Literal["softmax", "binary"] = "softmax"
+
+    @property
+    def temperature(self) -> float:
+        """``tau``, or the form's default when unset."""
+        if self.tau is not None:
+            return self.tau
+        return 10.0 if self.form == "softmax" else 1.0
 
 
 class KDLogitSpec(_Strict):

@@ -6,6 +6,7 @@ from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import (
     DistillationLoss,
     angle_kd,
+    binary_class_kd,
     class_kd,
     cosine_decay,
     cwd_loss,
@@ -22,6 +23,7 @@ __all__ = [
     "DetectionLoss",
     "DistillationLoss",
     "angle_kd",
+    "binary_class_kd",
     "class_kd",
     "cosine_decay",
     "csl_bce",

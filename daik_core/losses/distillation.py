@@ -16,6 +16,8 @@ log_target=True)`` (no ``log(softmax)``), times ``tau^2`` (Hinton: keeps the gra
 * ``angle_kd``, ``localization_kd``: per positive anchor, weighted by its ``t_hat`` and divided by
   ``max(sum t_hat, 1)``, the detection loss's ``S`` (on the scale of ``loss_angle`` / ``loss_dfl``).
 * ``class_kd``, ``hinton_kd``: mean over the anchors given (all anchors, or the positives).
+* ``binary_class_kd``: sum over the anchors given and the classes, divided by ``max(sum t_hat, 1)`` (as
+  ``loss_cls``).
 * ``sad_kl``: mean over the GTs. ``fitnet_loss``, ``cwd_loss``: mean over the levels.
 
 How multi-label (sigmoid) class logits become distributions:
@@ -49,6 +51,7 @@ from daik_core.structures.targets import Targets
 __all__ = [
     "DistillationLoss",
     "angle_kd",
+    "binary_class_kd",
     "class_kd",
     "cosine_decay",
     "cwd_loss",
@@ -142,20 +145,40 @@ def class_kd(
     return kl.mean() if kl.numel() else student_logits.sum() * 0.0
 
 
-def hinton_kd(student_logits: Tensor, teacher_logits: Tensor, tau: float = 4.0) -> Tensor:
-    """Plain logit KD for sigmoid class logits, scalar: per (anchor, class) the ``tau^2 KL`` of the Bernoulli
-    distributions ``(sigmoid(x / tau), 1 - sigmoid(x / tau))``, summed over the C classes, mean over the
-    N anchors. ``student_logits, teacher_logits (N, C)``."""
+def _bernoulli_kl(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tensor:
+    """Per (anchor, class) ``tau^2 KL`` of the Bernoulli distributions ``(sigmoid(x / tau), 1 - sigmoid(x /
+    tau))`` of teacher and student: ``(N, C) -> (N, C)``."""
     if student_logits.dim() != 2:
         raise ValueError(f"class logits must have shape (N, C), got {tuple(student_logits.shape)}")
-    if student_logits.shape[0] == 0:
-        return student_logits.sum() * 0.0
     # log of the two-bin distribution (p, 1 - p) = log_softmax of (x, 0): kl over the last dim
     s = torch.stack((student_logits.float(), torch.zeros_like(student_logits, dtype=torch.float32)), -1)
     t = torch.stack(
         (teacher_logits.detach().float(), torch.zeros_like(teacher_logits, dtype=torch.float32)), -1
     )
-    return _kl_rows(s, t, tau).sum(-1).mean()
+    return _kl_rows(s, t, tau)
+
+
+def hinton_kd(student_logits: Tensor, teacher_logits: Tensor, tau: float = 4.0) -> Tensor:
+    """Plain logit KD for sigmoid class logits, scalar: per (anchor, class) the ``tau^2 KL`` of the Bernoulli
+    distributions ``(sigmoid(x / tau), 1 - sigmoid(x / tau))``, summed over the C classes, mean over the
+    N anchors. ``student_logits, teacher_logits (N, C)``."""
+    kl = _bernoulli_kl(student_logits, teacher_logits, tau)
+    return kl.sum(-1).mean() if kl.numel() else student_logits.sum() * 0.0
+
+
+def binary_class_kd(
+    student_logits: Tensor, teacher_logits: Tensor, normalizer: Tensor | float, tau: float = 1.0
+) -> Tensor:
+    """Classification distillation in the sigmoid head's own terms (``cls_kd.form: binary``), scalar: the
+    per (anchor, class) Bernoulli ``tau^2 KL`` summed over the N anchors and C classes, divided by
+    ``max(normalizer, 1)`` -- the detection loss's ``sum t_hat``, as ``loss_cls`` is. Unlike ``hinton_kd``
+    (a mean over every anchor, which the background anchors dilute) it carries the teacher's absolute scores
+    at the weight of the detection loss. ``student_logits, teacher_logits (N, C)``."""
+    kl = _bernoulli_kl(student_logits, teacher_logits, tau)
+    if not kl.numel():
+        return student_logits.sum() * 0.0
+    norm = torch.as_tensor(normalizer, dtype=torch.float32, device=kl.device).detach().clamp_min(1.0)
+    return kl.sum() / norm
 
 
 def _check_levels(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
@@ -364,11 +387,17 @@ class DistillationLoss(nn.Module):
             )
             losses["loss_ld"] = w.w_dfl * spec.ld.weight * decay * kd
         if spec.cls_kd.enabled:
-            if spec.cls_kd.scope == "all":
-                kd = class_kd(s_cls.flatten(0, 1), t_cls.flatten(0, 1), spec.cls_kd.tau)
+            ck = spec.cls_kd
+            s_sel, t_sel = (
+                (s_cls.flatten(0, 1), t_cls.flatten(0, 1))
+                if ck.scope == "all"
+                else (s_cls[b, a], t_cls[b, a])
+            )
+            if ck.form == "binary":
+                kd = binary_class_kd(s_sel, t_sel, assign.target_scores.sum(), ck.temperature)
             else:
-                kd = class_kd(s_cls[b, a], t_cls[b, a], spec.cls_kd.tau)
-            losses["loss_cls_kd"] = w.w_cls * spec.cls_kd.weight * decay * kd
+                kd = class_kd(s_sel, t_sel, ck.temperature)
+            losses["loss_cls_kd"] = w.w_cls * ck.weight * decay * kd
         if spec.logit_kd.enabled:
             kd = hinton_kd(s_cls.flatten(0, 1), t_cls.flatten(0, 1), spec.logit_kd.tau)
             losses["loss_logit_kd"] = w.w_cls * spec.logit_kd.weight * decay * kd

@@ -113,7 +113,15 @@ def test_distillation_losses_default_off_with_documented_values() -> None:
     assert (losses.aal.form, losses.aal.r, losses.aal.beta, losses.aal.gamma) == ("table", 3.0, 4.0, 3.0)
     assert (losses.sad.kl_weight, losses.sad.tau) == (0.0, 20.0)
     assert (losses.ld.weight, losses.ld.tau) == (0.25, 20.0)
-    assert (losses.cls_kd.weight, losses.cls_kd.tau, losses.cls_kd.scope) == (1.0, 10.0, "all")
+    ck = losses.cls_kd
+    assert (ck.weight, ck.temperature, ck.scope, ck.form) == (1.0, 10.0, "all", "softmax")
+    binary = parse_spec({"name": "x", "dataset": {"train": "t"}, "losses": {"cls_kd": {"form": "binary"}}})
+    assert binary.losses.cls_kd.temperature == 1.0  # the binary form's own default
+    explicit = {"cls_kd": {"form": "binary", "tau": 2.5}}
+    assert (
+        parse_spec({"name": "x", "dataset": {"train": "t"}, "losses": explicit}).losses.cls_kd.temperature
+        == 2.5
+    )
     assert losses.logit_kd.tau == 4.0 and losses.feat.tau == 4.0 and losses.decay == "cosine"
 
 

@@ -10,6 +10,7 @@ from daik_core.losses import (
     DetectionLoss,
     DistillationLoss,
     angle_kd,
+    binary_class_kd,
     class_kd,
     cosine_decay,
     cwd_loss,
@@ -149,6 +150,37 @@ def test_fitnet_hand_value() -> None:
     assert val(fitnet_loss([s, s2], [t, t2])) == pytest.approx((1.0 + 9.0) / 2)
 
 
+def test_binary_class_kd_by_hand_sums_and_divides_by_the_normaliser() -> None:
+    # two anchors, two classes: one (anchor, class) pair differs (3/4 vs 1/2), the others agree
+    s = torch.zeros(2, 2)
+    t = torch.tensor([[LN3, 0.0], [0.0, 0.0]])
+    assert val(binary_class_kd(s, t, 1.0)) == pytest.approx(KL_2BIN, rel=1e-5)
+    assert val(binary_class_kd(s, t, torch.tensor(4.0))) == pytest.approx(KL_2BIN / 4, rel=1e-5)
+    assert val(binary_class_kd(s, t, 0.25)) == pytest.approx(KL_2BIN, rel=1e-5)  # max(normaliser, 1)
+    # tau: sigmoid(ln3 * 2 / 2) = 3/4 again, times tau^2
+    assert val(binary_class_kd(s, t * 2.0, 1.0, tau=2.0)) == pytest.approx(4 * KL_2BIN, rel=1e-5)
+    # it is hinton_kd's per-pair KL summed instead of averaged over the anchors
+    assert val(binary_class_kd(s, t, 1.0)) == pytest.approx(2 * val(hinton_kd(s, t, 1.0)), rel=1e-5)
+    x = torch.randn(5, 3)
+    assert val(binary_class_kd(x, x, 1.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_binary_form_of_cls_kd_in_the_loss_module() -> None:
+    """``cls_kd.form: binary`` over all anchors: the Bernoulli KL summed over every anchor and class of the
+    batch, divided by the detection loss's ``sum t_hat``; gradients reach only the student."""
+    spec = DistillSpec.model_validate({"cls_kd": {"enabled": True, "form": "binary", "weight": 2.0}})
+    s_out, t_out = fake_outputs(1, 3, seed=1), fake_outputs(1, 3, seed=2, requires_grad=False)
+    _, assign = DetectionLoss(3, REG_MAX)(s_out, TARGETS)
+    assert float(assign.target_scores.sum()) > 0
+    got = DistillationLoss(spec)(s_out, t_out, assign, epoch=0, epochs=10)["loss_cls_kd"]
+    norm = assign.target_scores.sum()
+    expect = binary_class_kd(s_out.cls_logits.flatten(0, 1), t_out.cls_logits.flatten(0, 1), norm, 1.0)
+    assert val(got) == pytest.approx(2.0 * val(expect), rel=1e-5)  # w_cls 1 * weight 2 * decay 1
+    assert val(got) > 0
+    got.backward()
+    assert s_out.cls_logits.grad is not None and t_out.cls_logits.grad is None
+
+
 def test_single_class_categorical_kd_is_zero_but_bernoulli_is_not() -> None:
     s, t = torch.zeros(3, 1), torch.full((3, 1), 2.0)
     assert val(class_kd(s, t, 1.0)) == 0.0
@@ -157,7 +189,12 @@ def test_single_class_categorical_kd_is_zero_but_bernoulli_is_not() -> None:
 
 def test_empty_selection_is_an_attached_zero() -> None:
     s = torch.zeros(0, 5, requires_grad=True)
-    for value in (angle_kd(s, s, torch.zeros(0)), class_kd(s, s), hinton_kd(s, s)):
+    for value in (
+        angle_kd(s, s, torch.zeros(0)),
+        class_kd(s, s),
+        hinton_kd(s, s),
+        binary_class_kd(s, s, 1.0),
+    ):
         assert val(value) == 0.0 and value.requires_grad
     m = torch.zeros(0, requires_grad=True)
     assert val(sad_kl(m, m, torch.zeros(0, dtype=torch.long))) == 0.0
