@@ -233,7 +233,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_ablate(args: argparse.Namespace) -> int:
     from daik_core.ablation.grid import parse_grid
     from daik_core.ablation.runner import collect_records, run_ablation, write_table
-    from daik_core.ablation.table import table_markdown
+    from daik_core.ablation.table import table_markdown, versus
     from daik_core.config import load_spec, parse_spec
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
@@ -291,6 +291,12 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         if result.status == "stopped":
             return 128 + stop.reason if isinstance(stop.reason, int) else 1
     print(table_markdown(rows, per_class=False), end="")
+    if args.versus:
+        try:
+            lines = versus(collect_records(out, cells), args.versus, [c.name for c in cells])
+        except ValueError as err:
+            raise DaikError(f"--versus: {err}") from None
+        print("\n".join(lines))
     print(f"-> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.json'}")
     return 0
 
@@ -551,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")
     p.add_argument("--latency-threads", type=int, default=1, help="CPU threads of the latency column (1)")
     p.add_argument("--table-only", action="store_true", help="only rebuild the table from the finished runs")
+    p.add_argument(
+        "--versus",
+        default=None,
+        metavar="NAME",
+        help="also print NAME's mAP50 minus each other configuration's, paired by seed, with a 95%% interval",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no training progress bars")
     p.set_defaults(handler=_cmd_ablate)
 

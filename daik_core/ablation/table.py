@@ -33,6 +33,7 @@ __all__ = [
     "table_csv",
     "table_json",
     "table_markdown",
+    "versus",
 ]
 
 #: Two-sided 95 % critical values of Student's t for 1..30 degrees of freedom (beyond: 1.96, the normal's).
@@ -336,3 +337,24 @@ def table_markdown(rows: Sequence[Row], *, per_class: bool = True) -> str:
             cells = [_cell(r.ap50[c].mean if c in r.ap50 else None, 3) or "-" for c in classes]
             lines.append(f"| {r.config} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def versus(records: Iterable[RunRecord], name: str, order: Sequence[str] | None = None) -> list[str]:
+    """One line per other configuration: ``name``'s mAP50 minus that configuration's, paired by seed, with
+    its 95 % t interval (``daik ablate --versus NAME``); configurations sharing no seed are left out."""
+    by_config: dict[str, dict[int, float]] = {}
+    for r in records:
+        by_config.setdefault(r.config, {})[r.seed] = r.map50
+    if name not in by_config:
+        raise ValueError(f"no finished run of {name!r}")
+    mine = by_config[name]
+    names = [c for c in (order or []) if c in by_config] + [c for c in by_config if c not in (order or [])]
+    lines = []
+    for other in names:
+        if other == name:
+            continue
+        d = paired_delta(mine, by_config[other])
+        if d.n:
+            wins = sum(1 for s, v in mine.items() if s in by_config[other] and v > by_config[other][s])
+            lines.append(f"{name} - {other}: {_delta(d)} mAP50, ahead on {wins} of {d.n} seeds")
+    return lines

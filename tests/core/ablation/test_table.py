@@ -18,6 +18,7 @@ from daik_core.ablation.table import (
     table_csv,
     table_json,
     table_markdown,
+    versus,
 )
 
 
@@ -120,3 +121,16 @@ def test_record_round_trip_turns_non_finite_into_none() -> None:
     r = RunRecord("a", 1, float("nan"), 0.2, None, {"x": float("inf"), "y": 0.5}, 10, 1.5, 2.0, {"hash": "h"})
     back = RunRecord.from_dict(r.to_dict())
     assert back.map50 is None and back.ap50 == {"x": None, "y": 0.5} and back.extra == {"hash": "h"}
+
+
+def test_versus_pairs_one_configuration_against_every_other() -> None:
+    recs = [*_records(), RunRecord("CWD", 0, 0.12, None, None, {}, None, None, None)]
+    lines = versus(recs, "DAIK", ["teacher", "baseline", "DAIK", "CWD"])
+    # DAIK - baseline: diffs .05, .04, .08 -> mean .0567, sd .0208, half 4.303 * sd / sqrt 3
+    half = t_critical(2) * 0.02081666 / math.sqrt(3)
+    ci = f"[{0.0566667 - half:+.4f}, {0.0566667 + half:+.4f}]"
+    assert lines[1] == f"DAIK - baseline: +0.0567 {ci} mAP50, ahead on 3 of 3 seeds"
+    assert lines[0] == "DAIK - teacher: -0.3500 (n=1) mAP50, ahead on 0 of 1 seeds"  # the teacher's seed 0
+    assert lines[2] == "DAIK - CWD: +0.0300 (n=1) mAP50, ahead on 1 of 1 seeds"
+    with pytest.raises(ValueError, match="FitNet"):
+        versus(recs, "FitNet")
