@@ -344,7 +344,8 @@ def versus(records: Iterable[RunRecord], name: str, order: Sequence[str] | None 
     its 95 % t interval (``daik ablate --versus NAME``); configurations sharing no seed are left out."""
     by_config: dict[str, dict[int, float]] = {}
     for r in records:
-        by_config.setdefault(r.config, {})[r.seed] = r.map50
+        if r.map50 is not None:
+            by_config.setdefault(r.config, {})[r.seed] = r.map50
     if name not in by_config:
         raise ValueError(f"no finished run of {name!r}")
     mine = by_config[name]
