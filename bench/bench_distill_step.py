@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from daik_core.config import AssignerSpec, DistillSpec, parse_spec
+from daik_core.config import DistillSpec, parse_spec
 from daik_core.engine.teacher import freeze
 from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
@@ -77,9 +77,7 @@ def main() -> int:
     student = build_detector(args.student, args.classes).train()
     teacher = freeze(build_detector(args.teacher, args.classes).eval().fuse())
     plain_loss = DetectionLoss(args.classes, 16)
-    aal = losses.aal
-    kd_assigner = AssignerSpec(beta=aal.beta, gamma=aal.gamma, aal=aal.form, aal_r=aal.r)
-    det_loss = DetectionLoss(args.classes, 16, kd_assigner)
+    det_loss = DetectionLoss(args.classes, 16, spec.assigner_spec())
     kd = DistillationLoss(losses, student.config.head_channels, teacher.config.head_channels)
     opt = torch.optim.AdamW([*student.parameters(), *kd.parameters()], 1e-4, foreach=True)
     images = torch.randn(args.batch, 3, args.imgsz, args.imgsz)

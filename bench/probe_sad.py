@@ -73,11 +73,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     spec = load_spec(args.spec)
     classes = spec.dataset.classes
-    aal = spec.losses.aal
-    assigner = spec.assigner.model_copy(
-        update={"beta": aal.beta, "gamma": aal.gamma, "aal": aal.form, "aal_r": aal.r}
-    )
-    criterion = DetectionLoss(len(classes), spec.student.reg_max, assigner, spec.loss)
+    criterion = DetectionLoss(len(classes), spec.student.reg_max, spec.assigner_spec(), spec.loss)
     teacher, _ = load_detector(args.teacher)
     data = DotaDataset(spec.dataset.train, classes, spec.hparams.imgsz, augment=None, train=False)
     loader = build_dataloader(data, spec.hparams.batch, workers=0, shuffle=False, seed=0)

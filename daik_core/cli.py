@@ -232,7 +232,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
     from daik_core.ablation.grid import parse_grid
-    from daik_core.ablation.runner import collect_records, run_ablation, write_table
+    from daik_core.ablation.runner import (
+        ablation_meta,
+        collect_records,
+        run_ablation,
+        scoring_split,
+        write_table,
+    )
     from daik_core.ablation.table import table_markdown, versus
     from daik_core.config import load_spec, parse_spec
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
@@ -267,10 +273,16 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         raise DaikError(f"--seeds must be >= 1, got {args.seeds}")
     seeds = [spec.hparams.seed + i for i in range(args.seeds)]
     out = Path(args.out) if args.out else spec.output_dir().with_name(spec.output_dir().name + "-ablate")
+    split = scoring_split(spec, Path(args.val) if args.val else None)
+    teacher = Path(args.teacher) if args.teacher else None
+    if teacher is None and spec.teacher is not None and spec.teacher.checkpoint is not None:
+        teacher = Path(spec.teacher.checkpoint)
     if args.table_only:
-        rows = write_table(
-            out, collect_records(out, cells), [c.name for c in cells], spec=spec.name, seeds=seeds
-        )
+        records = collect_records(out, cells, split)
+        if not records:
+            raise DaikError(f"ablate --table-only: no finished run in {out} scored on {split}")
+        meta = ablation_meta(spec, seeds, split, teacher if teacher and teacher.is_file() else None)
+        rows = write_table(out, records, [c.name for c in cells], **meta)
     else:
         stop = StopFlag()
 
@@ -283,7 +295,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
                 cells,
                 seeds,
                 out,
-                teacher=Path(args.teacher) if args.teacher else None,
+                teacher=teacher,
+                val=split,
                 callbacks=callbacks,
                 latency_threads=args.latency_threads,
             )
@@ -293,7 +306,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     print(table_markdown(rows, per_class=False), end="")
     if args.versus:
         try:
-            lines = versus(collect_records(out, cells), args.versus, [c.name for c in cells])
+            lines = versus(collect_records(out, cells, split), args.versus, [c.name for c in cells])
         except ValueError as err:
             raise DaikError(f"--versus: {err}") from None
         print("\n".join(lines))
@@ -544,14 +557,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grid",
         default="paper",
-        help="paper (every component, full DAIK, logit KD, FitNet, CWD, teacher) | daik (baseline, DAIK, "
-        "teacher) | a YAML/JSON file: a list of {name, losses} or {product: {term.option: [values]}}",
+        help="paper (every component alone, full DAIK, logit KD, FitNet, CWD, teacher) | kd (the fair "
+        "comparison: KD base = LD + class KD, each DAIK component on it, DAIK, KD base + CWD, CWD, logit KD, "
+        "FitNet, teacher) | daik (baseline, DAIK, teacher) | a YAML/JSON file: a list of {name, losses} or "
+        "{product: {term.option: [values]}}",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration: hparams.seed + 0..N-1 (3)")
     p.add_argument(
         "--teacher", default=None, help="teacher checkpoint (default: the spec's teacher.checkpoint)"
     )
     p.add_argument("--out", default=None, help="output folder (default: the spec's output + '-ablate')")
+    p.add_argument(
+        "--val",
+        default=None,
+        help="score the runs on this DOTA folder instead of the spec's dataset.val (e.g. a tuning split); "
+        "each split's scores are kept apart, the runs are trained once",
+    )
     p.add_argument("--only", default=None, help="comma-separated configuration names: run only these")
     p.add_argument("--epochs", type=int, default=None, help="override hparams.epochs")
     p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")

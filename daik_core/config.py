@@ -59,6 +59,8 @@ __all__ = [
 DEFAULT_NMS_IOU = 0.45
 
 PositiveInt = Annotated[int, Field(gt=0)]
+#: The overlap ``u`` of the assigner's metric (see ``daik_core.assigners.tal``).
+OverlapKind = Literal["rotated_iou", "probiou", "hbb_iou", "extent_iou"]
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
@@ -138,10 +140,11 @@ class AssignerSpec(_Strict):
     alpha: NonNegFloat = 1.0
     beta: NonNegFloat = 6.0
     gamma: NonNegFloat = Field(default=0.0, description="AAL exponent; 0 turns AAL off in the assigner")
-    overlap: Literal["rotated_iou", "probiou", "hbb_iou"] = Field(
+    overlap: OverlapKind = Field(
         default="probiou",
-        description="the overlap u between predicted and GT boxes; probiou by measurement: +0.10 mAP50 over "
-        "rotated_iou, +0.13 over hbb_iou on the synth-n recipe (bench/README.md)",
+        description="the overlap u between predicted and GT boxes: probiou, exact rotated IoU, IoU of the "
+        "enclosing axis-aligned boxes, or extent_iou (angle-free: the predicted distances against the "
+        "GT's, both in the GT's frame, as loss_box decodes)",
     )
     aal: Literal["table", "sin"] = Field(
         default="table", description="AAL as the exact rotated-IoU table (reading) or the paper's |sin| form"
@@ -158,6 +161,11 @@ class DetectionLossSpec(_Strict):
     w_box: NonNegFloat = 2.5
     w_dfl: NonNegFloat = 0.5
     w_angle: NonNegFloat = Field(default=0.05, description="CSL-BCE angle loss weight (reading)")
+    angle_reduction: Literal["sum", "mean"] = Field(
+        default="sum",
+        description="CSL-BCE over the 180 angle bins: summed (the method's reference form) or averaged "
+        "(180x weaker for the same w_angle)",
+    )
     csl_sigma: Annotated[float, Field(gt=0)] = Field(default=6.0, description="CSL Gaussian window, bins")
     box_loss: Literal["rotated_iou", "probiou"] = "rotated_iou"
     csl_square_ar: Annotated[float, Field(ge=1.0)] = Field(
@@ -197,6 +205,11 @@ class KDAALSpec(_Strict):
         default=4.0, description="overlap exponent of the distillation assigner (reading)"
     )
     gamma: NonNegFloat = Field(default=3.0, description="AAL exponent of the distillation assigner (reading)")
+    overlap: OverlapKind | None = Field(
+        default=None,
+        description="the overlap u of the distillation assigner; none keeps assigner.overlap. extent_iou "
+        "leaves the angle out of u, so that the table is the only angle term",
+    )
 
 
 class KDSampleAlignSpec(_Strict):
@@ -217,26 +230,35 @@ class KDLocalizationSpec(_Strict):
 
 
 class KDClassSpec(_Strict):
-    """Classification distillation: ``weight * tau^2 * KL`` of teacher and student class distributions, over
-    all anchors or the positives only. ``form``: ``softmax`` (YOLOv6's form: one categorical distribution
-    over the C classes of ``logits / tau`` per anchor, mean over the anchors) or ``binary`` (one Bernoulli
-    distribution ``sigmoid(logit / tau)`` per anchor and class, as the sigmoid head scores them, summed and
-    divided by the detection loss's ``sum t_hat``, so it sits on the scale of ``loss_cls``)."""
+    """Classification distillation: ``weight * tau^2 * KL`` of teacher and student class distributions per
+    anchor (``daik_core.losses.distillation``, "Classification distillation").
+
+    ``form``: ``softmax`` (one categorical distribution over the C classes of ``logits / tau``: blind to
+    objectness, as adding a constant to every logit leaves it unchanged), ``sigmoid_softmax`` (of
+    ``sigmoid(logits) / tau``, the method's reference form) or ``binary`` (one Bernoulli distribution
+    ``sigmoid(logit / tau)`` per anchor and class, the KL summed over the classes: it carries the absolute
+    scores). ``scope``: the anchors distilled: ``positives`` (weighted by ``losses.weighting``, a weighted
+    mean like ``loss_ad``), ``all`` anchors or ``teacher_fg`` (the positives and the anchors whose best
+    teacher score reaches ``fg_thr``); over ``all`` / ``teacher_fg`` the per-anchor terms are summed and
+    divided by the detection loss's ``sum t_hat``, as ``loss_cls`` is."""
 
     enabled: bool = False
     weight: NonNegFloat = Field(default=1.0, description="lambda_cls")
     tau: PositiveFloat | None = Field(
-        default=None, description="temperature; default 10 (softmax), 1 (binary)"
+        default=None, description="temperature; default 10 (softmax, sigmoid_softmax), 1 (binary)"
     )
-    scope: Literal["all", "positives"] = "all"
-    form: Literal["softmax", "binary"] = "softmax"
+    scope: Literal["all", "positives", "teacher_fg"] = "all"
+    form: Literal["softmax", "sigmoid_softmax", "binary"] = "softmax"
+    fg_thr: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.05, description="scope teacher_fg: the teacher score that makes an anchor foreground"
+    )
 
     @property
     def temperature(self) -> float:
         """``tau``, or the form's default when unset."""
         if self.tau is not None:
             return self.tau
-        return 10.0 if self.form == "softmax" else 1.0
+        return 1.0 if self.form == "binary" else 10.0
 
 
 class KDLogitSpec(_Strict):
@@ -268,6 +290,12 @@ class DistillSpec(_Strict):
     logit_kd: KDLogitSpec = KDLogitSpec()
     feat: KDFeatureSpec = KDFeatureSpec()
     decay: Literal["cosine", "none"] = "cosine"
+    weighting: Literal["student", "teacher", "uniform"] = Field(
+        default="student",
+        description="the weight of each positive anchor in AD, LD and class KD on the positives: the "
+        "student's normalised alignment t_hat, the teacher's (its metric on the same anchor and GT, "
+        "normalised per GT the same way), or 1",
+    )
 
     def needs_teacher(self) -> bool:
         """Whether any enabled term reads the teacher (all but AAL do)."""
@@ -356,6 +384,17 @@ class JobSpec(_Strict):
 
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else Path("runs") / self.name
+
+    def assigner_spec(self) -> AssignerSpec:
+        """The assigner the job trains with: ``assigner``, with AAL's exponents, table and overlap when
+        ``losses.aal`` is on (AAL in assignment and, through ``t_hat``, in the loss weights)."""
+        aal = self.losses.aal
+        if not aal.enabled:
+            return self.assigner
+        update: dict[str, Any] = {"beta": aal.beta, "gamma": aal.gamma, "aal": aal.form, "aal_r": aal.r}
+        if aal.overlap is not None:
+            update["overlap"] = aal.overlap
+        return self.assigner.model_copy(update=update)
 
 
 class SpecError(DaikError):

@@ -7,7 +7,7 @@ on, with whatever ``ad`` options the base spec gives. A cell whose terms read th
 ``kind: distill`` spec; the others (the baseline, AAL alone: it only changes the assigner) stay
 ``kind: train``. The ``teacher`` cell is the teacher checkpoint itself, evaluated, not trained.
 
-Grids: a name (:data:`GRIDS`: ``paper``, ``daik``), an explicit list of cells
+Grids: a name (:data:`GRIDS`: ``paper``, ``kd``, ``daik``), an explicit list of cells
 ``[{"name": ..., "losses": {...}}, ...]``, or a product ``{"product": {"ad.enabled": [false, true],
 "ld.weight": [0.25, 1.0]}}`` (one cell per combination, named ``ad.enabled=true,ld.weight=1.0``).
 """
@@ -75,10 +75,29 @@ PAPER_GRID: tuple[Cell, ...] = (
     Cell("CWD", {"feat": {"kind": "cwd"}}),
 )
 
+_KD_BASE = {"ld": _ON, "cls_kd": _ON}
+
+#: The fair comparison: every KD method on equal terms. ``KD base`` is the logit / DFL distillation that
+#: the method's reference code puts under every method (LD + class KD); DAIK adds AD, AAL and SAD to it,
+#: each also alone; CWD both on the KD base and alone; plain logit KD and FitNet.
+KD_GRID: tuple[Cell, ...] = (
+    Cell(TEACHER, teacher=True),
+    Cell(BASELINE),
+    Cell("KD base", _KD_BASE),
+    Cell("KD base +AD", {**_KD_BASE, "ad": _ON}),
+    Cell("KD base +AAL", {**_KD_BASE, "aal": _ON}),
+    Cell("KD base +SAD", {**_KD_BASE, "sad": _ON}),
+    Cell("DAIK", _DAIK),
+    Cell("KD base +CWD", {**_KD_BASE, "feat": {"kind": "cwd"}}),
+    Cell("CWD", {"feat": {"kind": "cwd"}}),
+    Cell("logit KD", {"logit_kd": _ON}),
+    Cell("FitNet", {"feat": {"kind": "fitnet"}}),
+)
+
 #: The short grid: the baseline student, full DAIK and the teacher.
 DAIK_GRID: tuple[Cell, ...] = (Cell(TEACHER, teacher=True), Cell(BASELINE), Cell("DAIK", _DAIK))
 
-GRIDS: dict[str, tuple[Cell, ...]] = {"paper": PAPER_GRID, "daik": DAIK_GRID}
+GRIDS: dict[str, tuple[Cell, ...]] = {"paper": PAPER_GRID, "kd": KD_GRID, "daik": DAIK_GRID}
 
 
 def slug(name: str) -> str:

@@ -1,34 +1,47 @@
-"""``daik ablate``: train every configuration of a grid for every seed under one schedule, evaluate each
-final model, and write the ablation table.
+"""``daik ablate``: train every configuration of a grid for every seed under one schedule, score each final
+model on a validation set, and write the ablation table.
+
+Three steps: :func:`plan_runs` (every spec first, so a bad configuration fails before hours of training),
+:func:`train_run` (one run, resumable) and :func:`score_run` (one evaluation); :func:`run_ablation` drives
+them and :func:`write_table` writes the table.
 
 Layout under the output folder ``OUT``::
 
     OUT/runs/<config>/seed<k>/   the trainer's output folder (metrics.jsonl, weights/) + spec.json
-    OUT/runs/<config>/seed<k>/record.json   the evaluation of its final model (a RunRecord)
-    OUT/runs/teacher/record.json            the teacher checkpoint's evaluation
-    OUT/ablation.json | .csv | .md          the table (daik_core.ablation.table)
+    OUT/runs/<config>/seed<k>/record-<split>.json   the scores of its final model on one validation split
+    OUT/runs/teacher/record-<split>.json            the teacher checkpoint's scores on that split
+    OUT/ablation.json | .csv | .md                  the table of the split scored last
 
 Every run trains the base spec's schedule with the configuration's toggles (see
 :mod:`daik_core.ablation.grid`) and the seed; the trainer runs without the validation set (no evaluation
 during training, so no run is picked by its validation score) and the **final** EMA model
-(``weights/last.pt``) is evaluated once on the validation set, with the VOC07 and all-point metrics from
-the same detections. The command is resumable: a run whose ``record.json`` carries the hash of the same
-spec is reused, a run stopped part-way (Ctrl-C, SIGTERM) continues from its ``last.pt``, and a changed spec
-trains again.
+(``weights/last.pt``) is scored once, with the VOC07 and all-point metrics from the same detections.
+
+Splits: the runs are scored on the spec's ``dataset.val`` or on another folder (``val=``, ``daik ablate
+--val``); the scores of each split are kept apart (``<split>`` names the folder), so one set of runs can be
+tuned on a tuning split and reported on an untouched one without training twice (the validation folder is
+not part of what a run trains).
+
+The command is resumable: a run whose scores carry the hash of the same training spec is reused, a run
+trained before is only scored on a new split, a run stopped part-way (Ctrl-C, SIGTERM) continues from its
+``last.pt``, and a changed spec trains again.
 
 Cost columns: parameters and GFLOPs of the fused model at the spec's image size, and its CPU latency: the
 median of 20 timed forward passes of one image (fused network, no NMS) after 3 warm-ups, with
-``latency_threads`` intra-op threads.
+``latency_threads`` intra-op threads. The table's JSON also records the schedule of the students and of
+the teacher (:func:`ablation_meta`); a teacher trained under another schedule is warned about, since the
+teacher-student gap then mixes capacity with training time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,13 +55,27 @@ from daik_core.data.dataset import DotaDataset
 from daik_core.engine.callbacks import Callback
 from daik_core.engine.checkpoint import load_detector
 from daik_core.engine.evaluate import dataset_ground_truth, detections_to_task1, predict_dataset
-from daik_core.engine.trainer import Trainer, resolve_device
+from daik_core.engine.trainer import Trainer, TrainResult, resolve_device
 from daik_core.errors import DaikError
 from daik_core.eval.dota import DotaEvalWarning, evaluate_dota
 from daik_core.files import atomic_write_text
 from daik_core.models import Detector, model_info
 
-__all__ = ["AblationResult", "evaluate_final", "model_cost", "run_ablation", "write_table"]
+__all__ = [
+    "AblationResult",
+    "PlannedRun",
+    "ablation_meta",
+    "collect_records",
+    "evaluate_final",
+    "model_cost",
+    "plan_runs",
+    "run_ablation",
+    "score_run",
+    "split_tag",
+    "train_run",
+    "training_hash",
+    "write_table",
+]
 
 LATENCY_WARMUP = 3
 LATENCY_RUNS = 20
@@ -87,15 +114,18 @@ def model_cost(model: Detector, imgsz: int, threads: int = 1) -> dict[str, Any]:
     }
 
 
-def evaluate_final(weights: Path, spec: JobSpec, device: torch.device) -> dict[str, Any]:
-    """The DOTA evaluation of ``weights`` (its EMA model) on ``spec``'s validation set with the spec's
-    conf / NMS / max_det: mAP50 (VOC07), mAP50 (all-point), mAP50:95 and per-class AP50."""
-    if spec.dataset.val is None:
+def evaluate_final(
+    weights: Path, spec: JobSpec, device: torch.device, *, val: str | Path | None = None
+) -> dict[str, Any]:
+    """The DOTA evaluation of ``weights`` (its EMA model) on ``val`` (default: ``spec``'s validation set)
+    with the spec's conf / NMS / max_det: mAP50 (VOC07), mAP50 (all-point), mAP50:95 and per-class AP50."""
+    folder = val if val is not None else spec.dataset.val
+    if folder is None:
         raise DaikError("ablate: the spec needs dataset.val (every configuration is scored on it)")
     model, meta = load_detector(weights, map_location="cpu")
     hp = spec.hparams
     dataset = DotaDataset(
-        spec.dataset.val,
+        folder,
         meta.classes,
         hp.imgsz,
         augment=None,
@@ -135,6 +165,152 @@ def _read_record(path: Path) -> RunRecord | None:
         return None
 
 
+def split_tag(val: str | Path) -> str:
+    """The name of a validation split in file names: the folder's name and a hash of its absolute path
+    (``data/val`` -> ``val-1a2b3c4d``)."""
+    path = Path(val).resolve()
+    return f"{slug(path.name)}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def training_hash(spec: JobSpec) -> str:
+    """What a run trains: :func:`~daik_core.ablation.grid.config_hash` of the spec without its validation
+    folder (ablation runs train without one and are scored afterwards)."""
+    data = spec.model_dump(mode="json")
+    data["dataset"]["val"] = None
+    return config_hash(parse_spec(data, source="ablation run"))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (configuration, seed) of an ablation: ``spec`` is ``None`` for the teacher row (its checkpoint
+    is scored, nothing is trained)."""
+
+    cell: Cell
+    seed: int
+    spec: JobSpec | None
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        return self.cell.name + ("" if self.spec is None else f" seed {self.seed}")
+
+    def record_path(self, val: str | Path) -> Path:
+        return self.folder / f"record-{split_tag(val)}.json"
+
+
+def plan_runs(
+    spec: JobSpec, cells: Sequence[Cell], seeds: Sequence[int], out: Path, teacher: Path | None
+) -> list[PlannedRun]:
+    """Every (configuration, seed) of ``cells`` x ``seeds``, its spec built (and validated) up front."""
+    if not seeds:
+        raise DaikError("ablate: no seeds")
+    plan: list[PlannedRun] = []
+    for cell in cells:
+        if cell.teacher:
+            if teacher is None:
+                raise DaikError(
+                    "ablate: the grid has the teacher row: give teacher.checkpoint in the spec or --teacher"
+                )
+            plan.append(PlannedRun(cell, -1, None, out / "runs" / slug(cell.name)))
+            continue
+        for seed in seeds:
+            folder = out / "runs" / slug(cell.name) / f"seed{seed}"
+            tspec = str(teacher) if teacher is not None else None
+            plan.append(PlannedRun(cell, seed, cell_spec(spec, cell, seed, str(folder), tspec), folder))
+    return plan
+
+
+def _run_digest(run: PlannedRun, teacher: Path | None) -> str:
+    if run.spec is None:
+        assert teacher is not None
+        return f"teacher:{teacher.resolve()}:{teacher.stat().st_mtime_ns}"
+    return training_hash(run.spec)
+
+
+def train_run(run: PlannedRun, callbacks: list[Callback], log: TextIO) -> TrainResult | None:
+    """Train ``run`` (or continue it from its ``last.pt`` when it was stopped under the same spec); ``None``
+    when its weights are already complete."""
+    assert run.spec is not None
+    digest = training_hash(run.spec)
+    spec_file = run.folder / "spec.json"
+    last = run.folder / "weights" / "last.pt"
+    same = False
+    if spec_file.is_file():
+        try:
+            same = json.loads(spec_file.read_text()).get("hash") == digest
+        except ValueError:
+            same = False
+    if same and (run.folder / "results.json").is_file() and last.is_file():
+        return None  # trained to the end before; only scoring is left
+    resume = same and last.is_file()
+    run.folder.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_text(
+            spec_file, json.dumps({"hash": digest, "spec": run.spec.model_dump(mode="json")}, indent=2)
+        )
+    print(f"ablate {run.label}: {'resuming' if resume else 'training'} -> {run.folder}", file=log)
+    train_data = run.spec.model_dump(mode="json")
+    train_data["dataset"]["val"] = None  # no evaluation during training: the final model is scored
+    return Trainer(
+        parse_spec(train_data, source=f"configuration {run.cell.name!r}"),
+        callbacks,
+        resume=True if resume else None,
+        overwrite=not resume,
+    ).fit()
+
+
+def score_run(
+    run: PlannedRun,
+    weights: Path,
+    spec: JobSpec,
+    val: Path,
+    device: torch.device,
+    *,
+    digest: str,
+    costs: dict[tuple[str, int, int, int], dict[str, Any]],
+    latency_threads: int,
+) -> RunRecord:
+    """Score ``weights`` on ``val`` (:func:`evaluate_final`) and write the run's record of that split;
+    ``costs`` caches the cost columns per architecture."""
+    scores = evaluate_final(weights, spec, device, val=val)
+    model, meta = load_detector(weights)
+    key = (meta.preset, meta.num_classes, meta.reg_max, spec.hparams.imgsz)
+    if key not in costs:
+        costs[key] = model_cost(model, spec.hparams.imgsz, latency_threads)
+    cost = costs[key]
+    seed = run.seed if run.spec is not None else _teacher_seed(weights)
+    train_time = None
+    results = run.folder / "results.json"
+    if run.spec is not None and results.is_file():
+        try:
+            train_time = json.loads(results.read_text()).get("train_time_s")
+        except ValueError:
+            train_time = None
+    record = RunRecord(
+        config=run.cell.name,
+        seed=seed,
+        map50=scores["map50"],
+        map50_all=scores["map50_all"],
+        map50_95=scores["map50_95"],
+        ap50=scores["ap50"],
+        params=cost["params"],
+        gflops=cost["gflops"],
+        latency_ms=cost["latency_ms"],
+        extra={
+            "hash": digest,
+            "val": str(val),
+            "preset": meta.preset,
+            "weights": str(weights),
+            "epoch": scores["epoch"],
+            "train_time_s": train_time,
+            "latency_threads": latency_threads,
+        },
+    )
+    run.folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.record_path(val), json.dumps(record.to_dict(), indent=2) + "\n")
+    return record
+
+
 def _teacher_seed(checkpoint: Path) -> int:
     _, meta = load_detector(checkpoint)
     hp = meta.spec.get("hparams") if isinstance(meta.spec, dict) else None
@@ -142,8 +318,67 @@ def _teacher_seed(checkpoint: Path) -> int:
     return int(seed) if isinstance(seed, int) else 0
 
 
+#: The hyperparameters that make a schedule: equal for teacher and students in a fair comparison.
+SCHEDULE_KEYS = ("epochs", "batch", "imgsz")
+
+
+def _schedule(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (*SCHEDULE_KEYS, "lr", "lr_final", "optimizer", "warmup_epochs", "ema", "weight_decay")
+    return {k: hparams.get(k) for k in keys}
+
+
+def ablation_meta(
+    spec: JobSpec, seeds: Sequence[int], val: Path, teacher: Path | None, log: TextIO | None = None
+) -> dict[str, Any]:
+    """The top-level fields of the table's JSON: the spec's name, the seeds, the training and validation
+    folders, the teacher checkpoint, and the schedules (``student_hparams`` from the spec,
+    ``teacher_hparams`` and ``teacher_train`` from the teacher checkpoint's own spec); ``equal_schedule``
+    tells whether teacher and students share epochs, batch and image size. A teacher trained under another
+    schedule or on other images is warned about on ``log``."""
+    meta: dict[str, Any] = {
+        "spec": spec.name,
+        "seeds": list(seeds),
+        "train": spec.dataset.train,
+        "val": str(val),
+        "student_preset": spec.student.preset,
+        "student_hparams": _schedule(spec.hparams.model_dump(mode="json")),
+        "teacher": None if teacher is None else str(teacher),
+        "teacher_preset": None,
+        "teacher_hparams": None,
+        "teacher_train": None,
+        "equal_schedule": None,
+    }
+    if teacher is None or not teacher.is_file():
+        return meta
+    _, tmeta = load_detector(teacher)
+    tspec: dict[str, Any] = tmeta.spec if isinstance(tmeta.spec, dict) else {}
+    thp: dict[str, Any] = tspec["hparams"] if isinstance(tspec.get("hparams"), dict) else {}
+    tdata: dict[str, Any] = tspec["dataset"] if isinstance(tspec.get("dataset"), dict) else {}
+    meta["teacher_preset"] = tmeta.preset
+    meta["teacher_hparams"] = _schedule(thp)
+    meta["teacher_train"] = tdata.get("train")
+    student = meta["student_hparams"]
+    differ = [k for k in SCHEDULE_KEYS if thp.get(k) != student[k]]
+    meta["equal_schedule"] = not differ
+    if log is not None and differ:
+        detail = ", ".join(f"{k} {thp.get(k)} vs {student[k]}" for k in differ)
+        print(
+            f"ablate: warning: the teacher was trained under another schedule than the students ({detail}); "
+            "the teacher-student gap then mixes capacity with training time",
+            file=log,
+        )
+    if log is not None and tdata.get("train") not in (None, spec.dataset.train):
+        print(
+            f"ablate: warning: the teacher was trained on {tdata.get('train')}, the students on "
+            f"{spec.dataset.train}",
+            file=log,
+        )
+    return meta
+
+
 def write_table(out: Path, records: Sequence[RunRecord], order: Sequence[str], **meta: Any) -> list[Row]:
-    """Summarise ``records`` and write ``ablation.json``, ``ablation.csv`` and ``ablation.md`` in ``out``."""
+    """Summarise ``records`` and write ``ablation.json``, ``ablation.csv`` and ``ablation.md`` in ``out``;
+    ``meta`` becomes the JSON's top-level fields."""
     rows = summarize(records, order)
     atomic_write_text(out / "ablation.json", json.dumps(table_json(rows, **meta), indent=2) + "\n")
     atomic_write_text(out / "ablation.csv", table_csv(rows))
@@ -151,16 +386,28 @@ def write_table(out: Path, records: Sequence[RunRecord], order: Sequence[str], *
     return rows
 
 
-def collect_records(out: Path, cells: Sequence[Cell]) -> list[RunRecord]:
-    """Every ``record.json`` under ``OUT/runs`` of the given configurations."""
+def collect_records(out: Path, cells: Sequence[Cell], val: str | Path) -> list[RunRecord]:
+    """Every record of split ``val`` under ``OUT/runs`` of the given configurations."""
+    name = f"record-{split_tag(val)}.json"
     records = []
     for cell in cells:
         folder = out / "runs" / slug(cell.name)
-        for path in sorted(folder.glob("record.json")) + sorted(folder.glob("seed*/record.json")):
+        for path in sorted(folder.glob(name)) + sorted(folder.glob(f"seed*/{name}")):
             rec = _read_record(path)
             if rec is not None and rec.config == cell.name:
                 records.append(rec)
     return records
+
+
+def scoring_split(spec: JobSpec, val: Path | None) -> Path:
+    """The validation folder the runs are scored on: ``val``, or the spec's ``dataset.val``."""
+    if val is not None:
+        if not val.is_dir():
+            raise DaikError(f"ablate: --val {val}: folder does not exist")
+        return val
+    if spec.dataset.val is None:
+        raise DaikError("ablate: the spec needs dataset.val (every configuration is scored on it), or --val")
+    return Path(spec.dataset.val)
 
 
 def run_ablation(
@@ -170,139 +417,80 @@ def run_ablation(
     out: Path,
     *,
     teacher: Path | None = None,
+    val: Path | None = None,
     callbacks: Callable[[], list[Callback]] = list,
     latency_threads: int = 1,
     log: TextIO | None = None,
 ) -> AblationResult:
-    """Train and evaluate every (configuration, seed) of ``cells`` x ``seeds`` not done yet, then write the
-    table. ``teacher``: the teacher checkpoint (default: the spec's ``teacher.checkpoint``).
-    ``callbacks``: a factory of the trainer callbacks of each run (progress, stop flag); a run that
-    stops ends the ablation with status ``stopped`` (the same command resumes it)."""
+    """Train and score every (configuration, seed) of ``cells`` x ``seeds`` not done yet, then write the
+    table of split ``val`` (default: the spec's ``dataset.val``). ``teacher``: the teacher checkpoint
+    (default: the spec's ``teacher.checkpoint``). ``callbacks``: a factory of the trainer callbacks of each
+    run (progress, stop flag); a run that stops ends the ablation with status ``stopped`` (the same command
+    resumes it)."""
     log = log if log is not None else sys.stderr
-    if not seeds:
-        raise DaikError("ablate: no seeds")
-    if spec.dataset.val is None:
-        raise DaikError("ablate: the spec needs dataset.val (every configuration is scored on it)")
+    split = scoring_split(spec, val)
     teacher_path = teacher
     if teacher_path is None and spec.teacher is not None and spec.teacher.checkpoint is not None:
         teacher_path = Path(spec.teacher.checkpoint)
     if teacher_path is not None and not teacher_path.is_file():
         raise DaikError(f"ablate: teacher checkpoint {teacher_path} does not exist")
-    # every spec first: a bad configuration fails before hours of training
-    plan: list[tuple[Cell, int, JobSpec | None, Path]] = []
-    for cell in cells:
-        if cell.teacher:
-            if teacher_path is None:
-                raise DaikError(
-                    "ablate: the grid has the teacher row: give teacher.checkpoint in the spec or --teacher"
-                )
-            plan.append((cell, -1, None, out / "runs" / slug(cell.name)))
-            continue
-        for seed in seeds:
-            run_dir = out / "runs" / slug(cell.name) / f"seed{seed}"
-            tspec = str(teacher_path) if teacher_path is not None else None
-            plan.append((cell, seed, cell_spec(spec, cell, seed, str(run_dir), tspec), run_dir))
+    plan = plan_runs(spec, cells, seeds, out, teacher_path)
+    meta = ablation_meta(spec, seeds, split, teacher_path, log)
     device = resolve_device(spec.hparams.device)
     costs: dict[tuple[str, int, int, int], dict[str, Any]] = {}
     order = [c.name for c in cells]
-    total = len(plan)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     run_seconds: list[float] = []  # of the runs trained by this call: the estimate of the time left
-    for k, (cell, seed, run_spec, run_dir) in enumerate(plan, 1):
+    for k, run in enumerate(plan, 1):
         t_run = time.perf_counter()
-        label = f"[{k}/{total}] {cell.name}" + ("" if run_spec is None else f" seed {seed}")
-        record_path = run_dir / "record.json"
-        if run_spec is None:  # the teacher: evaluate its checkpoint
+        label = f"[{k}/{len(plan)}] {run.label}"
+        digest = _run_digest(run, teacher_path)
+        old = _read_record(run.record_path(split))
+        if old is not None and old.extra.get("hash") == digest:
+            print(f"ablate {label}: done before (mAP50 {old.map50})", file=log)
+            continue
+        if run.spec is None:
             assert teacher_path is not None
-            digest = f"teacher:{teacher_path.resolve()}:{teacher_path.stat().st_mtime_ns}"
-            old = _read_record(record_path)
-            if old is not None and old.extra.get("hash") == digest:
-                print(f"ablate {label}: done before (mAP50 {old.map50})", file=log)
-                continue
             print(f"ablate {label}: evaluating {teacher_path}", file=log)
-            weights, seed, train_time = teacher_path, _teacher_seed(teacher_path), None
+            weights = teacher_path
         else:
-            digest = config_hash(run_spec)
-            old = _read_record(record_path)
-            if old is not None and old.extra.get("hash") == digest:
-                print(f"ablate {label}: done before (mAP50 {old.map50})", file=log)
-                continue
-            spec_file = run_dir / "spec.json"
-            last = run_dir / "weights" / "last.pt"
-            resume = False
-            if last.is_file() and spec_file.is_file():
-                try:
-                    resume = json.loads(spec_file.read_text()).get("hash") == digest
-                except ValueError:
-                    resume = False
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume:
-                atomic_write_text(
-                    spec_file,
-                    json.dumps({"hash": digest, "spec": run_spec.model_dump(mode="json")}, indent=2),
-                )
-            print(f"ablate {label}: {'resuming' if resume else 'training'} -> {run_dir}", file=log)
-            train_data = run_spec.model_dump(mode="json")
-            train_data["dataset"]["val"] = None  # no evaluation during training: the final model is scored
-            result = Trainer(
-                parse_spec(train_data, source=f"configuration {cell.name!r}"),
-                callbacks(),
-                resume=True if resume else None,
-                overwrite=not resume,
-            ).fit()
-            if result.status != "completed":
+            result = train_run(run, callbacks(), log)
+            if result is not None and result.status != "completed":
                 print(f"ablate {label}: stopped; run the same command again to continue", file=log)
-                records = collect_records(out, cells)
-                rows = write_table(out, records, order, spec=spec.name, seeds=list(seeds))
+                records = collect_records(out, cells, split)
+                rows = write_table(out, records, order, **meta)
                 return AblationResult("stopped", records, rows, out)
-            weights, train_time = last, result.results.get("train_time_s")
-        scores = evaluate_final(weights, spec, device)
-        model, meta = load_detector(weights)
-        key = (meta.preset, meta.num_classes, meta.reg_max, spec.hparams.imgsz)
-        if key not in costs:
-            costs[key] = model_cost(model, spec.hparams.imgsz, latency_threads)
-        cost = costs[key]
-        record = RunRecord(
-            config=cell.name,
-            seed=seed,
-            map50=scores["map50"],
-            map50_all=scores["map50_all"],
-            map50_95=scores["map50_95"],
-            ap50=scores["ap50"],
-            params=cost["params"],
-            gflops=cost["gflops"],
-            latency_ms=cost["latency_ms"],
-            extra={
-                "hash": digest,
-                "preset": meta.preset,
-                "weights": str(weights),
-                "epoch": scores["epoch"],
-                "train_time_s": train_time,
-                "latency_threads": latency_threads,
-            },
+            if result is not None:
+                run_seconds.append(time.perf_counter() - t_run)
+            weights = run.folder / "weights" / "last.pt"
+        record = score_run(
+            run,
+            weights,
+            spec,
+            split,
+            device,
+            digest=digest,
+            costs=costs,
+            latency_threads=latency_threads,
         )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(record_path, json.dumps(record.to_dict(), indent=2) + "\n")
-        m50, mall = record.map50, record.map50_all
-        elapsed = time.perf_counter() - t_start
-        if run_spec is not None:
-            run_seconds.append(time.perf_counter() - t_run)
-        left = sum(1 for _, _, rs, d in plan[k:] if rs is not None and not _done(d / "record.json", rs))
+        left = sum(1 for r in plan[k:] if r.spec is not None and not _done(r, split))
         eta = f", ~{statistics.fmean(run_seconds) * left / 60:.0f} min left" if left and run_seconds else ""
+        elapsed = time.perf_counter() - t_start
         print(
-            f"ablate {label}: mAP50 {_fmt(m50)} (all-point {_fmt(mall)}), mAP50:95 {_fmt(record.map50_95)}"
-            f" [{elapsed / 60:.1f} min so far{eta}]",
+            f"ablate {label}: mAP50 {_fmt(record.map50)} (all-point {_fmt(record.map50_all)}), mAP50:95 "
+            f"{_fmt(record.map50_95)} [{elapsed / 60:.1f} min so far{eta}]",
             file=log,
         )
-    records = collect_records(out, cells)
-    rows = write_table(out, records, order, spec=spec.name, seeds=list(seeds))
+    records = collect_records(out, cells, split)
+    rows = write_table(out, records, order, **meta)
     return AblationResult("completed", records, rows, out)
 
 
-def _done(record_path: Path, spec: JobSpec) -> bool:
-    old = _read_record(record_path)
-    return old is not None and old.extra.get("hash") == config_hash(spec)
+def _done(run: PlannedRun, val: Path) -> bool:
+    assert run.spec is not None
+    old = _read_record(run.record_path(val))
+    return old is not None and old.extra.get("hash") == training_hash(run.spec)
 
 
 def _fmt(x: float | None) -> str:

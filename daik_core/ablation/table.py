@@ -169,6 +169,9 @@ class Row:
     params: int | None
     gflops: float | None
     latency_ms: float | None
+    map50_by_seed: dict[int, float | None] = field(default_factory=dict)
+    train_time_s: Stat = field(default_factory=lambda: Stat(None, None, 0))
+    gap_closed_ci95: tuple[float, float] | None = None  # the paired interval of delta_map50 / the gap
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +184,9 @@ class Row:
             "delta_map50": None if self.delta_map50 is None else self.delta_map50.to_dict(),
             "delta_map50_95": None if self.delta_map50_95 is None else self.delta_map50_95.to_dict(),
             "gap_closed": self.gap_closed,
+            "gap_closed_ci95": None if self.gap_closed_ci95 is None else list(self.gap_closed_ci95),
+            "map50_by_seed": {str(k): v for k, v in self.map50_by_seed.items()},
+            "train_time_s": self.train_time_s.to_dict(),
             "params": self.params,
             "gflops": self.gflops,
             "latency_ms": self.latency_ms,
@@ -218,7 +224,7 @@ def summarize(
         if teacher_mean is not None and teacher_mean.mean is not None and base_mean is not None
         else None
     )
-    rows = []
+    rows: list[Row] = []
     for name in names:
         runs = by_config[name]
         seeds = sorted(runs)
@@ -248,8 +254,13 @@ def summarize(
                 params=_first(r.params for r in recs),
                 gflops=_first(r.gflops for r in recs),
                 latency_ms=_first(r.latency_ms for r in recs),
+                map50_by_seed={s: runs[s].map50 for s in seeds},
+                train_time_s=Stat.of(_num(r.extra.get("train_time_s")) for r in recs),
             )
         )
+        d = rows[-1].delta_map50
+        if gap and name != teacher and d is not None and d.lo is not None and d.hi is not None:
+            rows[-1].gap_closed_ci95 = (d.lo / gap, d.hi / gap)
     return rows
 
 

@@ -14,7 +14,9 @@ from daik_core.assigners.tal import (
     RotatedTaskAlignedAssigner,
     build_assigner,
     candidate_pairs,
+    extent_iou_aligned,
     hbb_iou_aligned,
+    normalized_alignment,
     pair_overlap,
     points_in_obb,
 )
@@ -31,8 +33,10 @@ __all__ = [
     "aal_iou_grid",
     "build_assigner",
     "candidate_pairs",
+    "extent_iou_aligned",
     "fold_angle_difference",
     "hbb_iou_aligned",
+    "normalized_alignment",
     "pair_overlap",
     "points_in_obb",
 ]

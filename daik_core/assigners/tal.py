@@ -15,9 +15,11 @@ Algorithm, per image and GT ``j`` (all of it under ``torch.no_grad()``):
        t = s^alpha * u^beta * AAL(AR_j, angle_i - angle_j)^gamma
 
    ``s``: the predicted score of GT j's class at anchor i; ``u``: the overlap of the predicted box with
-   the GT (``overlap``: ``"probiou"``, ``"rotated_iou"`` (exact), or ``"hbb_iou"`` = the IoU of the two
-   boxes' enclosing axis-aligned boxes); AAL: :class:`~daik_core.assigners.aal.AALTable` of the GT's
-   aspect ratio and the predicted-minus-GT long-side angle (``gamma = 0`` skips it).
+   the GT (``overlap``: ``"probiou"``, ``"rotated_iou"`` (exact), ``"hbb_iou"`` = the IoU of the two
+   boxes' enclosing axis-aligned boxes, or ``"extent_iou"`` = angle-free, :func:`extent_iou_aligned`, the
+   predicted distances against the GT's, as ``loss_box`` decodes the prediction under the GT's angle);
+   AAL: :class:`~daik_core.assigners.aal.AALTable` of the GT's aspect ratio and the predicted-minus-GT
+   long-side angle (``gamma = 0`` skips it).
 3. **Top-k**: per GT, the ``topk`` candidates with the largest ``t`` become positives (ties to the lower
    anchor index). Candidates with ``t = 0`` may be among them when a GT has fewer than ``topk`` candidates
    with ``t > 0`` (TAL does the same; their normalised target is then 0).
@@ -42,13 +44,13 @@ GT: call ``pair_metric`` outside ``no_grad``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Literal, NamedTuple
+from typing import NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
 
 from daik_core.assigners.aal import AALTable
-from daik_core.config import AssignerSpec
+from daik_core.config import AssignerSpec, OverlapKind
 from daik_core.models.decode import obb_to_distances
 from daik_core.ops import probiou_aligned, rotated_iou_aligned
 from daik_core.structures.boxes import obb_to_hbb
@@ -62,12 +64,13 @@ __all__ = [
     "RotatedTaskAlignedAssigner",
     "build_assigner",
     "candidate_pairs",
+    "extent_iou_aligned",
     "hbb_iou_aligned",
+    "normalized_alignment",
     "pair_overlap",
     "points_in_obb",
 ]
 
-OverlapKind = Literal["probiou", "rotated_iou", "hbb_iou"]
 
 #: Default bound on the (anchor, GT) pairs expanded and tested at once while finding candidates.
 BLOCK_PAIRS = 1 << 20
@@ -140,17 +143,53 @@ def hbb_iou_aligned(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor
     return inter / (area1 + area2 - inter).clamp_min(eps)
 
 
-def pair_overlap(kind: OverlapKind, pred: Tensor, gt: Tensor) -> Tensor:
-    """Overlap ``(N,)`` in ``[0, 1]`` of aligned predicted and GT boxes ``(N, 5)`` (float32)."""
+def extent_iou_aligned(pred: Tensor, gt: Tensor, points: Tensor, eps: float = 1e-7) -> Tensor:
+    """Angle-free IoU ``(N,)`` of aligned predicted and GT boxes ``(N, 5)`` seen from their anchor points
+    ``(N, 2)``: each box as its four distances (l, t, r, b) from the point to its sides *in its own
+    long-side frame*, compared as if both frames were the GT's: ``inter = (min(l) + min(r))+ * (min(t) +
+    min(b))+``. For a prediction whose long side is its predicted ``l + r`` (no long-side swap in
+    decoding) this is the rotated IoU of the GT and the prediction decoded under the GT's angle, the box
+    that ``loss_box`` scores. A point outside a box (the nearest-anchor fallback) has negative distances
+    there; the interval formula still holds.
+
+    Example: a 10 x 4 GT centred on the point and a prediction of the same size and centre turned by 90
+    degrees give 1 (the angle is left out: that is AAL's job)."""
+    d_pred = obb_to_distances(pred, points)  # (N, 4) l, t, r, b
+    d_gt = obb_to_distances(gt, points)
+    m = torch.minimum(d_pred, d_gt)
+    inter = (m[:, 0] + m[:, 2]).clamp_min(0) * (m[:, 1] + m[:, 3]).clamp_min(0)
+    area_p = (d_pred[:, 0] + d_pred[:, 2]) * (d_pred[:, 1] + d_pred[:, 3])
+    area_g = gt[:, 2] * gt[:, 3]
+    return inter / (area_p + area_g - inter).clamp_min(eps)
+
+
+def pair_overlap(kind: OverlapKind, pred: Tensor, gt: Tensor, points: Tensor | None = None) -> Tensor:
+    """Overlap ``(N,)`` in ``[0, 1]`` of aligned predicted and GT boxes ``(N, 5)`` (float32); ``extent_iou``
+    needs the pairs' anchor ``points (N, 2)``."""
     if kind == "probiou":
         u = probiou_aligned(pred, gt)
     elif kind == "rotated_iou":
         u = rotated_iou_aligned(pred, gt)
     elif kind == "hbb_iou":
         u = hbb_iou_aligned(pred, gt)
+    elif kind == "extent_iou":
+        if points is None:
+            raise ValueError("overlap 'extent_iou' needs the anchor points of the pairs")
+        u = extent_iou_aligned(pred, gt, points)
     else:
-        raise ValueError(f"overlap must be 'probiou', 'rotated_iou' or 'hbb_iou', got {kind!r}")
+        raise ValueError(f"overlap must be one of {', '.join(get_args(OverlapKind))}, got {kind!r}")
     return u.to(torch.float32).clamp(0.0, 1.0)
+
+
+def normalized_alignment(
+    metric: Tensor, overlap: Tensor, group: Tensor, num_groups: int, eps: float = 1e-9
+) -> Tensor:
+    """TAL's normalised target of pairs ``(P,)``: per group (a GT) ``t_hat = t * max(u) / (max(t) + eps)``
+    over the group's pairs, so each GT's best pair gets its best overlap. ``group (P,)`` in
+    ``[0, num_groups)``."""
+    max_t = metric.new_zeros(num_groups).scatter_reduce(0, group, metric, reduce="amax", include_self=False)
+    max_u = overlap.new_zeros(num_groups).scatter_reduce(0, group, overlap, reduce="amax", include_self=False)
+    return metric * max_u[group] / (max_t[group] + eps)
 
 
 def _blocks(counts: Tensor, budget: int) -> Iterator[tuple[int, int]]:
@@ -300,8 +339,8 @@ class RotatedTaskAlignedAssigner(nn.Module):
             raise ValueError(f"topk must be >= 1, got {topk}")
         if min(alpha, beta, gamma) < 0:
             raise ValueError(f"alpha, beta, gamma must be >= 0, got {alpha}, {beta}, {gamma}")
-        if overlap not in ("probiou", "rotated_iou", "hbb_iou"):
-            raise ValueError(f"overlap must be 'probiou', 'rotated_iou' or 'hbb_iou', got {overlap!r}")
+        if overlap not in get_args(OverlapKind):
+            raise ValueError(f"overlap must be one of {', '.join(get_args(OverlapKind))}, got {overlap!r}")
         if gamma > 0 and aal is None:
             raise ValueError(f"gamma = {gamma} > 0 needs an AAL table (aal=AALTable(...))")
         if block_pairs < 1:
@@ -327,16 +366,22 @@ class RotatedTaskAlignedAssigner(nn.Module):
         return candidate_pairs(anchor_points, targets, block_pairs=self.block_pairs)
 
     def pair_metric(
-        self, pred_scores: Tensor, pred_boxes: Tensor, targets: Targets, pairs: CandidatePairs
+        self,
+        pred_scores: Tensor,
+        pred_boxes: Tensor,
+        targets: Targets,
+        pairs: CandidatePairs,
+        anchor_points: Tensor,
     ) -> PairMetric:
         """``s, u, W, t`` of candidate pairs for predictions ``pred_scores (B, A, C)`` (probabilities) and
-        ``pred_boxes (B, A, 5)`` (obb px). Differentiable in both unless called under ``no_grad``."""
+        ``pred_boxes (B, A, 5)`` (obb px) at ``anchor_points (A, 2)`` px. Differentiable in both unless
+        called under ``no_grad``."""
         b, a, j = pairs
         labels = targets.labels[b, j]
         gt = targets.boxes[b, j].float()  # (T, 5)
         pred = pred_boxes[b, a].float()  # (T, 5)
         s = pred_scores[b, a, labels].float().clamp(0.0, 1.0)
-        u = pair_overlap(self.overlap, pred, gt)
+        u = pair_overlap(self.overlap, pred, gt, anchor_points[a].float())
         if self.gamma > 0:
             assert self.aal is not None  # checked in __init__
             ar = gt[:, 2] / gt[:, 3].clamp_min(torch.finfo(gt.dtype).tiny)
@@ -380,7 +425,7 @@ class RotatedTaskAlignedAssigner(nn.Module):
         pairs = self.candidates(anchor_points, targets)
         if pairs.batch.numel() == 0:
             return AssignResult(target_labels, target_boxes, target_scores, fg_mask, matched_gt, align_metric)
-        own = self.pair_metric(pred_scores, pred_boxes, targets, pairs)
+        own = self.pair_metric(pred_scores, pred_boxes, targets, pairs, anchor_points)
         rank = own if rank_metric is None else rank_metric(pairs)
         if rank.metric.shape != own.metric.shape or rank.overlap.shape != own.overlap.shape:
             raise ValueError(
@@ -402,15 +447,8 @@ class RotatedTaskAlignedAssigner(nn.Module):
         win = kept[o2][_rank_in_run(anchor_key[o2]) == 0]  # (P,) winning pairs
 
         # normalised targets per GT over its final positives, with the own metric
-        g = gt_key[win]
-        t, u = own.metric[win], own.overlap[win]
-        max_t = torch.zeros(bsz * m, dtype=torch.float32, device=device).scatter_reduce(
-            0, g, t, reduce="amax", include_self=False
-        )
-        max_u = torch.zeros(bsz * m, dtype=torch.float32, device=device).scatter_reduce(
-            0, g, u, reduce="amax", include_self=False
-        )
-        t_hat = t * max_u[g] / (max_t[g] + self.eps)
+        t = own.metric[win]
+        t_hat = normalized_alignment(t, own.overlap[win], gt_key[win], bsz * m, self.eps)
 
         b, a, j = pairs.batch[win], pairs.anchor[win], pairs.gt[win]
         labels = targets.labels[b, j]

@@ -9,6 +9,7 @@ numbers: the same class list in the same order, the same number of CSL angle bin
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,11 @@ from daik_core.engine.checkpoint import CheckpointMeta, load_detector
 from daik_core.errors import DaikError
 from daik_core.models.detector import Detector
 
-__all__ = ["check_teacher_fits", "load_teacher"]
+__all__ = ["TeacherMismatchWarning", "check_teacher_fits", "load_teacher"]
+
+
+class TeacherMismatchWarning(UserWarning):
+    """The teacher can teach the student, but was trained under other conditions (image size)."""
 
 
 def _angle_bins(model: Detector) -> int:
@@ -71,14 +76,26 @@ def load_teacher(
     angle_bins: int,
     device: torch.device,
     half: bool | None = None,
+    imgsz: int | None = None,
 ) -> tuple[Detector, CheckpointMeta]:
     """The teacher of ``path`` (its EMA weights), checked against the student (:func:`check_teacher_fits`),
-    frozen, fused and on ``device``; in half precision when ``half`` (default: on CUDA)."""
+    frozen, fused and on ``device``; in half precision when ``half`` (default: on CUDA).
+
+    ``imgsz``: the student's training image size. Teacher and student share the strides (8, 16, 32), so
+    their anchors always line up; a teacher trained at another image size still runs, but sees its objects
+    at another scale than it learnt them: a :class:`TeacherMismatchWarning` says so."""
     path = Path(path)
     if not path.is_file():
         raise DaikError(f"teacher.checkpoint {path}: no such file")
     teacher, meta = load_detector(path, prefer_ema=True, map_location="cpu")
     check_teacher_fits(teacher, meta, classes=classes, reg_max=reg_max, angle_bins=angle_bins, source=path)
+    if imgsz is not None and meta.imgsz != imgsz:
+        warnings.warn(
+            f"teacher.checkpoint {path}: the teacher was trained at imgsz {meta.imgsz}, the student trains "
+            f"at {imgsz}; its outputs on the student's images may be worse than its own evaluation",
+            TeacherMismatchWarning,
+            stacklevel=2,
+        )
     teacher.fuse()
     freeze(teacher)
     teacher.to(device)

@@ -356,6 +356,7 @@ class Trainer:
                     angle_bins=ANGLE_BINS,
                     device=device,
                     half=self.use_amp,
+                    imgsz=hp.imgsz,
                 )
 
         # data: validated up front, before any training
@@ -404,15 +405,9 @@ class Trainer:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model: Detector = model
-        assigner_spec = spec.assigner
-        if spec.losses.aal.enabled:  # AAL in assignment (and, through t_hat, in the loss weights)
-            aal = spec.losses.aal
-            assigner_spec = assigner_spec.model_copy(
-                update={"beta": aal.beta, "gamma": aal.gamma, "aal": aal.form, "aal_r": aal.r}
-            )
-        self.criterion = DetectionLoss(len(classes), spec.student.reg_max, assigner_spec, spec.loss).to(
-            device
-        )
+        self.criterion = DetectionLoss(
+            len(classes), spec.student.reg_max, spec.assigner_spec(), spec.loss
+        ).to(device)
         self.distill: DistillationLoss | None = None
         if self.teacher is not None:
             if spec.losses.feat.kind != "none" and self.dist.distributed:

@@ -6,7 +6,6 @@ from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import (
     DistillationLoss,
     angle_kd,
-    binary_class_kd,
     class_kd,
     cosine_decay,
     cwd_loss,
@@ -16,6 +15,7 @@ from daik_core.losses.distillation import (
     localization_kd,
     sad_kl,
     sad_rank_metric,
+    teacher_alignment,
 )
 from daik_core.losses.functional import csl_bce, csl_targets, dfl_loss, varifocal_loss
 
@@ -23,7 +23,6 @@ __all__ = [
     "DetectionLoss",
     "DistillationLoss",
     "angle_kd",
-    "binary_class_kd",
     "class_kd",
     "cosine_decay",
     "csl_bce",
@@ -36,5 +35,6 @@ __all__ = [
     "localization_kd",
     "sad_kl",
     "sad_rank_metric",
+    "teacher_alignment",
     "varifocal_loss",
 ]

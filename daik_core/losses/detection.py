@@ -24,11 +24,12 @@ Steps:
        angle branch (whose argmax is not differentiable anyway); the angle is the CSL loss's job;
      - ``loss_dfl``: DFL of the four distances against ``obb_to_distances(gt, anchor) / stride``
        (the GT's frame; clamped to ``[0, reg_max - 0.01]``), mean over the four sides;
-     - ``loss_angle``: CSL-BCE (mean over K bins) against the circular Gaussian window (``csl_sigma``
-       bins) around the GT angle's bin. Long-side ambiguity: a square's long side (hence its angle) is
-       defined only modulo 90 degrees; GTs with ``long / short <= csl_square_ar`` (default 1.0: exact
-       squares) take the smaller loss of the targets at ``angle`` and ``angle + pi/2``. Near-square GTs
-       above that ratio keep their long-side angle, which may flip by 90 degrees under small label noise.
+     - ``loss_angle``: CSL-BCE (summed over the K bins; ``angle_reduction: mean`` divides by K) against
+       the circular Gaussian window (``csl_sigma`` bins) around the GT angle's bin. Long-side ambiguity:
+       a square's long side (hence its angle) is defined only modulo 90 degrees; GTs with ``long / short
+       <= csl_square_ar`` (default 1.0: exact squares) take the smaller loss of the targets at ``angle``
+       and ``angle + pi/2``. Near-square GTs above that ratio keep their long-side angle, which may flip
+       by 90 degrees under small label noise.
 
 4. **Weights**: the returned terms are already multiplied by ``w_cls, w_box, w_dfl, w_angle``, so the
    total is the sum of the dict's values.
@@ -128,10 +129,12 @@ class DetectionLoss(nn.Module):
 
         # angle: CSL-BCE, with the 90-degree ambiguity of (near-)squares
         logits = angle_logits[b, a]  # (N, K)
-        loss_ang = csl_bce(logits, csl_targets(gt[:, 4], num_bins, spec.csl_sigma))
+        loss_ang = csl_bce(logits, csl_targets(gt[:, 4], num_bins, spec.csl_sigma), spec.angle_reduction)
         square = gt[:, 2] <= spec.csl_square_ar * gt[:, 3]
         if bool(square.any()):
-            turned = csl_bce(logits, csl_targets(gt[:, 4] + math.pi / 2, num_bins, spec.csl_sigma))
+            turned = csl_bce(
+                logits, csl_targets(gt[:, 4] + math.pi / 2, num_bins, spec.csl_sigma), spec.angle_reduction
+            )
             loss_ang = torch.where(square, torch.minimum(loss_ang, turned), loss_ang)
         loss_angle = self._weighted(loss_ang, weight, norm, logits)
 

@@ -13,22 +13,26 @@ Every KL is ``KL(teacher || student)`` computed as ``F.kl_div(log_softmax(s / ta
 log_target=True)`` (no ``log(softmax)``), times ``tau^2`` (Hinton: keeps the gradient scale independent of
 ``tau``). Normalisations:
 
-* ``angle_kd``, ``localization_kd``: per positive anchor, weighted by its ``t_hat`` and divided by
-  ``max(sum t_hat, 1)``, the detection loss's ``S`` (on the scale of ``loss_angle`` / ``loss_dfl``).
-* ``class_kd``, ``hinton_kd``: mean over the anchors given (all anchors, or the positives).
-* ``binary_class_kd``: sum over the anchors given and the classes, divided by ``max(sum t_hat, 1)`` (as
-  ``loss_cls``).
+* ``angle_kd``, ``localization_kd`` and ``class_kd`` on the positives: a weighted mean over the positive
+  anchors, ``sum(w * kl) / max(sum w, 1)``; the weight ``w`` of a positive is chosen by ``losses.weighting``:
+  the student's normalised alignment ``t_hat`` (the detection loss's target), the teacher's
+  (:func:`teacher_alignment`: its metric on the same anchor and GT, normalised per GT the same way) or 1.
+* ``class_kd`` on all anchors or the teacher's foreground: the per-anchor terms summed and divided by the
+  detection loss's ``max(sum t_hat, 1)``, as ``loss_cls`` is (a mean over every anchor would let the
+  ~10k background anchors dilute the few hundred positives).
+* ``hinton_kd`` (the logit-KD baseline): mean over every anchor.
 * ``sad_kl``: mean over the GTs. ``fitnet_loss``, ``cwd_loss``: mean over the levels.
 
-How multi-label (sigmoid) class logits become distributions:
+How multi-label (sigmoid) class logits become distributions (``cls_kd.form``):
 
-* ``class_kd`` (DAIK's classification distillation, YOLOv6's form): one categorical distribution per anchor,
-  ``softmax over the C classes of logits / tau`` (option ``sigmoid_first``: of ``sigmoid(logits) / tau``,
-  exactly YOLOv6's ``softmax(pred_scores / T)``). It transfers the teacher's *relative* class preferences
-  at an anchor, not the absolute objectness; with ``C = 1`` it is identically 0.
-* ``hinton_kd`` (the plain logit-KD baseline): one Bernoulli distribution per (anchor, class),
-  ``(sigmoid(x / tau), 1 - sigmoid(x / tau))``, the KL summed over the C classes; this one does transfer
-  the absolute scores (also with ``C = 1``).
+* ``softmax``: one categorical distribution per anchor, ``softmax over the C classes of logits / tau``. It
+  transfers the teacher's *relative* class preferences at an anchor, not its objectness: adding a constant
+  to every logit leaves it unchanged; with ``C = 1`` it is identically 0.
+* ``sigmoid_softmax`` (the method's reference form, YOLOv6's ``softmax(pred_scores / T)``): the softmax of
+  ``sigmoid(logits) / tau``; it sees the probabilities, so a shift of every logit changes it.
+* ``binary`` (BCKD): one Bernoulli distribution ``(sigmoid(x / tau), 1 - sigmoid(x / tau))`` per (anchor,
+  class), the KL summed over the C classes; it carries the absolute scores (also with ``C = 1``).
+  ``hinton_kd`` uses the same per-anchor term.
 
 An empty selection (no positives, no GTs) gives an exact 0 that stays attached to the student's graph.
 """
@@ -37,12 +41,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from daik_core.assigners import AssignResult, CandidatePairs, PairMetric, RotatedTaskAlignedAssigner
+from daik_core.assigners import (
+    AssignResult,
+    CandidatePairs,
+    PairMetric,
+    RotatedTaskAlignedAssigner,
+    normalized_alignment,
+)
 from daik_core.config import DetectionLossSpec, DistillSpec
 from daik_core.models.decode import csl_bin_to_angle, dfl_expectation, distances_to_obb
 from daik_core.models.detector import DetectorOutput
@@ -51,7 +62,6 @@ from daik_core.structures.targets import Targets
 __all__ = [
     "DistillationLoss",
     "angle_kd",
-    "binary_class_kd",
     "class_kd",
     "cosine_decay",
     "cwd_loss",
@@ -61,6 +71,7 @@ __all__ = [
     "localization_kd",
     "sad_kl",
     "sad_rank_metric",
+    "teacher_alignment",
 ]
 
 RankMetric = Callable[[CandidatePairs], PairMetric]
@@ -127,29 +138,9 @@ def localization_kd(
     return _weighted_mean(_kl_rows(student_logits, teacher_logits, tau).mean(-1), weight, student_logits)
 
 
-def class_kd(
-    student_logits: Tensor, teacher_logits: Tensor, tau: float = 10.0, sigmoid_first: bool = False
-) -> Tensor:
-    """Classification distillation: ``tau^2 KL`` of one categorical distribution per anchor, scalar.
-
-    ``student_logits, teacher_logits (N, C)`` class logits of the anchors distilled (all ``B * A``, or the
-    positives). Distribution: ``softmax`` over the C classes of ``logits / tau`` (``sigmoid_first``: of
-    ``sigmoid(logits) / tau``, YOLOv6's form). Mean over the N anchors; 0 when ``C = 1`` or ``N = 0``.
-    """
-    if student_logits.dim() != 2:
-        raise ValueError(f"class logits must have shape (N, C), got {tuple(student_logits.shape)}")
-    s, t = student_logits.float(), teacher_logits.detach().float()
-    if sigmoid_first:
-        s, t = s.sigmoid(), t.sigmoid()
-    kl = _kl_rows(s, t, tau)
-    return kl.mean() if kl.numel() else student_logits.sum() * 0.0
-
-
 def _bernoulli_kl(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tensor:
     """Per (anchor, class) ``tau^2 KL`` of the Bernoulli distributions ``(sigmoid(x / tau), 1 - sigmoid(x /
     tau))`` of teacher and student: ``(N, C) -> (N, C)``."""
-    if student_logits.dim() != 2:
-        raise ValueError(f"class logits must have shape (N, C), got {tuple(student_logits.shape)}")
     # log of the two-bin distribution (p, 1 - p) = log_softmax of (x, 0): kl over the last dim
     s = torch.stack((student_logits.float(), torch.zeros_like(student_logits, dtype=torch.float32)), -1)
     t = torch.stack(
@@ -158,27 +149,34 @@ def _bernoulli_kl(student_logits: Tensor, teacher_logits: Tensor, tau: float) ->
     return _kl_rows(s, t, tau)
 
 
+ClassKDForm = Literal["softmax", "sigmoid_softmax", "binary"]
+
+
+def class_kd(
+    student_logits: Tensor, teacher_logits: Tensor, tau: float = 10.0, form: ClassKDForm = "softmax"
+) -> Tensor:
+    """Classification distillation of each anchor, unreduced: ``(N, C) -> (N,)`` ``tau^2 KL(teacher ||
+    student)`` of the class distributions of ``form`` (module docstring): ``softmax`` of ``logits / tau``,
+    ``sigmoid_softmax`` (softmax of ``sigmoid(logits) / tau``) or ``binary`` (per-class Bernoulli KLs,
+    summed over the C classes). The caller weights and reduces (:class:`DistillationLoss`)."""
+    if student_logits.dim() != 2:
+        raise ValueError(f"class logits must have shape (N, C), got {tuple(student_logits.shape)}")
+    if form == "binary":
+        return _bernoulli_kl(student_logits, teacher_logits, tau).sum(-1)
+    s, t = student_logits.float(), teacher_logits.detach().float()
+    if form == "sigmoid_softmax":
+        s, t = s.sigmoid(), t.sigmoid()
+    elif form != "softmax":
+        raise ValueError(f"form must be softmax, sigmoid_softmax or binary, got {form!r}")
+    return _kl_rows(s, t, tau)
+
+
 def hinton_kd(student_logits: Tensor, teacher_logits: Tensor, tau: float = 4.0) -> Tensor:
     """Plain logit KD for sigmoid class logits, scalar: per (anchor, class) the ``tau^2 KL`` of the Bernoulli
     distributions ``(sigmoid(x / tau), 1 - sigmoid(x / tau))``, summed over the C classes, mean over the
     N anchors. ``student_logits, teacher_logits (N, C)``."""
-    kl = _bernoulli_kl(student_logits, teacher_logits, tau)
-    return kl.sum(-1).mean() if kl.numel() else student_logits.sum() * 0.0
-
-
-def binary_class_kd(
-    student_logits: Tensor, teacher_logits: Tensor, normalizer: Tensor | float, tau: float = 1.0
-) -> Tensor:
-    """Classification distillation in the sigmoid head's own terms (``cls_kd.form: binary``), scalar: the
-    per (anchor, class) Bernoulli ``tau^2 KL`` summed over the N anchors and C classes, divided by
-    ``max(normalizer, 1)`` -- the detection loss's ``sum t_hat``, as ``loss_cls`` is. Unlike ``hinton_kd``
-    (a mean over every anchor, which the background anchors dilute) it carries the teacher's absolute scores
-    at the weight of the detection loss. ``student_logits, teacher_logits (N, C)``."""
-    kl = _bernoulli_kl(student_logits, teacher_logits, tau)
-    if not kl.numel():
-        return student_logits.sum() * 0.0
-    norm = torch.as_tensor(normalizer, dtype=torch.float32, device=kl.device).detach().clamp_min(1.0)
-    return kl.sum() / norm
+    kl = class_kd(student_logits, teacher_logits, tau, "binary")
+    return kl.mean() if kl.numel() else student_logits.sum() * 0.0
 
 
 def _check_levels(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
@@ -300,9 +298,25 @@ def sad_rank_metric(
 
     def rank(pairs: CandidatePairs) -> PairMetric:
         with torch.no_grad():
-            return assigner.pair_metric(scores, boxes, targets, pairs)
+            return assigner.pair_metric(scores, boxes, targets, pairs, teacher_out.anchor_points)
 
     return rank
+
+
+def teacher_alignment(
+    assigner: RotatedTaskAlignedAssigner, teacher_out: DetectorOutput, targets: Targets, assign: AssignResult
+) -> Tensor:
+    """The teacher's normalised alignment ``t_hat`` at the student's positives, ``(N,)`` in the order of
+    ``assign.fg_mask.nonzero()``: the assigner's metric of the teacher's predictions on each positive's
+    (anchor, assigned GT) pair, normalised per GT over the GT's positives as the assigner normalises the
+    student's (``t * max(u) / max(t)``). No gradient."""
+    b, a = assign.fg_mask.nonzero(as_tuple=True)
+    j = assign.matched_gt[b, a]
+    with torch.no_grad():
+        scores, boxes = decode_predictions(teacher_out)
+        pm = assigner.pair_metric(scores, boxes, targets, CandidatePairs(b, a, j), teacher_out.anchor_points)
+        m = targets.boxes.shape[1]
+        return normalized_alignment(pm.metric, pm.overlap, b * m + j, assign.fg_mask.shape[0] * m)
 
 
 class DistillationLoss(nn.Module):
@@ -369,34 +383,35 @@ class DistillationLoss(nn.Module):
                 f"{tuple(s_cls.shape)} and {tuple(t_cls.shape)}"
             )
         b, a = assign.fg_mask.nonzero(as_tuple=True)  # (N,) each
-        t_hat = assign.target_scores[b, a].sum(-1)  # (N,)
+        weight = self._positive_weights(teacher_out, assign, targets, assigner)  # (N,)
         losses: dict[str, Tensor] = {}
 
         if spec.ad.enabled:
             kd = angle_kd(
                 student_out.angle_logits[b, a],
                 teacher_out.angle_logits.detach()[b, a],
-                t_hat,
+                weight,
                 spec.ad.tau,
                 spec.ad.sigmoid_softmax,
             )
             losses["loss_ad"] = w.w_angle * spec.ad.weight * decay * kd
         if spec.ld.enabled:
             kd = localization_kd(
-                student_out.box_logits[b, a], teacher_out.box_logits.detach()[b, a], t_hat, spec.ld.tau
+                student_out.box_logits[b, a], teacher_out.box_logits.detach()[b, a], weight, spec.ld.tau
             )
             losses["loss_ld"] = w.w_dfl * spec.ld.weight * decay * kd
         if spec.cls_kd.enabled:
             ck = spec.cls_kd
-            s_sel, t_sel = (
-                (s_cls.flatten(0, 1), t_cls.flatten(0, 1))
-                if ck.scope == "all"
-                else (s_cls[b, a], t_cls[b, a])
-            )
-            if ck.form == "binary":
-                kd = binary_class_kd(s_sel, t_sel, assign.target_scores.sum(), ck.temperature)
+            if ck.scope == "positives":
+                per_anchor = class_kd(s_cls[b, a], t_cls[b, a], ck.temperature, ck.form)
+                kd = _weighted_mean(per_anchor, weight, s_cls)
             else:
-                kd = class_kd(s_sel, t_sel, ck.temperature)
+                selected = torch.ones_like(assign.fg_mask)  # (B, A)
+                if ck.scope == "teacher_fg":
+                    selected = assign.fg_mask | (t_cls.float().sigmoid().amax(-1) >= ck.fg_thr)
+                per_anchor = class_kd(s_cls[selected], t_cls[selected], ck.temperature, ck.form)
+                norm = assign.target_scores.sum().detach().clamp_min(1.0)
+                kd = per_anchor.sum() / norm if per_anchor.numel() else s_cls.sum() * 0.0
             losses["loss_cls_kd"] = w.w_cls * ck.weight * decay * kd
         if spec.logit_kd.enabled:
             kd = hinton_kd(s_cls.flatten(0, 1), t_cls.flatten(0, 1), spec.logit_kd.tau)
@@ -424,6 +439,25 @@ class DistillationLoss(nn.Module):
             losses["loss_feat"] = spec.feat.weight * decay * kd
         return losses
 
+    def _positive_weights(
+        self,
+        teacher_out: DetectorOutput,
+        assign: AssignResult,
+        targets: Targets | None,
+        assigner: RotatedTaskAlignedAssigner | None,
+    ) -> Tensor:
+        """The weight ``(N,)`` of each positive in AD, LD and class KD on the positives
+        (``losses.weighting``)."""
+        b, a = assign.fg_mask.nonzero(as_tuple=True)
+        kind = self.spec.weighting
+        if kind == "uniform":
+            return torch.ones(b.numel(), device=assign.fg_mask.device)
+        if kind == "teacher":
+            if targets is None or assigner is None:
+                raise ValueError("losses.weighting: teacher needs targets= and assigner=")
+            return teacher_alignment(assigner, teacher_out, targets, assign)
+        return assign.target_scores[b, a].sum(-1)
+
     def _sad_kl(
         self,
         student_out: DetectorOutput,
@@ -433,10 +467,11 @@ class DistillationLoss(nn.Module):
     ) -> Tensor:
         pairs = assigner.candidates(student_out.anchor_points, targets)
         s_scores, s_boxes = decode_predictions(student_out)  # differentiable in scores and distances
+        points = student_out.anchor_points
         with torch.no_grad():
             t_scores, t_boxes = decode_predictions(teacher_out)
-            t_metric = assigner.pair_metric(t_scores, t_boxes, targets, pairs).metric
-        s_metric = assigner.pair_metric(s_scores, s_boxes, targets, pairs).metric
+            t_metric = assigner.pair_metric(t_scores, t_boxes, targets, pairs, points).metric
+        s_metric = assigner.pair_metric(s_scores, s_boxes, targets, pairs, points).metric
         group = pairs.batch * targets.boxes.shape[1] + pairs.gt
         if group.numel() == 0:
             return student_out.cls_logits.sum() * 0.0

@@ -5,6 +5,8 @@ Shape letters: N positive anchors, C classes, R = reg_max + 1 DFL bins, K angle 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -81,13 +83,21 @@ def csl_targets(angles: Tensor, bins: int = ANGLE_BINS, sigma: float = 6.0) -> T
     return torch.exp(-d.square() / (2 * sigma * sigma))
 
 
-def csl_bce(angle_logits: Tensor, csl_target: Tensor) -> Tensor:
-    """BCE with logits of angle logits ``(N, K)`` against CSL targets ``(N, K)``, mean over the K bins:
-    ``(N,)``."""
+def csl_bce(angle_logits: Tensor, csl_target: Tensor, reduction: Literal["sum", "mean"] = "sum") -> Tensor:
+    """BCE with logits of angle logits ``(N, K)`` against CSL targets ``(N, K)``, reduced over the K bins:
+    ``(N,)``.
+
+    ``reduction="sum"`` (the method's reference form, and the default) adds the K per-bin terms;
+    ``"mean"`` divides that sum by K, which makes the angle term K (180) times weaker for the same
+    ``w_angle``. Example: logits all 0 against any target give ``K * log 2`` (sum) or ``log 2`` (mean).
+    """
     if angle_logits.shape != csl_target.shape:
         raise ValueError(
             f"angle_logits and csl_target must have one shape, got {tuple(angle_logits.shape)} and "
             f"{tuple(csl_target.shape)}"
         )
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     logits = angle_logits.float()
-    return F.binary_cross_entropy_with_logits(logits, csl_target.to(logits.dtype), reduction="none").mean(-1)
+    bce = F.binary_cross_entropy_with_logits(logits, csl_target.to(logits.dtype), reduction="none")
+    return bce.sum(-1) if reduction == "sum" else bce.mean(-1)

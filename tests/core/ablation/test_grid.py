@@ -32,7 +32,18 @@ def test_paper_grid_has_every_component_the_baselines_and_the_teacher() -> None:
         "teacher", "baseline", "+AD", "+AAL", "+SAD", "+LD", "+cls KD", "DAIK", "logit KD", "FitNet", "CWD"
     ]  # fmt: skip
     assert [c.name for c in parse_grid("daik")] == ["teacher", "baseline", "DAIK"]
-    assert set(GRIDS) == {"paper", "daik"}
+    assert set(GRIDS) == {"paper", "kd", "daik"}
+    kd = {c.name: c for c in parse_grid("kd")}
+    assert list(kd) == [
+        "teacher", "baseline", "KD base", "KD base +AD", "KD base +AAL", "KD base +SAD", "DAIK",
+        "KD base +CWD", "CWD", "logit KD", "FitNet",
+    ]  # fmt: skip
+    on = {"enabled": True}
+    # every comparison method sits on the same KD base, as DAIK does
+    assert kd["KD base"].losses == {"ld": on, "cls_kd": on}
+    assert kd["DAIK"].losses == {"ad": on, "aal": on, "sad": on, "ld": on, "cls_kd": on}
+    assert kd["KD base +CWD"].losses == {"ld": on, "cls_kd": on, "feat": {"kind": "cwd"}}
+    assert kd["KD base +SAD"].losses == {"ld": on, "cls_kd": on, "sad": on}
 
 
 def test_cell_specs_turn_on_only_their_terms_and_keep_the_base_options() -> None:

@@ -15,12 +15,15 @@ from daik_core.assigners import (
     RotatedTaskAlignedAssigner,
     build_assigner,
     candidate_pairs,
+    extent_iou_aligned,
     hbb_iou_aligned,
     pair_overlap,
     points_in_obb,
 )
 from daik_core.assigners import tal as tal_module
 from daik_core.config import AssignerSpec
+from daik_core.models.decode import distances_to_obb
+from daik_core.ops import rotated_iou_aligned
 from daik_core.structures.boxes import obb_to_poly
 from daik_core.structures.targets import Targets
 from tests.core.assigners._dense import dense_assign
@@ -314,7 +317,7 @@ def test_pair_metric_is_differentiable_outside_no_grad() -> None:
     scores = torch.rand(1, points.shape[0], 1, requires_grad=True)
     boxes = targets.boxes[0, 0].expand(1, points.shape[0], 5).clone().requires_grad_(True)
     assigner = RotatedTaskAlignedAssigner(1)
-    metric = assigner.pair_metric(scores, boxes, targets, assigner.candidates(points, targets))
+    metric = assigner.pair_metric(scores, boxes, targets, assigner.candidates(points, targets), points)
     metric.metric.sum().backward()
     assert scores.grad is not None and float(scores.grad.abs().sum()) > 0
     assert boxes.grad is not None and bool(torch.isfinite(boxes.grad).all())
@@ -326,6 +329,42 @@ def test_hbb_iou_definition() -> None:
     # half-overlapping squares: 8 / (16 + 16 - 8) = 1/3; a 2 x 2 square turned 45 degrees is enclosed by
     # a square of side 2 sqrt(2) (area 8), which holds the axis-aligned 2 x 2 square: 4 / 8 = 1/2
     torch.testing.assert_close(hbb_iou_aligned(a, b), torch.tensor([1 / 3, 0.5]))
+
+
+def test_extent_iou_leaves_the_angle_out() -> None:
+    gt = torch.tensor([[0.0, 0.0, 10.0, 4.0, 0.0]] * 3)
+    pred = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 4.0, math.pi / 2],  # the GT turned by 90 degrees: same extents, IoU 1
+            [2.0, 0.0, 10.0, 4.0, 0.0],  # shifted 2 px along the long side: 32 / (40 + 40 - 32)
+            [0.0, 2.0, 10.0, 4.0, math.pi / 2],  # the same shift along its own (turned) long side
+        ]
+    )
+    points = torch.zeros(3, 2)
+    torch.testing.assert_close(extent_iou_aligned(pred, gt, points), torch.tensor([1.0, 2 / 3, 2 / 3]))
+    assert float(pair_overlap("rotated_iou", pred[:1], gt[:1])) < 0.5  # the angle counts there
+    with pytest.raises(ValueError, match="anchor points"):
+        pair_overlap("extent_iou", pred, gt)
+
+
+def test_extent_iou_is_the_rotated_iou_of_the_prediction_decoded_under_the_gt_angle() -> None:
+    g = torch.Generator().manual_seed(3)
+    n = 64
+    gt = torch.cat(
+        (
+            torch.rand(n, 2, generator=g) * 40,
+            4 + torch.rand(n, 2, generator=g) * 30,
+            torch.rand(n, 1, generator=g) * math.pi,
+        ),
+        1,
+    )
+    points = gt[:, :2] + (torch.rand(n, 2, generator=g) - 0.5) * 4  # near the centres, some outside
+    dist = 1 + torch.rand(n, 4, generator=g) * 20  # predicted l, t, r, b
+    dist[:, [0, 2]] += dist[:, [1, 3]]  # l + r >= t + b: the long side is the predicted one (no swap)
+    pred = distances_to_obb(dist, torch.rand(n, generator=g) * math.pi, points)
+    under_gt_angle = distances_to_obb(dist, gt[:, 4], points)
+    expect = rotated_iou_aligned(under_gt_angle, gt)
+    torch.testing.assert_close(extent_iou_aligned(pred, gt, points), expect, atol=2e-4, rtol=1e-3)
 
 
 def test_invalid_arguments() -> None:
@@ -362,9 +401,9 @@ def test_many_objects_at_1024_px_stays_sparse_and_fast(monkeypatch: pytest.Monke
     seen: list[int] = []
     real = tal_module.pair_overlap
 
-    def counting(kind: str, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    def counting(kind: str, pred: torch.Tensor, gt: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
         seen.append(pred.shape[0])
-        return real(kind, pred, gt)  # type: ignore[arg-type]
+        return real(kind, pred, gt, pts)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tal_module, "pair_overlap", counting)
     assigner = RotatedTaskAlignedAssigner(15, overlap="rotated_iou")

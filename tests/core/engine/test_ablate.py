@@ -86,6 +86,68 @@ def test_ablation_trains_scores_and_tabulates(
     assert "| +AD | 2 |" in printed and "| baseline | 2 |" in printed
     assert (out / "ablation.md").is_file()
 
+    # the JSON records the schedules of students and teacher, and the folders
+    assert table["train"] == spec.dataset.train and table["val"] == spec.dataset.val
+    assert table["student_hparams"]["epochs"] == 1 and table["student_hparams"]["imgsz"] == 64
+    assert table["teacher_hparams"]["epochs"] == 1 and table["teacher_hparams"]["batch"] == 4
+    assert table["equal_schedule"] is True and table["teacher_preset"] == "n"
+    assert base["map50_by_seed"] == {"0": maps[0], "1": maps[1]}
+    assert base["train_time_s"]["n"] == 2 and base["train_time_s"]["mean"] > 0
+
+
+def test_runs_trained_once_are_scored_on_each_split_apart(
+    data_root: Path, tmp_path: Path, teacher: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tune on one split, report on another: ``--val`` scores the same runs on another folder, keeps each
+    split's scores apart, and trains nothing twice."""
+    spec = make_spec(data_root, tmp_path / "base", epochs=1)
+    grid = parse_grid(GRID[:2])
+    out = tmp_path / "abl"
+    first = run_ablation(spec, grid, [0], out, teacher=teacher, log=io.StringIO())
+    weights = out / "runs" / "baseline" / "seed0" / "weights" / "last.pt"
+    stamp = weights.stat().st_mtime_ns
+    tune = data_root / "train"  # any other DOTA folder
+    log = io.StringIO()
+    second = run_ablation(spec, grid, [0], out, teacher=teacher, val=tune, log=log)
+    assert "training" not in log.getvalue() and weights.stat().st_mtime_ns == stamp
+    assert second.records[1].extra["val"] == str(tune) and first.records[1].extra["val"] == spec.dataset.val
+    assert second.records[1].ap50 != first.records[1].ap50  # other images (other classes present)
+    assert json.loads((out / "ablation.json").read_text())["val"] == str(tune)
+    # both splits' records stay, and each table is rebuilt from its own
+    assert len(list((out / "runs" / "baseline" / "seed0").glob("record-*.json"))) == 2
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.model_dump_json())
+    (tmp_path / "grid.yaml").write_text(json.dumps(GRID[:2]))
+    argv = [
+        "ablate",
+        str(spec_file),
+        "--grid",
+        str(tmp_path / "grid.yaml"),
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--table-only", "--teacher", str(teacher)]) == 0
+    assert json.loads((out / "ablation.json").read_text())["val"] == spec.dataset.val
+    capsys.readouterr()
+    assert main([*argv, "--table-only", "--val", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"daik: error: ablate: --val {tmp_path / 'nowhere'}: folder does not exist"
+
+
+def test_table_only_without_finished_runs_is_an_error(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(make_spec(data_root, tmp_path / "base", epochs=1).model_dump_json())
+    out = tmp_path / "abl"
+    assert main(["ablate", str(spec_file), "--grid", "daik", "--out", str(out), "--table-only"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"daik: error: ablate --table-only: no finished run in {out} scored on {data_root / 'val'}"
+    ]
+
 
 def test_a_stopped_ablation_resumes_where_it_stopped(data_root: Path, tmp_path: Path) -> None:
     spec = make_spec(data_root, tmp_path / "base", epochs=2, eval_interval=2)
@@ -122,7 +184,7 @@ def test_cli_refuses_bad_input_before_training(
     out = tmp_path / "abl"
     assert main(["ablate", str(spec_file), "--grid", "nope", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["daik: error: grid: unknown grid 'nope' (named grids: paper, daik)"]
+    assert err == ["daik: error: grid: unknown grid 'nope' (named grids: paper, kd, daik)"]
     # the paper grid needs the teacher: refused before anything is trained
     assert main(["ablate", str(spec_file), "--out", str(out)]) == 2
     assert "give teacher.checkpoint in the spec or --teacher" in capsys.readouterr().err

@@ -10,7 +10,6 @@ from daik_core.losses import (
     DetectionLoss,
     DistillationLoss,
     angle_kd,
-    binary_class_kd,
     class_kd,
     cosine_decay,
     cwd_loss,
@@ -19,6 +18,7 @@ from daik_core.losses import (
     localization_kd,
     sad_kl,
     sad_rank_metric,
+    teacher_alignment,
 )
 from daik_core.models.detector import DetectorOutput
 from daik_core.structures.targets import Targets
@@ -89,7 +89,7 @@ def test_two_bin_hand_values() -> None:
         t = torch.tensor([[LN3 * tau, 0.0]])  # softmax(t / tau) = (3/4, 1/4)
         expect = tau * tau * KL_2BIN
         assert val(angle_kd(s, t, torch.ones(1), tau)) == pytest.approx(expect, rel=1e-5)
-        assert val(class_kd(s, t, tau)) == pytest.approx(expect, rel=1e-5)
+        assert val(class_kd(s, t, tau)[0]) == pytest.approx(expect, rel=1e-5)
         box_s, box_t = s.expand(4, 2)[None], t.expand(4, 2)[None]  # (1, 4, 2): four equal sides
         assert val(localization_kd(box_s, box_t, torch.ones(1), tau)) == pytest.approx(expect, rel=1e-5)
         # Bernoulli: sigmoid(ln3 * tau / tau) = 3/4 against sigmoid(0) = 1/2
@@ -122,7 +122,7 @@ def test_direction_is_kl_teacher_to_student() -> None:
     # KL((1/2, 1/2) || (3/4, 1/4)) = 1/2 ln(2/3) + 1/2 ln(2) differs from KL_2BIN
     s, t = torch.tensor([[LN3, 0.0]]), torch.tensor([[0.0, 0.0]])
     reverse = 0.5 * math.log(2 / 3) + 0.5 * math.log(2.0)
-    assert val(class_kd(s, t, 1.0)) == pytest.approx(reverse, rel=1e-5)
+    assert val(class_kd(s, t, 1.0)[0]) == pytest.approx(reverse, rel=1e-5)
 
 
 def test_t_hat_weighting_and_normalisation() -> None:
@@ -141,7 +141,7 @@ def test_sigmoid_softmax_option_by_hand() -> None:
     expect = val((q * torch.log(q / 0.5)).sum())
     got = angle_kd(s, t, torch.ones(1), 1.0, sigmoid_softmax=True)
     assert val(got) == pytest.approx(expect, rel=1e-5)
-    assert val(class_kd(s, t, 1.0, sigmoid_first=True)) == pytest.approx(expect, rel=1e-5)
+    assert val(class_kd(s, t, 1.0, "sigmoid_softmax")[0]) == pytest.approx(expect, rel=1e-5)
 
 
 def test_fitnet_hand_value() -> None:
@@ -150,50 +150,114 @@ def test_fitnet_hand_value() -> None:
     assert val(fitnet_loss([s, s2], [t, t2])) == pytest.approx((1.0 + 9.0) / 2)
 
 
-def test_binary_class_kd_by_hand_sums_and_divides_by_the_normaliser() -> None:
+def test_binary_class_kd_by_hand_sums_the_classes() -> None:
     # two anchors, two classes: one (anchor, class) pair differs (3/4 vs 1/2), the others agree
     s = torch.zeros(2, 2)
     t = torch.tensor([[LN3, 0.0], [0.0, 0.0]])
-    assert val(binary_class_kd(s, t, 1.0)) == pytest.approx(KL_2BIN, rel=1e-5)
-    assert val(binary_class_kd(s, t, torch.tensor(4.0))) == pytest.approx(KL_2BIN / 4, rel=1e-5)
-    assert val(binary_class_kd(s, t, 0.25)) == pytest.approx(KL_2BIN, rel=1e-5)  # max(normaliser, 1)
+    got = class_kd(s, t, 1.0, "binary")
+    assert got.tolist() == pytest.approx([KL_2BIN, 0.0], rel=1e-5)
     # tau: sigmoid(ln3 * 2 / 2) = 3/4 again, times tau^2
-    assert val(binary_class_kd(s, t * 2.0, 1.0, tau=2.0)) == pytest.approx(4 * KL_2BIN, rel=1e-5)
-    # it is hinton_kd's per-pair KL summed instead of averaged over the anchors
-    assert val(binary_class_kd(s, t, 1.0)) == pytest.approx(2 * val(hinton_kd(s, t, 1.0)), rel=1e-5)
+    assert val(class_kd(s, t * 2.0, 2.0, "binary")[0]) == pytest.approx(4 * KL_2BIN, rel=1e-5)
+    # hinton_kd (the logit-KD baseline) is its mean over the anchors
+    assert val(hinton_kd(s, t, 1.0)) == pytest.approx(KL_2BIN / 2, rel=1e-5)
     x = torch.randn(5, 3)
-    assert val(binary_class_kd(x, x, 1.0)) == pytest.approx(0.0, abs=1e-7)
+    assert val(class_kd(x, x, 1.0, "binary").sum()) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_binary_form_of_cls_kd_in_the_loss_module() -> None:
-    """``cls_kd.form: binary`` over all anchors: the Bernoulli KL summed over every anchor and class of the
-    batch, divided by the detection loss's ``sum t_hat``; gradients reach only the student."""
-    spec = DistillSpec.model_validate({"cls_kd": {"enabled": True, "form": "binary", "weight": 2.0}})
+def test_a_constant_added_to_every_logit_is_invisible_only_to_the_raw_softmax() -> None:
+    """Objectness: a teacher that is surer an object is there (every logit + 2) teaches nothing through a
+    softmax of raw logits, but does through the sigmoid forms."""
+    s = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.3, -0.4]])
+    t = s + 2.0
+    assert class_kd(s, t, 1.0, "softmax").tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    for form in ("sigmoid_softmax", "binary"):
+        assert (class_kd(s, t, 1.0, form) > 1e-4).all(), form  # type: ignore[arg-type]
+
+
+def test_sigmoid_softmax_is_a_softmax_of_the_probabilities_by_hand() -> None:
+    s, t = torch.tensor([[0.0, 0.0]]), torch.tensor([[LN3, LN3]])  # probabilities (1/2, 1/2), (3/4, 3/4)
+    # both softmaxes are uniform: the form sees a shift of both probabilities only through their
+    # differences, so an equal shift of every class is still 0 (but a shift of one class is not)
+    assert val(class_kd(s, t, 1.0, "sigmoid_softmax")[0]) == pytest.approx(0.0, abs=1e-7)
+    one = torch.tensor([[LN3, 0.0]])
+    q = torch.softmax(torch.tensor([0.75, 0.5], dtype=torch.float64) / 0.5, 0)
+    expect = 0.25 * val((q * torch.log(q / 0.5)).sum())  # tau 0.5: softmax of p / 0.5, times tau^2
+    assert val(class_kd(s, one, 0.5, "sigmoid_softmax")[0]) == pytest.approx(expect, rel=1e-5)
+
+
+def cls_kd_loss(cls_kd: dict, weighting: str = "student", **kw: object) -> tuple:
+    """``loss_cls_kd`` of random student / teacher outputs on TARGETS, and what it was computed from."""
+    spec = DistillSpec.model_validate({"cls_kd": {"enabled": True, **cls_kd}, "weighting": weighting})
     s_out, t_out = fake_outputs(1, 3, seed=1), fake_outputs(1, 3, seed=2, requires_grad=False)
-    _, assign = DetectionLoss(3, REG_MAX)(s_out, TARGETS)
-    assert float(assign.target_scores.sum()) > 0
-    got = DistillationLoss(spec)(s_out, t_out, assign, epoch=0, epochs=10)["loss_cls_kd"]
-    norm = assign.target_scores.sum()
-    expect = binary_class_kd(s_out.cls_logits.flatten(0, 1), t_out.cls_logits.flatten(0, 1), norm, 1.0)
-    assert val(got) == pytest.approx(2.0 * val(expect), rel=1e-5)  # w_cls 1 * weight 2 * decay 1
-    assert val(got) > 0
+    det = DetectionLoss(3, REG_MAX)
+    _, assign = det(s_out, TARGETS)
+    got = DistillationLoss(spec)(s_out, t_out, assign, 0, 10, targets=TARGETS, assigner=det.assigner)
+    return got["loss_cls_kd"], s_out, t_out, assign, det
+
+
+def test_cls_kd_over_all_anchors_is_summed_and_divided_by_sum_t_hat() -> None:
+    got, s_out, t_out, assign, _ = cls_kd_loss({"form": "binary", "weight": 2.0})
+    norm = val(assign.target_scores.sum())
+    assert norm > 0
+    per = class_kd(s_out.cls_logits.flatten(0, 1), t_out.cls_logits.flatten(0, 1), 1.0, "binary")
+    assert val(got) == pytest.approx(2.0 * val(per.sum()) / max(norm, 1.0), rel=1e-5)
     got.backward()
     assert s_out.cls_logits.grad is not None and t_out.cls_logits.grad is None
 
 
-def test_single_class_categorical_kd_is_zero_but_bernoulli_is_not() -> None:
-    s, t = torch.zeros(3, 1), torch.full((3, 1), 2.0)
-    assert val(class_kd(s, t, 1.0)) == 0.0
-    assert val(hinton_kd(s, t, 1.0)) > 0
+def test_cls_kd_on_the_positives_is_a_weighted_mean() -> None:
+    got, s_out, t_out, assign, _ = cls_kd_loss({"form": "sigmoid_softmax", "scope": "positives"})
+    b, a = assign.fg_mask.nonzero(as_tuple=True)
+    w = assign.target_scores[b, a].sum(-1)
+    per = class_kd(s_out.cls_logits[b, a], t_out.cls_logits[b, a], 10.0, "sigmoid_softmax")
+    assert b.numel() > 1
+    assert val(got) == pytest.approx(val((per * w).sum() / w.sum().clamp_min(1.0)), rel=1e-5)
+    uniform, *_ = cls_kd_loss({"form": "sigmoid_softmax", "scope": "positives"}, weighting="uniform")
+    assert val(uniform) == pytest.approx(val(per.mean()), rel=1e-5)
+
+
+def test_cls_kd_teacher_foreground_takes_the_positives_and_the_teachers_confident_anchors() -> None:
+    _, s_out, t_out, assign, _ = cls_kd_loss({"form": "binary"})
+    t_best = t_out.cls_logits[0].sigmoid().amax(-1)  # (A,)
+    thr = float(t_best.quantile(0.9))
+    got, *_ = cls_kd_loss({"form": "binary", "scope": "teacher_fg", "fg_thr": thr})
+    selected = assign.fg_mask[0] | (t_best >= thr)
+    assert 0 < int(selected.sum()) < selected.numel()
+    per = class_kd(s_out.cls_logits[0][selected], t_out.cls_logits[0][selected], 1.0, "binary")
+    norm = max(val(assign.target_scores.sum()), 1.0)
+    assert val(got) == pytest.approx(val(per.sum()) / norm, rel=1e-5)
+
+
+def test_teacher_alignment_is_the_teachers_normalised_metric_at_the_students_positives() -> None:
+    s_out, t_out = fake_outputs(1, 3, seed=1), fake_outputs(1, 3, seed=2, requires_grad=False)
+    det = DetectionLoss(3, REG_MAX)
+    _, assign = det(s_out, TARGETS)
+    got = teacher_alignment(det.assigner, t_out, TARGETS, assign)
+    b, a = assign.fg_mask.nonzero(as_tuple=True)
+    assert got.shape == b.shape and (got >= 0).all()
+    # a teacher equal to the student gives the student's own t_hat
+    same = teacher_alignment(det.assigner, clone_outputs(s_out), TARGETS, assign)
+    assert torch.allclose(same, assign.target_scores[b, a].sum(-1), atol=1e-6)
+    # per GT its best positive carries the GT's best overlap (t_hat = t * max u / max t)
+    j = assign.matched_gt[b, a]
+    for gt in j.unique().tolist():
+        assert val(got[j == gt].max()) <= 1.0 + 1e-6
+
+
+def test_teacher_weighting_needs_targets_and_assigner() -> None:
+    spec = DistillSpec.model_validate({"ad": {"enabled": True}, "weighting": "teacher"})
+    student = fake_outputs(1, 3, seed=0)
+    _, assign = DetectionLoss(3, REG_MAX)(student, TARGETS)
+    with pytest.raises(ValueError, match="weighting"):
+        DistillationLoss(spec)(student, fake_outputs(1, 3, seed=1), assign, 0, 10)
 
 
 def test_empty_selection_is_an_attached_zero() -> None:
     s = torch.zeros(0, 5, requires_grad=True)
     for value in (
         angle_kd(s, s, torch.zeros(0)),
-        class_kd(s, s),
+        class_kd(s, s).sum(),
         hinton_kd(s, s),
-        binary_class_kd(s, s, 1.0),
     ):
         assert val(value) == 0.0 and value.requires_grad
     m = torch.zeros(0, requires_grad=True)

@@ -87,14 +87,19 @@ def test_csl_target_wraps_around() -> None:
     )
 
 
-def test_csl_bce_is_the_mean_bce_over_bins() -> None:
+def test_csl_bce_sums_the_bce_over_bins_and_mean_divides_by_k() -> None:
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(3, 180, generator=g)
     target = csl_targets(torch.rand(3, generator=g) * math.pi)
-    expected = torch.stack([F.binary_cross_entropy_with_logits(logits[i], target[i]) for i in range(3)])
-    torch.testing.assert_close(csl_bce(logits, target), expected)
+    mean = torch.stack([F.binary_cross_entropy_with_logits(logits[i], target[i]) for i in range(3)])
+    torch.testing.assert_close(csl_bce(logits, target), 180 * mean)  # the default: summed
+    torch.testing.assert_close(csl_bce(logits, target, "mean"), mean)
+    # by hand: logits 0 give log 2 per bin whatever the target
+    assert float(csl_bce(torch.zeros(1, 180), target[:1])[0]) == pytest.approx(180 * math.log(2), rel=1e-5)
     with pytest.raises(ValueError, match="one shape"):
         csl_bce(logits, target[:, :90])
+    with pytest.raises(ValueError, match="reduction"):
+        csl_bce(logits, target, "max")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- VFL
