@@ -103,6 +103,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "build_optimizer",
+    "legacy_loss_changes",
     "lr_at",
     "param_groups",
     "resolve_device",
@@ -821,6 +822,8 @@ class Trainer:
                 f"classes, reg_max {meta.reg_max}) differs from the spec's (preset {mine[0]}, "
                 f"{len(mine[1])} classes, reg_max {mine[2]})"
             )
+        for change in legacy_loss_changes(meta.spec, spec):
+            warnings.warn(f"{path}: {change}", stacklevel=2)
         epoch, iteration = int(ckpt["epoch"]), int(ckpt.get("iteration", 0))
         if epoch >= spec.hparams.epochs:
             raise DaikError(
@@ -870,6 +873,29 @@ class Trainer:
             if epoch <= keep_through:
                 kept.append(line)
         atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+
+def legacy_loss_changes(stored: Mapping[str, Any], spec: JobSpec) -> list[str]:
+    """What a run resumed under ``spec`` would train differently from how its checkpoint was trained, where
+    the checkpoint's spec (``stored``) predates a change of a loss's meaning: the angle loss was the mean
+    over the 180 bins before ``loss.angle_reduction`` existed (now summed), and class KD over all anchors
+    was a mean over the anchors before ``cls_kd.fg_thr`` existed (now summed and divided by sum t_hat)."""
+    out = []
+    loss = stored.get("loss") if isinstance(stored.get("loss"), Mapping) else None
+    if loss is not None and "angle_reduction" not in loss and spec.loss.angle_reduction == "sum":
+        out.append(
+            "this run was trained with the angle loss averaged over the 180 bins (before "
+            "loss.angle_reduction); it continues with the sum, 180x stronger: set loss.angle_reduction: mean "
+            "in the spec to continue it as it was"
+        )
+    losses = stored.get("losses") if isinstance(stored.get("losses"), Mapping) else {}
+    ck = losses.get("cls_kd") if isinstance(losses.get("cls_kd"), Mapping) else None
+    if ck and ck.get("enabled") and ck.get("scope", "all") == "all" and "fg_thr" not in ck:
+        out.append(
+            "this run was trained with class KD averaged over every anchor (before losses.cls_kd.fg_thr); "
+            "over all anchors it is now summed and divided by the detection loss's sum t_hat, a larger term"
+        )
+    return out
 
 
 def _json_default(x: Any) -> Any:

@@ -99,3 +99,17 @@ def test_a_missing_teacher_checkpoint_is_named(tmp_path: Path) -> None:
             angle_bins=ANGLE_BINS,
             device=torch.device("cpu"),
         )
+
+
+def test_a_teacher_trained_at_another_image_size_is_warned_about(tmp_path: Path) -> None:
+    import warnings
+
+    from daik_core.engine.teacher import TeacherMismatchWarning
+
+    path = _teacher_checkpoint(tmp_path / "best.pt")  # trained at 64 px
+    kwargs = {"classes": CLASSES, "reg_max": 8, "angle_bins": ANGLE_BINS, "device": torch.device("cpu")}
+    with pytest.warns(TeacherMismatchWarning, match=r"trained at imgsz 64, the student trains at 128"):
+        load_teacher(path, imgsz=128, **kwargs)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_teacher(path, imgsz=64, **kwargs)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import yaml
 from daik_core.cli import main
 from daik_core.config import parse_spec
 from daik_core.engine import Callback, StopFlag, Trainer, TrainInfo
+from daik_core.engine.trainer import legacy_loss_changes
 from daik_core.errors import DaikError
 from tests.core.engine.conftest import NO_AUGMENT, make_spec
 
@@ -208,6 +209,32 @@ def test_resume_falls_back_to_best_when_last_is_unreadable(data_root: Path, tmp_
     (out / "weights" / "bad.pt").write_bytes(b"junk")
     with pytest.raises(DaikError, match=r"bad\.pt: not a readable checkpoint"):
         Trainer(make_spec(data_root, out, epochs=4, val=False), resume=out / "weights" / "bad.pt").fit()
+
+
+def test_resuming_a_run_trained_before_the_angle_loss_was_summed_says_so(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """A checkpoint whose spec predates ``loss.angle_reduction`` trained with the mean over the bins: a
+    resume under the new default warns and names the setting that continues it as it was."""
+    out = tmp_path / "run"
+    Trainer(make_spec(data_root, out, epochs=1, val=False)).fit()
+    last = out / "weights" / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    del ckpt["spec"]["loss"]["angle_reduction"]  # as written before the field existed
+    torch.save(ckpt, last)
+    with pytest.warns(UserWarning, match=r"angle loss averaged.*set loss.angle_reduction: mean"):
+        result = Trainer(make_spec(data_root, out, epochs=2, val=False), resume=True).fit()
+    assert result.status == "completed"
+    # continued as it was: no warning
+    spec = make_spec(data_root, out, epochs=3, val=False).model_dump(mode="json")
+    spec["loss"]["angle_reduction"] = "mean"
+    del ckpt["spec"]["loss"]
+    assert legacy_loss_changes(ckpt["spec"], parse_spec(spec)) == []
+    ckpt["spec"]["loss"] = {"w_cls": 1.0}
+    assert legacy_loss_changes(ckpt["spec"], parse_spec(spec)) == []
+    old_kd = {"loss": {"angle_reduction": "sum"}, "losses": {"cls_kd": {"enabled": True, "scope": "all"}}}
+    [change] = legacy_loss_changes(old_kd, parse_spec(spec))
+    assert "class KD averaged over every anchor" in change
 
 
 def _write_spec(path: Path, spec_dict: dict[str, Any]) -> Path:
