@@ -367,13 +367,18 @@ def ablation_meta(
             "the teacher-student gap then mixes capacity with training time",
             file=log,
         )
-    if log is not None and tdata.get("train") not in (None, spec.dataset.train):
+    teacher_train = tdata.get("train")
+    if log is not None and teacher_train is not None and not _same_folder(teacher_train, spec.dataset.train):
         print(
             f"ablate: warning: the teacher was trained on {tdata.get('train')}, the students on "
             f"{spec.dataset.train}",
             file=log,
         )
     return meta
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return a == b or Path(a).resolve() == Path(b).resolve()
 
 
 def write_table(out: Path, records: Sequence[RunRecord], order: Sequence[str], **meta: Any) -> list[Row]:
