@@ -240,7 +240,7 @@ class KDClassSpec(_Strict):
     scores). ``scope``: the anchors distilled: ``positives`` (weighted by ``losses.weighting``, a weighted
     mean like ``loss_ad``), ``all`` anchors or ``teacher_fg`` (the positives and the anchors whose best
     teacher score reaches ``fg_thr``); over ``all`` / ``teacher_fg`` the per-anchor terms are summed and
-    divided by the detection loss's ``sum t_hat``, as ``loss_cls`` is."""
+    divided by the number of positive anchors."""
 
     enabled: bool = False
     weight: NonNegFloat = Field(default=1.0, description="lambda_cls")

@@ -879,7 +879,7 @@ def legacy_loss_changes(stored: Mapping[str, Any], spec: JobSpec) -> list[str]:
     """What a run resumed under ``spec`` would train differently from how its checkpoint was trained, where
     the checkpoint's spec (``stored``) predates a change of a loss's meaning: the angle loss was the mean
     over the 180 bins before ``loss.angle_reduction`` existed (now summed), and class KD over all anchors
-    was a mean over the anchors before ``cls_kd.fg_thr`` existed (now summed and divided by sum t_hat)."""
+    was a mean over the anchors before ``cls_kd.fg_thr`` existed (now summed and divided by the positives)."""
     out = []
     loss = stored.get("loss") if isinstance(stored.get("loss"), Mapping) else None
     if loss is not None and "angle_reduction" not in loss and spec.loss.angle_reduction == "sum":
@@ -893,7 +893,7 @@ def legacy_loss_changes(stored: Mapping[str, Any], spec: JobSpec) -> list[str]:
     if ck and ck.get("enabled") and ck.get("scope", "all") == "all" and "fg_thr" not in ck:
         out.append(
             "this run was trained with class KD averaged over every anchor (before losses.cls_kd.fg_thr); "
-            "over all anchors it is now summed and divided by the detection loss's sum t_hat, a larger term"
+            "over all anchors it is now summed and divided by the number of positives, a larger term"
         )
     return out
 

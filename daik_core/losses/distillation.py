@@ -18,8 +18,9 @@ log_target=True)`` (no ``log(softmax)``), times ``tau^2`` (Hinton: keeps the gra
   the student's normalised alignment ``t_hat`` (the detection loss's target), the teacher's
   (:func:`teacher_alignment`: its metric on the same anchor and GT, normalised per GT the same way) or 1.
 * ``class_kd`` on all anchors or the teacher's foreground: the per-anchor terms summed and divided by the
-  detection loss's ``max(sum t_hat, 1)``, as ``loss_cls`` is (a mean over every anchor would let the
-  ~10k background anchors dilute the few hundred positives).
+  number of positive anchors (at least 1), as BCKD does: a mean over every anchor would let the ~10k
+  background anchors dilute the few hundred positives, and ``sum t_hat`` (``loss_cls``'s normaliser) is
+  close to 0 at the start of training, which would make the term hundreds of times the others.
 * ``hinton_kd`` (the logit-KD baseline): mean over every anchor.
 * ``sad_kl``: mean over the GTs. ``fitnet_loss``, ``cwd_loss``: mean over the levels.
 
@@ -410,7 +411,7 @@ class DistillationLoss(nn.Module):
                 if ck.scope == "teacher_fg":
                     selected = assign.fg_mask | (t_cls.float().sigmoid().amax(-1) >= ck.fg_thr)
                 per_anchor = class_kd(s_cls[selected], t_cls[selected], ck.temperature, ck.form)
-                norm = assign.target_scores.sum().detach().clamp_min(1.0)
+                norm = max(int(assign.fg_mask.sum()), 1)
                 kd = per_anchor.sum() / norm if per_anchor.numel() else s_cls.sum() * 0.0
             losses["loss_cls_kd"] = w.w_cls * ck.weight * decay * kd
         if spec.logit_kd.enabled:
