@@ -272,6 +272,20 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise DaikError(f"--seeds must be >= 1, got {args.seeds}")
     seeds = [spec.hparams.seed + i for i in range(args.seeds)]
+    if args.only_seeds:
+        try:
+            wanted_seeds = [int(x) for x in args.only_seeds.split(",") if x.strip()]
+        except ValueError:
+            raise DaikError(
+                f"--only-seeds: a comma-separated list of seeds, got {args.only_seeds!r}"
+            ) from None
+        outside = [x for x in wanted_seeds if x not in seeds]
+        if outside or not wanted_seeds:
+            raise DaikError(
+                f"--only-seeds: {args.only_seeds!r} is not part of --seeds {args.seeds} "
+                f"(seeds {', '.join(map(str, seeds))})"
+            )
+        seeds = wanted_seeds
     out = Path(args.out) if args.out else spec.output_dir().with_name(spec.output_dir().name + "-ablate")
     split = scoring_split(spec, Path(args.val) if args.val else None)
     teacher = Path(args.teacher) if args.teacher else None
@@ -574,6 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
         "each split's scores are kept apart, the runs are trained once",
     )
     p.add_argument("--only", default=None, help="comma-separated configuration names: run only these")
+    p.add_argument(
+        "--only-seeds",
+        default=None,
+        help="comma-separated seeds of --seeds: run only these (e.g. to run part of a grid elsewhere)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="override hparams.epochs")
     p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")
     p.add_argument("--latency-threads", type=int, default=1, help="CPU threads of the latency column (1)")

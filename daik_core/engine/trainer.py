@@ -888,8 +888,8 @@ def legacy_loss_changes(stored: Mapping[str, Any], spec: JobSpec) -> list[str]:
             "loss.angle_reduction); it continues with the sum, 180x stronger: set loss.angle_reduction: mean "
             "in the spec to continue it as it was"
         )
-    losses = stored.get("losses") if isinstance(stored.get("losses"), Mapping) else {}
-    ck = losses.get("cls_kd") if isinstance(losses.get("cls_kd"), Mapping) else None
+    losses: Mapping[str, Any] = stored["losses"] if isinstance(stored.get("losses"), Mapping) else {}
+    ck = losses["cls_kd"] if isinstance(losses.get("cls_kd"), Mapping) else None
     if ck and ck.get("enabled") and ck.get("scope", "all") == "all" and "fg_thr" not in ck:
         out.append(
             "this run was trained with class KD averaged over every anchor (before losses.cls_kd.fg_thr); "

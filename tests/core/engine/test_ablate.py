@@ -130,6 +130,24 @@ def test_runs_trained_once_are_scored_on_each_split_apart(
     ]
     assert main([*argv, "--table-only", "--teacher", str(teacher)]) == 0
     assert json.loads((out / "ablation.json").read_text())["val"] == spec.dataset.val
+    # a grid run in parts: seed 1 of --seeds 2 alone (seed 0 is done and not touched)
+    in_parts = [
+        *argv,
+        "--seeds",
+        "2",
+        "--only-seeds",
+        "1",
+        "--teacher",
+        str(teacher),
+        "-q",
+        "--only",
+        "baseline",
+    ]
+    assert main(in_parts) == 0
+    assert (out / "runs" / "baseline" / "seed1" / "weights" / "last.pt").is_file()
+    assert weights.stat().st_mtime_ns == stamp
+    table = json.loads((out / "ablation.json").read_text())
+    assert table["seeds"] == [1] and [r["seeds"] for r in table["rows"]] == [[0, 1]]
     capsys.readouterr()
     assert main([*argv, "--table-only", "--val", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
@@ -190,4 +208,6 @@ def test_cli_refuses_bad_input_before_training(
     assert "give teacher.checkpoint in the spec or --teacher" in capsys.readouterr().err
     assert main(["ablate", str(spec_file), "--only", "baseline,nope", "--out", str(out)]) == 2
     assert "--only: not in the grid: nope" in capsys.readouterr().err
+    assert main(["ablate", str(spec_file), "--seeds", "2", "--only-seeds", "1,2", "--out", str(out)]) == 2
+    assert "--only-seeds: '1,2' is not part of --seeds 2 (seeds 0, 1)" in capsys.readouterr().err
     assert not (out / "runs").exists()
