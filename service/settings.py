@@ -13,21 +13,44 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["MIN_BOOTSTRAP_TOKEN_LENGTH", "Settings", "redact_url"]
+
+#: the bootstrap token is an admin credential chosen by a person: long enough not to be guessed
+MIN_BOOTSTRAP_TOKEN_LENGTH = 32
+
+# a URL inside a longer text (an error message), up to a blank or a quote
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# the userinfo of what follows "://": "user:password@" or ":password@" (no user)
+_USERINFO = re.compile(r"^([^:/@\s]*):[^@\s]*@")
 
 
-def redact_url(url: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+def _hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy parses (e.g. a port that is not a number)
+        scheme, _, rest = url.partition("://")
+        return scheme + "://" + _USERINFO.sub(r"\1:***@", rest)
+
+
+def redact_url(text: str) -> str:
+    """A URL, or a text quoting URLs (an error message), with every password shown as ``***``:
+    ``redis://:secret@host/0`` -> ``redis://:***@host/0``, ``postgresql://user:secret@host/db`` ->
+    ``postgresql://user:***@host/db`` (SQLAlchemy's URL rendering with the password hidden)."""
+    return _URL_IN_TEXT.sub(lambda m: _hide_password(m.group(0)), text)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DAIK_", extra="ignore", frozen=True)
+    # a bad value is never echoed in the error: it may be a secret (a token, a URL with its password)
+    model_config = SettingsConfigDict(
+        env_prefix="DAIK_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     home: Path = Field(default=Path("~/.daik"), description="embedded state: SQLite files, logs")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in home")
@@ -37,7 +60,9 @@ class Settings(BaseSettings):
         default=None, description="job outputs and checkpoints; default home/artifacts"
     )
     bootstrap_token: SecretStr | None = Field(
-        default=None, description="registered with admin scope at API start when set"
+        default=None,
+        description=f"registered with admin scope at API start when set; at least "
+        f"{MIN_BOOTSTRAP_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`); only its SHA-256 is stored",
     )
     # liveness (SERVICE.md): the lease a claim takes, how often the worker heartbeats, and the broker's
     # visibility timeout, which must exceed the longest job
@@ -70,6 +95,27 @@ class Settings(BaseSettings):
         "shared by every API process on that home",
     )
     session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="a dashboard login's lifetime")
+    cookie_secure: bool | Literal["auto"] = Field(
+        default="auto",
+        description="the session cookie's Secure flag: auto (only when the request came over https), true "
+        "(always: the API sits behind a TLS proxy that forwards plain http) or false",
+    )
+    max_batch_cells: int = Field(
+        default=500,
+        ge=1,
+        description="the most configurations x seeds one batch (or a schedule's template) may have",
+    )
+
+    @field_validator("bootstrap_token")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_BOOTSTRAP_TOKEN_LENGTH:
+            # the message never quotes the token
+            raise ValueError(
+                f"must be at least {MIN_BOOTSTRAP_TOKEN_LENGTH} characters, got "
+                f"{len(v.get_secret_value())} (e.g. `openssl rand -hex 32`)"
+            )
+        return v
 
     @field_validator("home", "data_root", "artifact_root")
     @classmethod

@@ -6,7 +6,9 @@ missed fire time into one, the latest due (a dispatcher that was down for an hou
 sixty), makes its batch (:func:`service.schedules.service.fire`; the batch's unique (schedule_id,
 fire_time) is the backstop where row locks are not enough, e.g. SQLite), records the outcome, advances
 ``next_fire_at`` past ``now``, commits, and only then sends the new jobs. A fire that cannot make its batch
-(no succeeded teacher of the named job, a dataset gone) is recorded as failed with its reason.
+(no succeeded teacher of the named job, a dataset gone) is recorded as failed with its reason. A schedule
+whose owner's token was revoked or has expired makes no batch: its fire is recorded as failed, saying so,
+and the schedule is disabled.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.batches.service import dispatch_jobs
 from service.db.base import utcnow
 from service.db.models import Schedule
-from service.schedules.service import fire, latest_due, next_fire
+from service.schedules.service import fire, latest_due, next_fire, owner_refusal
 from service.settings import Settings
 
 __all__ = ["MAX_PER_RUN", "Fired", "dispatch_schedules"]
@@ -60,11 +62,20 @@ def dispatch_schedules(
                 break
             assert schedule.next_fire_at is not None
             fire_time = latest_due(schedule.cron, schedule.timezone, schedule.next_fire_at, now)
-            batch, jobs, error = fire(session, settings, schedule, fire_time)
+            refusal = owner_refusal(session, schedule, now)
+            if refusal is None:
+                batch, jobs, error = fire(session, settings, schedule, fire_time)
+            else:
+                batch, jobs, error = None, [], refusal
             schedule.last_fire_at = fire_time
             schedule.last_fire_status = "failed" if batch is None else "created"
             schedule.last_fire_error = error
-            schedule.next_fire_at = next_fire(schedule.cron, schedule.timezone, max(now, fire_time))
+            if refusal is None:
+                schedule.next_fire_at = next_fire(schedule.cron, schedule.timezone, max(now, fire_time))
+            else:  # stops firing: its owner can no longer act
+                schedule.enabled = False
+                schedule.next_fire_at = None
+                schedule.version += 1
             session.commit()
             fired.append(Fired(schedule.id, fire_time, batch.id if batch else None, bool(jobs), error))
             if error is not None:

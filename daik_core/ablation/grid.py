@@ -127,9 +127,9 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_losses(name: str, losses: Mapping[str, Any]) -> None:
+def _check_losses(name: str, losses: Mapping[str, Any], defaults: dict[str, Any]) -> None:
     try:
-        DistillSpec.model_validate(_merge(DistillSpec().model_dump(mode="json"), losses))
+        DistillSpec.model_validate(_merge(defaults, losses))
     except ValidationError as err:
         problems = "; ".join(f"losses.{line}" for line in format_validation_error(err))
         raise DaikError(f"grid: configuration {name!r}: {problems}") from None
@@ -186,12 +186,14 @@ def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> l
             cells.append(Cell(item["name"], dict(losses_in), bool(item.get("teacher", False))))
     if not cells:
         raise DaikError("grid: no configurations")
-    seen: set[str] = set()
+    seen: set[str] = set()  # the slugs of the names so far: one set lookup per cell (linear in the cells)
+    defaults = DistillSpec().model_dump(mode="json")
     for cell in cells:
-        if cell.name in seen or slug(cell.name) in {slug(s) for s in seen}:
+        name_slug = slug(cell.name)
+        if name_slug in seen:
             raise DaikError(f"grid: configuration name {cell.name!r} is used twice")
-        seen.add(cell.name)
-        _check_losses(cell.name, cell.losses)
+        seen.add(name_slug)
+        _check_losses(cell.name, cell.losses, defaults)
     return cells
 
 

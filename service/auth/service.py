@@ -2,7 +2,9 @@
 
 A token is ``daik_`` + ``secrets.token_urlsafe(32)`` (256 random bits), shown once and stored only as its
 SHA-256: a fast hash is enough for a secret that long (no dictionary to guess from). Tokens never reach a
-log; the first characters (``prefix``) tell tokens apart in listings.
+log; the first characters (``prefix``) of a generated token tell tokens apart in listings. The bootstrap
+token (``DAIK_BOOTSTRAP_TOKEN``, at least 32 characters) is chosen by a person, so no part of it is kept:
+its row shows :data:`BOOTSTRAP_PREFIX` instead.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.db.base import utcnow
-from service.db.models import ApiToken
+from service.db.models import BOOTSTRAP_TOKEN_NAME, BOOTSTRAP_TOKEN_PREFIX, ApiToken
 from service.problems import Problem
 from service.settings import Settings
 
 __all__ = [
     "BOOTSTRAP_NAME",
+    "BOOTSTRAP_PREFIX",
     "SCOPES",
     "TOKEN_CACHE_TTL_SECONDS",
     "TOKEN_PREFIX",
@@ -36,12 +39,15 @@ __all__ = [
     "authenticate",
     "authenticate_cached",
     "authenticate_id_cached",
+    "check_token_name",
     "create_token",
     "create_token_cli",
     "ensure_bootstrap_token",
     "generate_token",
     "has_scope",
     "hash_token",
+    "owns",
+    "require_owner",
     "revoke_token",
     "session_cache_key",
     "validate_scopes",
@@ -52,7 +58,9 @@ log = logging.getLogger(__name__)
 TOKEN_PREFIX = "daik_"
 ADMIN = "admin"
 SCOPES: tuple[str, ...] = ("jobs:read", "jobs:write", "datasets:read", "datasets:write", ADMIN)
-BOOTSTRAP_NAME = "bootstrap"
+BOOTSTRAP_NAME = BOOTSTRAP_TOKEN_NAME
+#: what the bootstrap token's row shows as its prefix: no character of the token itself
+BOOTSTRAP_PREFIX = BOOTSTRAP_TOKEN_PREFIX
 # last_used_at is written at most once per this interval, so reads do not each cost a write
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 # a verified token is trusted from the in-process cache for at most this long: a revocation made by another
@@ -85,11 +93,39 @@ def has_scope(token: ApiToken, scope: str) -> bool:
     return ADMIN in token.scopes or scope in token.scopes
 
 
+def owns(token: ApiToken, owner_id: int | None) -> bool:
+    """Whether ``token`` may steer (cancel, retry, pause, edit ...) a job, batch or schedule whose owner is
+    the token ``owner_id``: its own, or any with ``admin``. A null owner (rows made before owners were
+    recorded) is admin-owned."""
+    return ADMIN in token.scopes or (owner_id is not None and owner_id == token.id)
+
+
+def require_owner(token: ApiToken, owner_id: int | None, what: str) -> None:
+    """A 403 problem unless ``token`` :func:`owns` ``what`` (e.g. ``job 1f3e...``)."""
+    if not owns(token, owner_id):
+        owner = "an admin" if owner_id is None else "another token"
+        raise Problem(
+            403, f"{what} belongs to {owner}: only its owner or a token with the scope 'admin' may change it"
+        )
+
+
+def check_token_name(name: str) -> str:
+    """The name of a new token, stripped; ``ValueError`` when empty or the bootstrap token's (reserved:
+    the API revokes every other token of that name when it registers ``DAIK_BOOTSTRAP_TOKEN``)."""
+    name = name.strip()
+    if not name:
+        raise ValueError("must not be empty")
+    if name == BOOTSTRAP_NAME:
+        raise ValueError(f"{BOOTSTRAP_NAME!r} is reserved for DAIK_BOOTSTRAP_TOKEN")
+    return name
+
+
 def create_token(
     session: Session, name: str, scopes: Sequence[str], expires_in: dt.timedelta | None = None
 ) -> tuple[ApiToken, str]:
     """Insert a token row (flushed, not committed) and return it with the plain token, which is not
-    stored anywhere."""
+    stored anywhere. ``ValueError`` for a reserved or empty name or an unknown scope."""
+    name = check_token_name(name)
     plain = generate_token()
     row = ApiToken(
         name=name,
@@ -127,7 +163,7 @@ def ensure_bootstrap_token(session: Session, settings: Settings) -> ApiToken | N
     digest = hash_token(plain)
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
     if row is None:
-        row = ApiToken(name=BOOTSTRAP_NAME, token_hash=digest, prefix=plain[:12], scopes=[ADMIN])
+        row = ApiToken(name=BOOTSTRAP_NAME, token_hash=digest, prefix=BOOTSTRAP_PREFIX, scopes=[ADMIN])
         session.add(row)
         try:
             session.flush()
@@ -281,8 +317,10 @@ def create_token_cli(settings: Settings, name: str, scopes: Sequence[str], expir
 
     try:
         scopes = validate_scopes(scopes)
-        if not name.strip():
-            raise ValueError("--name must not be empty")
+        try:
+            name = check_token_name(name)
+        except ValueError as err:
+            raise ValueError(f"--name: {err}") from None
         if expires_days is not None and expires_days <= 0:
             raise ValueError(f"--expires-days must be positive, got {expires_days:g}")
     except ValueError as err:
@@ -294,7 +332,7 @@ def create_token_cli(settings: Settings, name: str, scopes: Sequence[str], expir
     try:
         with make_sessionmaker(engine)() as session:
             expires = dt.timedelta(days=expires_days) if expires_days is not None else None
-            row, plain = create_token(session, name.strip(), scopes, expires)
+            row, plain = create_token(session, name, scopes, expires)
             session.commit()
     except SQLAlchemyError as err:
         reason = type(getattr(err, "orig", None) or err).__name__

@@ -3,8 +3,9 @@
 Browsers' ``EventSource`` cannot send an ``Authorization`` header, and a token pasted into page script
 would be readable by any script on the page; so ``/ui/login`` checks the token once and answers a cookie
 that is ``HttpOnly`` (no script reads it), ``SameSite=Strict`` (no other site's page sends it), ``Secure``
-when served over https, and signed with the session secret (``DAIK_SESSION_SECRET``, or a random one kept
-in ``<home>/session_secret`` so every API process on one home accepts the others' cookies).
+when served over https (or always, with ``DAIK_COOKIE_SECURE=true``, behind a TLS proxy), and signed with
+the session secret (``DAIK_SESSION_SECRET``, or a random one kept in ``<home>/session_secret`` so every API
+process on one home accepts the others' cookies).
 
 The cookie holds the token's *id* (never the token), a per-session CSRF token and an expiry. Every request
 re-checks the token by id through the token cache (:func:`~service.auth.service.authenticate_id_cached`),
@@ -140,6 +141,11 @@ def csrf_ok(session: SessionData, supplied: str | None) -> bool:
 
 
 def _secure(request: Request) -> bool:
+    """``DAIK_COOKIE_SECURE``: always (behind a TLS proxy that forwards plain http), never, or, by default,
+    when this request came over https."""
+    setting: bool | str = request.app.state.settings.cookie_secure
+    if isinstance(setting, bool):
+        return setting
     return request.url.scheme == "https"
 
 

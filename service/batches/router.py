@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from daik_core.ablation.table import table_csv, table_json, table_markdown
 from service.auth.dependencies import require
+from service.auth.service import require_owner
 from service.batches import service
 from service.batches.dependencies import ValidBatch
 from service.batches.schemas import BatchCreate, BatchList, BatchOut, ResultFormat
@@ -95,16 +96,18 @@ def get_batch(batch: ValidBatch, session: SessionDep, response: Response) -> Bat
 
 def _verb(verb: str, doc: str) -> None:
     def endpoint(
+        token: Annotated[ApiToken, JobsWrite],
         batch: ValidBatch,
         session: SessionDep,
         settings: SettingsDep,
         response: Response,
         if_match: IfMatch = None,
     ) -> BatchOut:
+        require_owner(token, batch.created_by, f"batch {batch.id}")
         batch = service.act(session, settings, batch, verb, if_match)
         return _out(session, batch, response)
 
-    endpoint.__doc__ = doc
+    endpoint.__doc__ = f"{doc} Only the token that made the batch, or one with ``admin``, may (403)."
     endpoint.__name__ = f"batch_{verb.replace('-', '_')}"
     router.add_api_route(
         f"/{{batch_id}}/{verb}",
@@ -112,7 +115,6 @@ def _verb(verb: str, doc: str) -> None:
         methods=["POST"],
         status_code=status.HTTP_202_ACCEPTED,
         response_model=BatchOut,
-        dependencies=[JobsWrite],
         responses=problem_responses(404, 409, 412, 422),
     )
 

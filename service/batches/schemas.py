@@ -90,6 +90,11 @@ class BatchOut(BaseModel):
     teacher_job_id: uuid.UUID | None
     schedule_id: uuid.UUID | None
     fire_time: dt.datetime | None
+    owner_token_id: int | None = Field(
+        default=None,
+        description="the id of the token that created it, which may steer it (and any admin token); null: "
+        "admin-owned",
+    )
     etag: str = Field(description="the batch's ETag (also in the ETag header): send it as If-Match")
     cells: list[BatchCellOut] | None = Field(
         default=None, description="GET /batches/{id} only: each (configuration, seed) and its job"

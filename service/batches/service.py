@@ -40,7 +40,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from daik_core.ablation.grid import BASELINE, Cell, cell_spec, config_hash, needs_teacher, parse_grid
+from daik_core.ablation.grid import BASELINE, GRIDS, Cell, cell_spec, config_hash, needs_teacher, parse_grid
 from daik_core.ablation.table import Row, RunRecord, summarize
 from daik_core.config import DistillSpec, JobSpec
 from daik_core.errors import DaikError
@@ -59,6 +59,8 @@ from service.db.models import (
 from service.db.states import IllegalTransition
 from service.errors import (
     ILLEGAL_TRANSITION_TYPE,
+    VALIDATION_TYPE,
+    FieldError,
     Problem,
     check_replay,
     invalid,
@@ -85,8 +87,10 @@ __all__ = [
     "batch_etag",
     "batch_out",
     "batch_stats",
+    "check_size",
     "create_batch",
     "get_batch",
+    "grid_size",
     "insert_batch",
     "list_batches",
     "materialise",
@@ -112,6 +116,48 @@ _TERMINAL = [s.value for s in TERMINAL_STATES]
 
 
 # ------------------------------------------------------------------------------------------------ create
+
+
+def grid_size(grid: Any) -> int | None:
+    """How many configurations ``grid`` has, counted without building them (a product of a few long lists
+    is a vast grid); None when it is not a grid at all (:func:`parse_cells` says why)."""
+    if isinstance(grid, str):
+        named = GRIDS.get(grid)
+        return None if named is None else len(named)
+    if isinstance(grid, list):
+        return len(grid)
+    if isinstance(grid, dict) and isinstance(grid.get("product"), dict):
+        size = 1
+        for values in grid["product"].values():
+            if not isinstance(values, list):
+                return None
+            size *= len(values)
+        return size or None
+    return None
+
+
+def check_size(body: BatchCreate, max_cells: int, prefix: str = "") -> None:
+    """A 422 naming ``grid`` and ``seeds`` when the batch would have more than ``max_cells`` configurations x
+    seeds (``DAIK_MAX_BATCH_CELLS``); checked before the grid is built, so a vast grid costs nothing."""
+    cells = grid_size(body.grid)
+    if cells is None:
+        return
+    seeds = body.seeds if isinstance(body.seeds, int) else len(body.seeds)
+    if cells * seeds <= max_cells:
+        return
+    message = (
+        f"{cells} configurations x {seeds} seeds = {cells * seeds} runs, more than the {max_cells} a batch "
+        "may have (DAIK_MAX_BATCH_CELLS)"
+    )
+    raise Problem(
+        422,
+        message,
+        title="Request validation failed",
+        type=VALIDATION_TYPE,
+        errors=[
+            FieldError(field=f"{prefix}{f}", message=message, location="body") for f in ("grid", "seeds")
+        ],
+    )
 
 
 def parse_cells(grid: Any, field: str = "grid") -> list[Cell]:
@@ -230,6 +276,7 @@ def insert_batch(
 ) -> tuple[Batch, list[Job]]:
     """Validate ``body`` and add the batch with all its jobs to the session (flushed, not committed): the
     caller commits, then dispatches the jobs (:func:`create_batch`, the schedule dispatcher)."""
+    check_size(body, settings.max_batch_cells)
     reject_nul(body.model_dump(mode="json"))
     cells = parse_cells(body.grid)
     stored = body.model_dump(mode="json")
@@ -374,6 +421,7 @@ def batch_out(session: Session, batch: Batch, stats: BatchStats, *, with_cells: 
         teacher_job_id=batch.teacher_job_id,
         schedule_id=batch.schedule_id,
         fire_time=batch.fire_time,
+        owner_token_id=batch.created_by,
         etag=batch_etag(batch),
         cells=_cells_out(session, batch) if with_cells else None,
         created_at=batch.created_at,

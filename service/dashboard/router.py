@@ -29,7 +29,13 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from service.artifacts.service import list_checkpoints
-from service.auth.service import TokenCache, authenticate_cached, authenticate_id_cached, has_scope
+from service.auth.service import (
+    TokenCache,
+    authenticate_cached,
+    authenticate_id_cached,
+    has_scope,
+    owns,
+)
 from service.auth.session import (
     CSRF_FIELD,
     SessionData,
@@ -100,6 +106,10 @@ class UiUser:
     @property
     def can_write(self) -> bool:
         return has_scope(self.token, "jobs:write")
+
+    def can_steer(self, owner_token_id: int | None) -> bool:
+        """May cancel / retry / pause ... a job, batch or schedule of that owner (its own; any, as admin)."""
+        return self.can_write and owns(self.token, owner_token_id)
 
 
 def _here(request: Request) -> str:

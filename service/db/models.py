@@ -34,6 +34,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from service.db.base import Base, JSONType, UTCDateTime, utcnow
 
 __all__ = [
+    "BOOTSTRAP_TOKEN_NAME",
+    "BOOTSTRAP_TOKEN_PREFIX",
     "HELD_BATCH_STATES",
     "TERMINAL_STATES",
     "ApiToken",
@@ -122,6 +124,7 @@ class Job(Base):
     # submission
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # the owner: the token that submitted it (a batch's jobs: the batch's); null: admin-owned
     created_by: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last broker send
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -236,16 +239,30 @@ class Dataset(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+#: ``service.auth.service.BOOTSTRAP_NAME`` / ``BOOTSTRAP_PREFIX``: the bootstrap token's row keeps no part
+#: of the token (a person chose it), which a CHECK constraint holds to
+BOOTSTRAP_TOKEN_NAME = "bootstrap"
+BOOTSTRAP_TOKEN_PREFIX = "(bootstrap)"
+
+
 class ApiToken(Base):
-    """A bearer token, stored as its SHA-256 (tokens are long random strings, so no slow hash is needed)."""
+    """A bearer token, stored as its SHA-256 (tokens are long random strings, so no slow hash is needed).
+    It owns the jobs, batches and schedules it created (their ``created_by``)."""
 
     __tablename__ = "api_token"
-    __table_args__ = (UniqueConstraint("token_hash"),)
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        CheckConstraint(
+            f"name <> '{BOOTSTRAP_TOKEN_NAME}' OR prefix = '{BOOTSTRAP_TOKEN_PREFIX}'",
+            name="bootstrap_prefix",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64))
-    prefix: Mapped[str] = mapped_column(String(12))  # the first characters, to tell tokens apart
+    # the first characters of a generated token, to tell tokens apart; the bootstrap token's: "(bootstrap)"
+    prefix: Mapped[str] = mapped_column(String(12))
     scopes: Mapped[list[str]] = mapped_column(JSONType)  # e.g. ["jobs:read", "jobs:write", "admin"]
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -321,6 +338,7 @@ class Batch(Base):
     fire_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # the owner: the token that submitted it (a schedule's batch: the schedule's owner); null: admin-owned
     created_by: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -363,6 +381,7 @@ class Schedule(Base):
     last_fire_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_fire_status: Mapped[str | None] = mapped_column(String(16))  # created | failed
     last_fire_error: Mapped[str | None] = mapped_column(Text)
+    # the owner: the token that made the schedule (its batches and jobs are its too); null: admin-owned
     created_by: Mapped[int | None] = mapped_column(ForeignKey("api_token.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

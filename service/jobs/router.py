@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.dependencies import require
+from service.auth.service import require_owner
 from service.db.models import TERMINAL_STATES, ApiToken, JobStatus
 from service.dependencies import IdempotencyKeyHeader, SessionDep, SessionmakerDep, SettingsDep
 from service.jobs import service
@@ -33,6 +34,7 @@ SSE_BATCH = 500
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 JobsRead = Depends(require("jobs:read"))
+JobsWrite = Depends(require("jobs:write"))
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot compare text with NUL characters
 
 
@@ -133,16 +135,18 @@ def get_metrics(
     "/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    dependencies=[Depends(require("jobs:write"))],
     responses=problem_responses(404, 409, 422),
 )
 def cancel_job(
+    token: Annotated[ApiToken, JobsWrite],
     job: ValidJob,
     session: SessionDep,
     force: Annotated[bool, Query(description="stop the trainer at once, without the grace period")] = False,
 ) -> JobOut:
     """Queued: cancelled at once. Running: ``cancelling`` until the worker has stopped the trainer.
-    Already cancelled or cancelling: 202, nothing changes. Finished: 409."""
+    Already cancelled or cancelling: 202, nothing changes. Finished: 409. Only the token that submitted
+    the job, or one with ``admin``, may cancel it (403)."""
+    require_owner(token, job.created_by, f"job {job.id}")
     job = service.cancel_job(session, job, force=force)
     return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
 
@@ -151,15 +155,20 @@ def cancel_job(
     "/{job_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    dependencies=[Depends(require("jobs:write"))],
     responses=problem_responses(400, 404, 409, 422),  # 400: a body that is not JSON at all
 )
 def retry_job(
-    job: ValidJob, session: SessionDep, settings: SettingsDep, body: RetryIn | None = None
+    token: Annotated[ApiToken, JobsWrite],
+    job: ValidJob,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: RetryIn | None = None,
 ) -> JobOut:
     """A failed or cancelled job is queued again with a fresh restart budget: from its last checkpoint
     (default) or from scratch (``{"start": "scratch"}``). Already queued: 202, nothing changes. Running,
-    cancelling or succeeded: 409."""
+    cancelling or succeeded: 409. Only the token that submitted the job, or one with ``admin``, may retry
+    it (403)."""
+    require_owner(token, job.created_by, f"job {job.id}")
     start = body.start if body is not None else "checkpoint"
     job = service.retry_job(session, settings, job, start=start)
     return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])

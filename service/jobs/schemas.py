@@ -86,6 +86,11 @@ class JobOut(BaseModel):
     )
     resources: dict[str, Any]
     spec: dict[str, Any] = Field(description="the resolved job spec the worker runs")
+    owner_token_id: int | None = Field(
+        default=None,
+        description="the id of the token that created it, which may steer it (and any admin token); null: "
+        "admin-owned",
+    )
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None

@@ -413,6 +413,7 @@ def job_out(job: Job, latest: dict[str, float | None], waiting: str | None = Non
         failure_kind=job.failure_kind,
         resources=job.resources,
         spec=job.spec,
+        owner_token_id=job.created_by,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

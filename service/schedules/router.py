@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Header, Response, status
 from sqlalchemy.orm import Session
 
 from service.auth.dependencies import require
+from service.auth.service import require_owner
 from service.db.models import ApiToken, Schedule
-from service.dependencies import SessionDep
+from service.dependencies import SessionDep, SettingsDep
 from service.problems import problem_responses
 from service.schedules import service
 from service.schedules.dependencies import ValidSchedule
@@ -42,9 +43,10 @@ def create_schedule(
     body: ScheduleCreate,
     response: Response,
     session: SessionDep,
+    settings: SettingsDep,
     token: Annotated[ApiToken, JobsWrite],
 ) -> ScheduleOut:
-    schedule = service.create_schedule(session, body, token)
+    schedule = service.create_schedule(session, body, token, max_cells=settings.max_batch_cells)
     response.headers["Location"] = f"/schedules/{schedule.id}"
     return _out(session, schedule, response)
 
@@ -65,26 +67,35 @@ def get_schedule(schedule: ValidSchedule, session: SessionDep, response: Respons
 @router.patch(
     "/{schedule_id}",
     response_model=ScheduleOut,
-    dependencies=[JobsWrite],
     responses=problem_responses(404, 409, 412, 422, 428),
 )
 def update_schedule(
+    token: Annotated[ApiToken, JobsWrite],
     schedule: ValidSchedule,
     body: ScheduleUpdate,
     session: SessionDep,
+    settings: SettingsDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ScheduleOut:
-    schedule = service.update_schedule(session, schedule, body, if_match)
+    """Only the token that made the schedule, or one with ``admin``, may change it (403)."""
+    require_owner(token, schedule.created_by, f"schedule {schedule.id}")
+    schedule = service.update_schedule(session, schedule, body, if_match, max_cells=settings.max_batch_cells)
     return _out(session, schedule, response)
 
 
 @router.delete(
     "/{schedule_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[JobsWrite],
     responses=problem_responses(404, 412, 428),
 )
-def delete_schedule(schedule: ValidSchedule, session: SessionDep, if_match: IfMatch = None) -> Response:
+def delete_schedule(
+    token: Annotated[ApiToken, JobsWrite],
+    schedule: ValidSchedule,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> Response:
+    """Only the token that made the schedule, or one with ``admin``, may delete it (403)."""
+    require_owner(token, schedule.created_by, f"schedule {schedule.id}")
     service.delete_schedule(session, schedule, if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -51,6 +51,11 @@ class ScheduleOut(BaseModel):
     last_fire_status: str | None = Field(description="created | failed")
     last_fire_error: str | None
     last_batch_id: uuid.UUID | None
+    owner_token_id: int | None = Field(
+        default=None,
+        description="the id of the token that created it, which may steer it (and any admin token); null: "
+        "admin-owned",
+    )
     etag: str
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.batches.schemas import BatchCreate
-from service.batches.service import insert_batch, parse_cells, plan_jobs
+from service.batches.service import check_size, insert_batch, parse_cells, plan_jobs
 from service.db.base import utcnow
 from service.db.models import ApiToken, Batch, Job, JobStatus, Schedule
 from service.errors import Problem, invalid, reject_nul, validation_problem
@@ -39,6 +39,7 @@ __all__ = [
     "latest_due",
     "list_schedules",
     "next_fire",
+    "owner_refusal",
     "resolve_template",
     "schedule_etag",
     "schedule_out",
@@ -77,9 +78,12 @@ def latest_due(expr: str, timezone: str, first_due: dt.datetime, now: dt.datetim
     return max(latest, first_due)
 
 
-def _template_body(template: dict[str, Any], field: str = "template") -> tuple[BatchCreate, str | None]:
+def _template_body(
+    template: dict[str, Any], field: str = "template", max_cells: int | None = None
+) -> tuple[BatchCreate, str | None]:
     """The template as a ``POST /batches`` body (a ``latest_succeeded`` teacher stands in as a placeholder
-    job id) and the teacher job name to resolve at fire time; 422 naming ``template.…`` fields."""
+    job id) and the teacher job name to resolve at fire time; 422 naming ``template.…`` fields, also when
+    it has more than ``max_cells`` configurations x seeds."""
     data = copy.deepcopy(template)
     base = data.get("base")
     if not isinstance(base, dict):
@@ -95,6 +99,8 @@ def _template_body(template: dict[str, Any], field: str = "template") -> tuple[B
         body = BatchCreate.model_validate(data)
     except ValidationError as err:
         raise validation_problem(err, field) from None
+    if max_cells is not None:
+        check_size(body, max_cells, f"{field}.")
     plan_jobs(body, parse_cells(body.grid, f"{field}.grid"), f"{field}.grid")
     return body, name
 
@@ -151,6 +157,7 @@ def schedule_out(session: Session, schedule: Schedule) -> ScheduleOut:
         last_fire_status=schedule.last_fire_status,
         last_fire_error=schedule.last_fire_error,
         last_batch_id=last,
+        owner_token_id=schedule.created_by,
         etag=schedule_etag(schedule),
         created_at=schedule.created_at,
         updated_at=schedule.updated_at,
@@ -161,11 +168,11 @@ def list_schedules(session: Session) -> list[Schedule]:
     return list(session.scalars(select(Schedule).order_by(Schedule.name)))
 
 
-def _validate(cron: str, timezone: str, template: dict[str, Any]) -> None:
+def _validate(cron: str, timezone: str, template: dict[str, Any], max_cells: int | None) -> None:
     _check_cron(cron)
     _zone(timezone)
     reject_nul(template, "template")
-    _template_body(template)
+    _template_body(template, max_cells=max_cells)
 
 
 def _name_taken(name: str) -> Problem:
@@ -173,9 +180,16 @@ def _name_taken(name: str) -> Problem:
 
 
 def create_schedule(
-    session: Session, body: ScheduleCreate, token: ApiToken | None = None, now: dt.datetime | None = None
+    session: Session,
+    body: ScheduleCreate,
+    token: ApiToken | None = None,
+    now: dt.datetime | None = None,
+    *,
+    max_cells: int | None = None,
 ) -> Schedule:
-    _validate(body.cron, body.timezone, body.template)
+    """Store a schedule owned by ``token`` (its fires make batches and jobs owned by it too); a template of
+    more than ``max_cells`` configurations x seeds is a 422."""
+    _validate(body.cron, body.timezone, body.template, max_cells)
     now = now or utcnow()
     schedule = Schedule(
         id=uuid.uuid4(),
@@ -203,6 +217,8 @@ def update_schedule(
     body: ScheduleUpdate,
     if_match: str | None,
     now: dt.datetime | None = None,
+    *,
+    max_cells: int | None = None,
 ) -> Schedule:
     """Apply the given fields (``If-Match`` required: 428 / 412); a changed cron, time zone or enabled flag
     recomputes ``next_fire_at`` from now (missed fire times of a disabled schedule are not made up)."""
@@ -215,7 +231,7 @@ def update_schedule(
     cron = changes.get("cron", schedule.cron)
     timezone = changes.get("timezone", schedule.timezone)
     template = changes.get("template", schedule.template)
-    _validate(cron, timezone, template)
+    _validate(cron, timezone, template, max_cells)
     timing = {"cron", "timezone", "enabled"} & set(changes)
     for key, value in changes.items():
         setattr(schedule, key, value)
@@ -239,13 +255,35 @@ def delete_schedule(session: Session, schedule: Schedule, if_match: str | None) 
     session.commit()
 
 
+def owner_refusal(session: Session, schedule: Schedule, now: dt.datetime) -> str | None:
+    """Why the schedule may fire no more: its owner's token was revoked or has expired (the dispatcher
+    records that as the fire's outcome and disables the schedule); None when it may fire. A schedule
+    without an owner is admin-owned and fires."""
+    if schedule.created_by is None:
+        return None
+    token = session.get(ApiToken, schedule.created_by)
+    if token is None:  # deleted rows set created_by to null; a dangling id cannot happen, but say so
+        return f"the schedule's owner token (id {schedule.created_by}) no longer exists"
+    if token.revoked_at is not None:
+        what = f"was revoked at {token.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+    elif token.expires_at is not None and token.expires_at <= now:
+        what = f"expired at {token.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    else:
+        return None
+    return (
+        f"the schedule's owner token {token.name!r} (id {token.id}) {what}: the schedule is disabled and "
+        "makes no batch; create it again with a valid token"
+    )
+
+
 def fire(
     session: Session, settings: Settings, schedule: Schedule, fire_time: dt.datetime
 ) -> tuple[Batch | None, list[Job], str | None]:
     """Make the batch of ``schedule`` at ``fire_time`` inside a savepoint of the caller's transaction:
     ``(batch, its new jobs, None)``; ``(existing batch, [], None)`` when that fire time already has one
     (another dispatcher won); ``(None, [], reason)`` when the template cannot be made into a batch now
-    (no succeeded teacher, a dataset gone): the fire is recorded as failed, nothing raises."""
+    (no succeeded teacher, a dataset gone): the fire is recorded as failed, nothing raises. The batch and
+    its jobs belong to the schedule's owner (check :func:`owner_refusal` first)."""
     existing = session.scalar(
         select(Batch).where(Batch.schedule_id == schedule.id, Batch.fire_time == fire_time)
     )
@@ -254,7 +292,10 @@ def fire(
     savepoint = session.begin_nested()
     try:
         body = resolve_template(session, schedule.template)
-        batch, jobs = insert_batch(session, settings, body, schedule_id=schedule.id, fire_time=fire_time)
+        owner = session.get(ApiToken, schedule.created_by) if schedule.created_by is not None else None
+        batch, jobs = insert_batch(
+            session, settings, body, token=owner, schedule_id=schedule.id, fire_time=fire_time
+        )
         savepoint.commit()
     except Problem as err:
         savepoint.rollback()

@@ -129,3 +129,25 @@ def test_dockerfile_builds_torch_then_the_project() -> None:
     assert torch_at < project_at
     assert "${TORCH_INDEX_URL}" in code[torch_at]
     assert any(ln.startswith("USER ") and "root" not in ln for ln in code)
+
+
+def _published(port: str | dict[str, Any]) -> tuple[str, str, int]:
+    """(host address, host port, container port) of a compose port, in the short form Debian's
+    docker-compose prints (``127.0.0.1:8000:8000/tcp``) or the long one of ``docker compose`` v2."""
+    if isinstance(port, str):
+        host_ip, published, target = port.split("/")[0].rsplit(":", 2)
+        return host_ip, published, int(target)
+    return str(port.get("host_ip", "")), str(port["published"]), int(port["target"])
+
+
+def test_api_is_published_on_loopback_unless_asked(compose: list[str], stack: dict[str, Any]) -> None:
+    api = stack["services"]["api"]
+    assert [_published(p) for p in api["ports"]] == [("127.0.0.1", "8000", 8000)]
+    assert api["environment"]["DAIK_COOKIE_SECURE"] == "auto"
+    # behind a TLS proxy on another host: every interface, and the session cookie always Secure
+    env = {**SECRETS, "DAIK_API_BIND": "0.0.0.0", "DAIK_PORT": "8443", "DAIK_COOKIE_SECURE": "true"}
+    result = _config(compose, COMPOSE_FILE, env)
+    assert result.returncode == 0, result.stderr
+    api = yaml.safe_load(result.stdout)["services"]["api"]
+    assert [_published(p) for p in api["ports"]] == [("0.0.0.0", "8443", 8000)]
+    assert api["environment"]["DAIK_COOKIE_SECURE"] == "true"

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import secrets
 import time
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.service import TOKEN_CACHE_TTL_SECONDS, TokenCache, create_token_cli, revoke_token
@@ -178,6 +182,60 @@ def test_bootstrap_token_is_registered_as_admin(pg_url: str, roots: Path, db: se
         assert c.get("/jobs", headers=bearer(secret)).status_code == 200
     with db() as session:
         assert len(session.scalars(select(ApiToken)).all()) == 1
+
+
+def _windows(secret: str, width: int = 6) -> set[str]:
+    """Every ``width``-character piece of ``secret``: none may appear where the secret must not."""
+    return {secret[i : i + width] for i in range(len(secret) - width + 1)}
+
+
+def test_the_bootstrap_token_is_never_stored_or_listed_in_the_clear(
+    pg_url: str, roots: Path, db: sessionmaker[Session], make_token: TokenFactory
+) -> None:
+    secret = secrets.token_urlsafe(32)
+    with TestClient(create_app(make_settings(pg_url, roots, bootstrap_token=secret))) as c:
+        assert c.get("/jobs", headers=bearer(secret)).status_code == 200
+        listed = c.get("/tokens", headers=bearer(make_token("admin"))).json()["items"]
+    bootstrap = [t for t in listed if t["name"] == "bootstrap"]
+    assert len(bootstrap) == 1 and bootstrap[0]["prefix"] == "(bootstrap)"
+    text = json.dumps(listed)
+    assert not any(piece in text for piece in _windows(secret))  # not even its first characters
+    with db() as session:
+        row = session.scalars(select(ApiToken).where(ApiToken.name == "bootstrap")).one()
+        stored = " ".join(str(v) for v in (row.name, row.prefix, row.token_hash, row.scopes))
+    assert row.token_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert not any(piece in stored for piece in _windows(secret))
+    # and the database refuses a bootstrap row that keeps a part of its token
+    with db() as session, pytest.raises(IntegrityError, match="ck_api_token_bootstrap_prefix"):
+        session.add(ApiToken(name="bootstrap", token_hash="h" * 64, prefix=secret[:12], scopes=["admin"]))
+        session.flush()
+
+
+def test_a_short_bootstrap_token_is_refused_without_echoing_it(pg_url: str, roots: Path) -> None:
+    short = "x7-Short-Bootstrap-Secret-31chr"  # 31 characters
+    assert len(short) == 31
+    with pytest.raises(ValidationError) as err:
+        make_settings(pg_url, roots, bootstrap_token=short)
+    assert "bootstrap_token" in str(err.value) and "at least 32 characters" in str(err.value)
+    assert short not in str(err.value) and short[:8] not in str(err.value)
+    assert make_settings(pg_url, roots, bootstrap_token=short + "y").bootstrap_token is not None  # 32: fine
+
+
+def test_the_bootstrap_name_is_reserved(
+    client: TestClient,
+    admin: dict[str, str],
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    db: sessionmaker[Session],
+) -> None:
+    # the API revokes every other token of that name when it registers DAIK_BOOTSTRAP_TOKEN
+    r = client.post("/tokens", json={"name": "bootstrap", "scopes": ["jobs:read"]}, headers=admin)
+    assert_problem(r, 422, "name")
+    assert create_token_cli(settings, name="bootstrap", scopes=["jobs:read"], expires_days=None) != 0
+    out, err = capsys.readouterr()
+    assert out == "" and "reserved" in err
+    with db() as session:
+        assert session.scalars(select(ApiToken.name)).all() == ["test"]  # the admin fixture's only
 
 
 def test_token_cli_prints_a_working_token_once(

@@ -23,8 +23,9 @@ from service.auth.session import SESSION_COOKIE, SessionSigner, load_session_sec
 from service.dashboard.service import line_chart, loss_keys
 from service.db.models import ApiToken, Attempt, EvalResult, JobEvent, Metric
 from service.jobs.feed import feed_events, feed_item, latest_event_id
+from service.main import create_app
 from service.settings import Settings
-from tests.service.conftest import TokenFactory
+from tests.service.conftest import TokenFactory, make_settings
 from tests.service.helpers import PNG_1X1, bearer, job_body, set_job
 
 Submit = Callable[..., dict[str, Any]]
@@ -87,6 +88,52 @@ def test_login_sets_a_signed_httponly_strict_cookie_holding_no_token(
     value = ui.cookies[SESSION_COOKIE]
     assert plain not in value and plain[5:20] not in value
     assert ui.get("/ui/jobs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("cookie_secure", "base_url", "secure"),
+    [
+        ("auto", "http://testserver", False),
+        ("auto", "https://testserver", True),
+        (True, "http://testserver", True),  # behind a TLS proxy that forwards plain http
+        (False, "https://testserver", False),
+    ],
+)
+def test_the_session_cookie_is_secure_as_set(
+    pg_url: str,
+    roots: Path,
+    make_token: TokenFactory,
+    cookie_secure: bool | str,
+    base_url: str,
+    secure: bool,
+) -> None:
+    plain = make_token("jobs:read", name="reader")
+    app = create_app(make_settings(pg_url, roots, cookie_secure=cookie_secure))
+    with TestClient(app, base_url=base_url) as c:
+        r = c.post(
+            "/ui/login",
+            content=f"token={plain}&next=/ui/jobs",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+        attributes = [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
+        assert ("secure" in attributes) is secure, attributes
+        assert "httponly" in attributes and "samesite=strict" in attributes
+        # sent by hand: a client keeps a Secure cookie from plain http (as a browser behind the proxy sends
+        # it over https)
+        cookie = {"Cookie": r.headers["set-cookie"].split(";")[0]}
+        c.cookies.clear()
+        csrf = CSRF_META.search(c.get("/ui/jobs", headers=cookie).text)
+        assert csrf is not None
+        out = c.post(
+            "/ui/logout",
+            content=f"csrf={csrf.group(1)}",
+            headers={"Content-Type": "application/x-www-form-urlencoded", **cookie},
+            follow_redirects=False,
+        )
+        cleared = [a.strip().lower() for a in out.headers["set-cookie"].split(";")]
+        assert cleared[0] == f'{SESSION_COOKIE}=""' and ("secure" in cleared) is secure
 
 
 def test_login_refuses_bad_tokens_and_foreign_origins_and_keeps_next_local(
@@ -287,7 +334,7 @@ def test_job_page_shows_curves_ap_attempts_checkpoints(
         )
         session.commit()
     set_job(db, jid, status="succeeded", final_map50=0.3, progress=1.0, epoch=3)
-    login(ui, make_token("jobs:read", "jobs:write"))
+    login(ui, make_token("admin", name="another-admin"))  # not the job's owner, but an admin
 
     page = ui.get(f"/ui/jobs/{jid}")
     assert page.status_code == 200
@@ -300,6 +347,11 @@ def test_job_page_shows_curves_ap_attempts_checkpoints(
     assert "epoch 3 done" in html and 'id="retry-job" hidden' in html
     panels = ui.get(f"/ui/jobs/{jid}/panels")
     assert panels.status_code == 200 and 'id="ap-table"' in panels.text and "<html" not in panels.text
+    # a jobs:write token that does not own the job gets no buttons (the API would answer 403)
+    ui.cookies.clear()
+    login(ui, make_token("jobs:read", "jobs:write", name="not-the-owner"))
+    html = ui.get(f"/ui/jobs/{jid}").text
+    assert "epoch 3 done" in html and 'id="retry-job"' not in html and 'id="cancel-job"' not in html
 
 
 def test_unknown_job_is_a_404_page(ui: TestClient, make_token: TokenFactory) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.dashboard.service import bar_chart
 from service.db.models import Batch, Schedule
 from tests.service.conftest import TokenFactory
-from tests.service.helpers import assert_problem, job_body, set_job
+from tests.service.helpers import assert_problem, bearer, job_body, set_job
 from tests.service.test_dashboard import login
 
 GRID = [{"name": "baseline", "losses": {}}, {"name": "+AAL", "losses": {"aal": {"enabled": True}}}]
@@ -73,9 +73,10 @@ def test_batch_page_shows_the_ablation_table_chart_and_jobs(
     dota: dict[str, str],
     db: sessionmaker[Session],
 ) -> None:
-    batch = _batch(ui, admin, dota)
+    writer = make_token("jobs:read", "jobs:write", name="writer")
+    batch = _batch(ui, bearer(writer), dota)  # the writer's own batch: its buttons are shown
     _finish_known(db, batch)
-    login(ui, make_token("jobs:read", "jobs:write"))
+    login(ui, writer)
     page = ui.get(f"/ui/batches/{batch['id']}")
     assert page.status_code == 200, page.text
     html = page.text
@@ -139,8 +140,9 @@ def test_batch_buttons_act_through_the_cookie_csrf_and_if_match(
     admin: dict[str, str],
     dota: dict[str, str],
 ) -> None:
-    batch = _batch(ui, admin, dota, seeds=1)
-    csrf = login(ui, make_token("jobs:read", "jobs:write"))
+    writer = make_token("jobs:read", "jobs:write", name="writer")
+    batch = _batch(ui, bearer(writer), dota, seeds=1)
+    csrf = login(ui, writer)
     html = ui.get(f"/ui/batches/{batch['id']}").text
     match = re.search(r'data-etag="([^"]+)"', html)
     assert match is not None
@@ -207,9 +209,10 @@ def test_schedules_page_and_its_toggle(
     dota: dict[str, str],
     db: sessionmaker[Session],
 ) -> None:
+    writer = make_token("jobs:read", "jobs:write", name="writer")
     template = {"base": job_body(dota, name="nightly"), "grid": GRID, "seeds": 1}
     body = {"name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "template": template}
-    r = ui.post("/schedules", json=body, headers=admin)
+    r = ui.post("/schedules", json=body, headers=bearer(writer))  # the writer's own schedule
     assert r.status_code == 201, r.text
     schedule = r.json()
     batch = _batch(ui, admin, dota, seeds=1)
@@ -220,7 +223,7 @@ def test_schedules_page_and_its_toggle(
         s = session.get_one(Schedule, uuid.UUID(schedule["id"]))
         s.last_fire_at, s.last_fire_status = fired, "created"
         session.commit()
-    csrf = login(ui, make_token("jobs:read", "jobs:write"))
+    csrf = login(ui, writer)
 
     html = ui.get("/ui/schedules").text
     assert "<code>30 2 * * *</code>" in html and "Europe/Berlin" in html

@@ -1,6 +1,7 @@
 """The schedule dispatcher (:func:`worker.schedules.dispatch_schedules`) on a real PostgreSQL database with
 an explicit ``now``: two dispatchers at one fire time make one batch, missed fire times coalesce into the
-latest, fire times are DST-safe in Europe/Berlin, and a fire that cannot resolve its teacher is recorded."""
+latest, fire times are DST-safe in Europe/Berlin, a fire that cannot resolve its teacher is recorded, and a
+schedule whose owner's token was revoked (or expired) stops firing, saying why."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import Batch, Job, Schedule
+from service.auth.service import create_token, revoke_token
+from service.db.models import ApiToken, Batch, Job, Schedule
 from service.schedules.schemas import ScheduleCreate
 from service.schedules.service import create_schedule, fire, next_fire
 from service.settings import Settings
@@ -32,10 +34,23 @@ def _template(settings: Settings, **base: Any) -> dict[str, Any]:
     return {"base": job_body(dota, name="nightly", **base), "grid": [{"name": "baseline"}], "seeds": 1}
 
 
-def _schedule(db: sessionmaker[Session], template: dict[str, Any], cron: str = "*/5 * * * *") -> uuid.UUID:
+def _schedule(
+    db: sessionmaker[Session],
+    template: dict[str, Any],
+    cron: str = "*/5 * * * *",
+    owner: int | None = None,
+) -> uuid.UUID:
     with db() as s:
         body = ScheduleCreate(name=f"s-{uuid.uuid4().hex[:6]}", cron=cron, timezone="UTC", template=template)
-        return create_schedule(s, body, now=T0).id
+        token = s.get_one(ApiToken, owner) if owner is not None else None
+        return create_schedule(s, body, token, now=T0).id
+
+
+def _token(db: sessionmaker[Session], name: str, expires_in: dt.timedelta | None = None) -> int:
+    with db() as s:
+        row, _plain = create_token(s, name, ["jobs:read", "jobs:write"], expires_in)
+        s.commit()
+        return row.id
 
 
 def test_two_dispatchers_at_one_fire_time_make_one_batch(
@@ -119,3 +134,52 @@ def test_a_missing_latest_succeeded_teacher_records_a_failed_fire(
         assert sched.last_fire_status == "failed" and "no-such-job" in (sched.last_fire_error or "")
         assert sched.next_fire_at == T0 + dt.timedelta(minutes=10)
         assert s.scalar(select(func.count()).select_from(Batch)) == 0
+
+
+def test_a_schedule_fires_as_its_owner_and_stops_when_the_owner_token_is_revoked(
+    db: sessionmaker[Session], settings: Settings, broker: redis.Redis
+) -> None:
+    owner = _token(db, "nightly-owner")
+    sid = _schedule(db, _template(settings), owner=owner)
+    fired = dispatch_schedules(db, settings, now=T0 + dt.timedelta(minutes=5))
+    assert len(fired) == 1 and fired[0].batch_id is not None and fired[0].error is None
+    with db() as s:  # the batch and its job belong to the schedule's owner
+        batch = s.get_one(Batch, fired[0].batch_id)
+        assert batch.created_by == owner
+        assert [j.created_by for j in s.scalars(select(Job))] == [owner]
+
+    with db() as s:
+        assert revoke_token(s, owner) is not None
+        s.commit()
+    fired = dispatch_schedules(db, settings, now=T0 + dt.timedelta(minutes=10))
+    assert len(fired) == 1 and fired[0].batch_id is None and not fired[0].created
+    assert fired[0].error is not None and "'nightly-owner'" in fired[0].error and "revoked" in fired[0].error
+    with db() as s:
+        sched = s.get_one(Schedule, sid)
+        assert sched.last_fire_status == "failed" and sched.last_fire_at == T0 + dt.timedelta(minutes=10)
+        assert sched.last_fire_error == fired[0].error
+        assert sched.enabled is False and sched.next_fire_at is None and sched.version == 2
+        assert s.scalar(select(func.count()).select_from(Batch)) == 1  # no batch for the refused fire
+        assert s.scalar(select(func.count()).select_from(Job)) == 1
+    assert dispatch_schedules(db, settings, now=T0 + dt.timedelta(hours=1)) == []  # it fires no more
+
+
+def test_a_schedule_whose_owner_token_expired_stops_firing(
+    db: sessionmaker[Session], settings: Settings, broker: redis.Redis
+) -> None:
+    owner = _token(db, "short-lived", expires_in=dt.timedelta(hours=1))
+    _schedule(db, _template(settings), owner=owner)
+    later = dt.datetime.now(UTC) + dt.timedelta(hours=2)  # past the token's expiry, a fire time long due
+    fired = dispatch_schedules(db, settings, now=later)
+    assert len(fired) == 1 and fired[0].batch_id is None
+    assert fired[0].error is not None and "'short-lived'" in fired[0].error and "expired" in fired[0].error
+    with db() as s:
+        assert s.scalar(select(func.count()).select_from(Batch)) == 0
+
+
+def test_a_schedule_without_an_owner_is_admin_owned_and_fires(
+    db: sessionmaker[Session], settings: Settings, broker: redis.Redis
+) -> None:
+    _schedule(db, _template(settings))  # owner null: rows from before owners were recorded
+    fired = dispatch_schedules(db, settings, now=T0 + dt.timedelta(minutes=5))
+    assert len(fired) == 1 and fired[0].batch_id is not None and fired[0].error is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import cProfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,33 @@ def test_explicit_grid_and_its_errors() -> None:
         parse_grid({"product": {"ad.enabled": []}})
     with pytest.raises(DaikError, match="losses"):
         parse_grid({"product": {"nosuch.enabled": [True]}})
+
+
+def _calls(fn: Callable[[], object]) -> int:
+    """The Python and C function calls ``fn()`` makes (deterministic, unlike a timing)."""
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        fn()
+    finally:
+        profile.disable()
+    return sum(entry.callcount for entry in profile.getstats())
+
+
+def _explicit(n: int) -> list[dict[str, Any]]:
+    return [{"name": f"cell {i}", "losses": {"ad": {"enabled": True, "weight": 1.0 + i}}} for i in range(n)]
+
+
+def test_parsing_a_grid_is_linear_in_its_cells() -> None:
+    # the API parses a batch's grid on its thread pool: twice the cells may cost about twice the work, not
+    # four times (checking each name against every earlier one made 2,000 cells take seconds)
+    small, large = _calls(lambda: parse_grid(_explicit(500))), _calls(lambda: parse_grid(_explicit(1000)))
+    assert large <= 2.2 * small, (small, large)
+    assert len(parse_grid(_explicit(2000))) == 2000
+    # the duplicate check still compares every earlier name, by its folder name too
+    for twin in ("cell 3", "CELL-3"):
+        with pytest.raises(DaikError, match=rf"^grid: configuration name '{twin}' is used twice$"):
+            parse_grid([*_explicit(1000), {"name": twin}])
 
 
 def test_config_hash_follows_what_is_trained() -> None:
