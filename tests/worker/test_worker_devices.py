@@ -159,9 +159,9 @@ def test_a_cpu_job_sees_no_gpu_and_gets_its_share_of_the_cores(
     envs: dict[uuid.UUID, dict[str, str]] = {}
     wait_for("the job to start", lambda: _started(settings, [job_id], envs), procs, timeout=120)
     env = envs[job_id]
+    _assert_no_secrets(env)
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
-    _assert_no_secrets(env)
 
 
 def _daik_worker(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
