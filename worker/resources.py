@@ -36,6 +36,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,9 +286,11 @@ class DevicePool:
             return None
         return fd
 
-    def acquire(self, n: int, *, timeout: float, poll: float = 0.1) -> Grant | None:
+    def acquire(
+        self, n: int, *, timeout: float, stop: threading.Event | None = None, poll: float = 0.1
+    ) -> Grant | None:
         """Take ``n`` free devices, waiting up to ``timeout`` seconds for them (a killed job's trainer may
-        still be stopping); None when they do not come free in time."""
+        still be stopping); None when they do not come free in time, or once ``stop`` is set."""
         deadline = time.monotonic() + timeout
         while True:
             taken: list[tuple[int, int]] = []
@@ -300,9 +303,10 @@ class DevicePool:
                         return Grant(devices, fds=tuple(f for _, f in taken), pooled=True)
             for _, fd in taken:
                 os.close(fd)
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (stop is not None and stop.wait(poll)):
                 return None
-            time.sleep(poll)
+            if stop is None:
+                time.sleep(poll)
 
     def in_use(self) -> list[str]:
         """The devices some job holds now (a device whose lock cannot be shared)."""
@@ -333,18 +337,19 @@ class JobResources:
     pool: DevicePool | None = None
     threads: int | None = None
 
-    def take(self, timeout: float) -> Grant | None:
-        """A grant for one job (None: the pool's devices did not come free within ``timeout`` s)."""
+    def take(self, timeout: float, stop: threading.Event | None = None) -> Grant | None:
+        """A grant for one job (None: the pool's devices did not come free within ``timeout`` s, or
+        ``stop`` was set while waiting)."""
         if self.pool is None or self.gpus == 0:
             return Grant(threads=self.threads)
-        grant = self.pool.acquire(self.gpus, timeout=timeout)
+        grant = self.pool.acquire(self.gpus, timeout=timeout, stop=stop)
         if grant is not None:
             grant.threads = self.threads
         return grant
 
     @contextlib.contextmanager
-    def granted(self, timeout: float) -> Iterator[Grant | None]:
-        grant = self.take(timeout)
+    def granted(self, timeout: float, stop: threading.Event | None = None) -> Iterator[Grant | None]:
+        grant = self.take(timeout, stop)
         try:
             yield grant
         finally:

@@ -61,8 +61,10 @@ def register_tasks(app: Celery, settings: Settings, resources: JobResources | No
         wait = settings.cancel_grace_seconds + DEVICE_WAIT_EXTRA_SECONDS
         with (
             stop_on_sigterm(SHUTDOWN) if in_pool_process else contextlib.nullcontext(),
-            resources.granted(timeout=wait) as grant,
+            resources.granted(timeout=wait, stop=SHUTDOWN) as grant,
         ):
+            if SHUTDOWN.is_set():
+                raise Reject("the worker is shutting down", requeue=True)
             if grant is None:
                 log.warning("job %s: no free device of this worker within %.0f s; re-queued", jid, wait)
                 raise Reject("no free device", requeue=True)
