@@ -109,15 +109,22 @@ def _marker_store(settings: Settings) -> redis.Redis | None:
     """The broker's Redis database (the markers live beside the messages), or None for other brokers."""
     if not settings.broker.startswith(("redis://", "rediss://")):
         return None
-    return redis.Redis.from_url(settings.broker)
+    return redis.Redis.from_url(settings.broker, socket_timeout=10, socket_connect_timeout=10)
 
 
 def _marker(job_id: uuid.UUID) -> str:
     return f"{SENT_MARKER_PREFIX}{job_id}"
 
 
-def _marker_seconds(settings: Settings) -> int:
-    return min(SENT_MARKER_SECONDS, settings.visibility_timeout)
+def _mark(settings: Settings, store: redis.Redis, job_id: uuid.UUID, *, only_new: bool) -> bool:
+    """Set the job's marker (``only_new``: only if it has none); True when set. A marker that cannot be
+    written counts as set: better a duplicate message than a job never sent."""
+    ex = min(SENT_MARKER_SECONDS, settings.visibility_timeout)
+    try:
+        return bool(store.set(_marker(job_id), 1, ex=ex, nx=only_new))
+    except redis.RedisError as err:
+        log.warning("job %s: could not write its in-flight marker (sending anyway): %s", job_id, err)
+        return True
 
 
 def _send(settings: Settings, job_id: uuid.UUID, gpus: int, store: redis.Redis | None) -> None:
@@ -137,7 +144,7 @@ def send_train(settings: Settings, job_id: uuid.UUID, gpus: int) -> None:
     docstring); at-least-once: the worker's atomic claim makes duplicates no-ops."""
     store = _marker_store(settings)
     if store is not None:
-        store.set(_marker(job_id), 1, ex=_marker_seconds(settings))
+        _mark(settings, store, job_id, only_new=False)
     _send(settings, job_id, gpus, store)
 
 
@@ -145,7 +152,7 @@ def send_train_if_lost(settings: Settings, job_id: uuid.UUID, gpus: int) -> bool
     """The re-dispatcher's send: only when no message of ``job_id`` is in flight (``SET NX`` of its marker;
     always on a broker without markers). Returns whether it sent."""
     store = _marker_store(settings)
-    if store is not None and not store.set(_marker(job_id), 1, ex=_marker_seconds(settings), nx=True):
+    if store is not None and not _mark(settings, store, job_id, only_new=True):
         return False
     _send(settings, job_id, gpus, store)
     return True

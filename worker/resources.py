@@ -292,6 +292,7 @@ class DevicePool:
         """Take ``n`` free devices, waiting up to ``timeout`` seconds for them (a killed job's trainer may
         still be stopping); None when they do not come free in time, or once ``stop`` is set."""
         deadline = time.monotonic() + timeout
+        waiting = False
         while True:
             taken: list[tuple[int, int]] = []
             for i in range(len(self.devices)):
@@ -303,6 +304,9 @@ class DevicePool:
                         return Grant(devices, fds=tuple(f for _, f in taken), pooled=True)
             for _, fd in taken:
                 os.close(fd)
+            if not waiting:
+                waiting = True
+                log.info("waiting for %d free device%s of %s", n, "s" * (n > 1), ", ".join(self.devices))
             if time.monotonic() >= deadline or (stop is not None and stop.wait(poll)):
                 return None
             if stop is None:
@@ -313,11 +317,13 @@ class DevicePool:
         held = []
         for i, device in enumerate(self.devices):
             fd = os.open(self._files[i], os.O_RDONLY | os.O_CLOEXEC)
-            _PROBES.add(fd)  # before the lock: a fork from here on closes the child's copy
+            _PROBES.add(fd)  # before the lock: a child forked from here on closes its copy
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 held.append(device)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # unlocked before it leaves _PROBES
             finally:
                 _PROBES.discard(fd)
                 os.close(fd)

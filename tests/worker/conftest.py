@@ -187,6 +187,7 @@ class Procs:
             DAIK_FAKE_TRAINER=fake_trainer,
             DAIK_TRAINER_ENV="DAIK_FAKE_TRAINER",  # a trainer gets no DAIK_* variable unless named here
             OMP_NUM_THREADS="1",
+            TMPDIR=str(tmp_path),  # a GPU worker's device lock folder: removed with the test's files
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -160,3 +160,36 @@ def test_a_job_waiting_for_devices_gives_up_on_shutdown(tmp_path: Path) -> None:
     with resources.granted(timeout=1) as grant:
         assert grant is not None and grant.devices == ("0",)
     assert resources.pool is not None and resources.pool.in_use() == []
+
+
+def test_a_process_forked_during_a_probe_never_keeps_a_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's main process probes its devices (for the registry) while it forks pool processes. A
+    fork right after the probe opened a lock file gives the child a copy of that descriptor; the probe's
+    lock must not live on in it, or no job could take that device while the child runs."""
+    pool = DevicePool(["0"], tmp_path / "locks")
+    real_open = os.open
+    children: list[int] = []
+
+    def open_then_fork(path: str, flags: int, *args: int) -> int:
+        fd = real_open(path, flags, *args)
+        pid = os.fork()
+        if pid == 0:  # a pool process forked at that moment: it keeps its copy of the descriptor
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_fork)
+    try:
+        assert pool.in_use() == []
+        monkeypatch.undo()
+        assert children
+        grant = pool.acquire(1, timeout=1)
+        assert grant is not None and grant.devices == ("0",)
+        grant.release()
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
