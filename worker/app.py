@@ -53,7 +53,14 @@ from service.queue import (
 from service.settings import Settings
 from worker.resources import JobResources
 
-__all__ = ["SHUTDOWN", "advertise_worker", "beat_schedule", "make_worker_app", "stop_on_sigterm"]
+__all__ = [
+    "SHUTDOWN",
+    "SchedulerWatch",
+    "advertise_worker",
+    "beat_schedule",
+    "make_worker_app",
+    "stop_on_sigterm",
+]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +143,35 @@ def advertise_worker(
 
     signals.worker_ready.connect(on_ready, weak=False, dispatch_uid="daik-advertise")
     signals.worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="daik-retire")
+
+
+class SchedulerWatch:
+    """In ``daik beat``: once the worker is ready, watch its embedded scheduler process every ``every``
+    seconds; if it dies while the worker runs, log it and stop the worker (SIGTERM to itself, a warm
+    shutdown), so that whatever supervises ``daik beat`` restarts it instead of leaving a consumer that
+    nothing feeds. :attr:`died` tells the command to exit non-zero."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.died = False
+        signals.worker_ready.connect(self._on_ready, weak=False, dispatch_uid="daik-watch-scheduler")
+
+    def _on_ready(self, sender: Any = None, **_: Any) -> None:
+        service = getattr(getattr(sender, "controller", None), "beat", None)
+        if service is None:
+            log.warning("daik beat: no embedded scheduler to watch")
+            return
+        threading.Thread(
+            target=self._watch, args=(service,), name="daik-watch-scheduler", daemon=True
+        ).start()
+
+    def _watch(self, service: Any) -> None:
+        while not SHUTDOWN.wait(self.every):
+            if not service.is_alive():
+                self.died = True
+                log.error("daik beat: its scheduler process died (exit code %s); stopping", service.exitcode)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
 
 def _on_shutting_down(**_: Any) -> None:

@@ -53,15 +53,17 @@ def worker_argv(gpus: int, concurrency: int, loglevel: str, pool: str) -> list[s
     ]
 
 
-def beat_argv(schedule: str, loglevel: str) -> list[str]:
+def beat_argv(loglevel: str) -> list[str]:
     """The ``celery worker --beat`` arguments of ``daik beat``: the scheduler of the housekeeping tasks and a
-    solo consumer of the control queue, which runs them; it takes no training job."""
+    solo consumer of the control queue, which runs them; it takes no training job. The scheduler keeps its
+    state in memory (every task runs every minute or more often, and the schedules' own times are in the
+    database), so two ``daik beat`` on one ``DAIK_HOME`` share no file."""
     from service.queue import CONTROL_QUEUE
 
     return [
         "worker",
         "--beat",
-        f"--schedule={schedule}",
+        "--scheduler=celery.beat:Scheduler",
         f"--queues={CONTROL_QUEUE}",
         "--concurrency=1",
         "--pool=solo",
@@ -107,11 +109,14 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_beat(args: argparse.Namespace) -> int:
-    from worker.app import make_worker_app
+    from worker.app import SchedulerWatch, make_worker_app
 
     settings = _settings()
     app = make_worker_app(settings)
-    app.worker_main(beat_argv(str(settings.home / "celerybeat-schedule"), args.loglevel))
+    watch = SchedulerWatch()
+    app.worker_main(beat_argv(args.loglevel))
+    if watch.died:
+        raise SystemExit("daik: error: the scheduler of daik beat died; see the log above")
     return 0
 
 

@@ -4,7 +4,8 @@
 - every worker busy training, another job's worker SIGKILLed: beat's reaper re-queues that job within the
   lease period, and records its runs (``/readyz`` reads them);
 - 50 queued jobs waiting behind one busy worker, 10 re-dispatch periods: the broker still holds one train
-  message per job (the re-dispatcher sends only jobs whose message is lost).
+  message per job (the re-dispatcher sends only jobs whose message is lost);
+- ``daik beat`` whose scheduler process dies stops, with an error, instead of running on unfed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from sqlalchemy import select, update
@@ -116,3 +119,22 @@ def test_jobs_waiting_behind_a_busy_worker_get_no_duplicate_messages(
     assert len(queued) <= 50, f"{len(queued)} train messages for 50 waiting jobs"
     assert sorted(queued) == sorted(str(j) for j in waiting)
     assert all(get_job(db, j).status == "queued" for j in waiting[:3])
+
+
+def test_daik_beat_stops_when_its_scheduler_dies(procs: Procs) -> None:
+    """``daik beat`` runs its scheduler as a child process beside the consumer of the housekeeping; if the
+    scheduler dies, ``daik beat`` stops with an error (so that its supervisor restarts it) instead of
+    consuming a queue that nothing feeds."""
+    beat = procs.start("beat", "beat")
+    wait_for("daik beat to be ready", lambda: "ready." in procs.log("beat"), procs, timeout=120)
+    wait_for("its scheduler process", lambda: psutil.Process(beat.pid).children(), procs, timeout=30)
+    (scheduler,) = psutil.Process(beat.pid).children()
+    scheduler.kill()
+    try:
+        code = beat.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"daik beat runs on without its scheduler\n{procs.logs()}")
+    assert code == 1, procs.logs()
+    log = procs.log("beat")
+    assert "its scheduler process died" in log
+    assert log.rstrip().endswith("daik: error: the scheduler of daik beat died; see the log above")
