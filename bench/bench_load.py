@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             "DAIK_BOOTSTRAP_TOKEN": token,
             "DAIK_TRAINER_COMMAND": f"{sys.executable} {FAKE_TRAINER}",
             "DAIK_FAKE_TRAINER": "--epochs 1 --iters 2",
+            "DAIK_TRAINER_ENV": "DAIK_FAKE_TRAINER",
             "DAIK_HEARTBEAT_SECONDS": "2",
             "OMP_NUM_THREADS": "1",
         }

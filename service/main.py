@@ -27,6 +27,7 @@ from service.auth.session import SessionSigner, load_session_secret
 from service.batches.router import router as batches_router
 from service.dashboard.router import install_dashboard
 from service.datasets.router import router as datasets_router
+from service.db.base import utcnow
 from service.db.session import make_engine, make_sessionmaker
 from service.health import router as health_router
 from service.jobs.cache import ReadCache
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.started_at = utcnow()  # /readyz: housekeeping that has not run since is late after 3 periods
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.token_cache = TokenCache()

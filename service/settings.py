@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -82,6 +82,16 @@ class Settings(BaseSettings):
         "line; it gets `train SPEC --events FILE -q [--resume | --overwrite]`): custom launchers, and the "
         "fault tests' scripted trainer; single-GPU and CPU jobs only",
     )
+    trainer_env: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="names of further environment variables a worker passes to its trainers, comma-separated "
+        "(a trainer gets only what it needs: PATH, locale, CUDA / NCCL / torch / thread settings, not the "
+        "database URL, the broker URL or any other DAIK_* setting)",
+    )
+    allow_absent_devices: bool = Field(
+        default=False,
+        description="let `daik worker --devices` name GPUs this host does not have (tests, dry runs)",
+    )
     worker_stale_seconds: float = Field(
         default=60.0, gt=0, description="a worker without a heartbeat for this long is not counted as live"
     )
@@ -121,6 +131,23 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return None if v is None else v.expanduser().resolve()
+
+    @field_validator("trainer_env", mode="before")
+    @classmethod
+    def _split_names(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(name.strip() for name in v.split(",") if name.strip())
+        return v
+
+    @field_validator("trainer_env")
+    @classmethod
+    def _no_settings(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        """A trainer never gets a DAIK_* setting (URLs with passwords, tokens): naming one is an error."""
+        own = {f"DAIK_{name.upper()}" for name in cls.model_fields}
+        for name in v:
+            if name.upper() in own:
+                raise ValueError(f"{name} is a DAIK setting; workers never pass settings to trainers")
+        return v
 
     @cached_property
     def db_url(self) -> str:

@@ -1,8 +1,12 @@
-"""The periodic tasks (``daik.redispatch``, ``daik.reap``; beat sends them to the control queue).
+"""The periodic tasks (``daik.redispatch``, ``daik.reap``; ``daik beat`` sends them to the control queue and
+runs them itself, so that no training can hold them up).
 
 - :func:`redispatch` re-sends queued jobs whose broker send is missing or stale: a crash between the API's
-  commit and its send, a message lost with a broker. Duplicates are harmless: the worker's claim makes every
-  message after the first a no-op.
+  commit and its send, a message lost with a broker. On a Redis broker only a job with no message in flight
+  is sent (:func:`service.queue.send_train_if_lost`): a job that merely waits behind busy workers gets no
+  duplicate. Duplicates that do happen are harmless: the worker's claim makes every message after the first
+  a no-op.
+- :func:`record_run` notes that a task ran to its end (the ``maintenance`` table), which ``/readyz`` reads.
 - :func:`reap` ends the attempts whose worker stopped heartbeating (its lease expired): the attempt becomes
   ``lost``; a running job goes back to the queue (``restarts + 1``, sent again) while ``restarts <
   max_restarts``, else fails; a ``cancelling`` job becomes ``cancelled`` (what its client asked for).
@@ -24,14 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
 from service.db.holds import held_by_batch
-from service.db.models import Attempt, FailureKind, Job, JobStatus
+from service.db.models import Attempt, FailureKind, Job, JobStatus, Maintenance
 from service.db.session import session_scope
-from service.queue import send_train
+from service.queue import send_train, send_train_if_lost
 from service.settings import Settings
-from worker.pipelines import gpus_of
-from worker.reporting import LIVE_STATES, add_job_events, require_transition
+from worker.pipelines import gpus_of, worker_id
+from worker.reporting import LIVE_STATES, add_job_events, dialect_insert, require_transition
 
-__all__ = ["BATCH", "ReapReport", "reap", "redispatch"]
+__all__ = ["BATCH", "ReapReport", "reap", "record_run", "redispatch"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ def redispatch(
 ) -> list[uuid.UUID]:
     """Send ``daik.train`` again for queued jobs whose ``dispatched_at`` is older than
     ``redispatch_after_seconds``, or missing on a job created before that (a fresher one may still be on its
-    way from the API); ``dispatched_at`` becomes now. Returns the ids sent."""
+    way from the API), unless a message of the job is still in flight (Redis brokers); ``dispatched_at``
+    (last sent, or found in flight) becomes now, so that each run looks at the next ``BATCH`` jobs. Returns
+    the ids sent."""
     now = now or utcnow()
     cutoff = now - dt.timedelta(seconds=settings.redispatch_after_seconds)
     stale = or_(
@@ -65,11 +71,31 @@ def redispatch(
                 .values(dispatched_at=now)
                 .execution_options(synchronize_session=False)
             )
-    for r in rows:
-        send_train(settings, r.id, gpus_of(r.resources))
-    if rows:
-        log.info("re-sent %d queued jobs whose send was stale", len(rows))
-    return [r.id for r in rows]
+    sent = [r.id for r in rows if send_train_if_lost(settings, r.id, gpus_of(r.resources))]
+    if sent:
+        log.info(
+            "re-sent %d queued jobs whose message was lost (%d still in flight)",
+            len(sent),
+            len(rows) - len(sent),
+        )
+    return sent
+
+
+def record_run(
+    db: sessionmaker[Session], task: str, every_seconds: float, now: dt.datetime | None = None
+) -> None:
+    """Note that ``task`` (meant to run every ``every_seconds``) ran to its end now, on this process."""
+    now = now or utcnow()
+    with session_scope(db) as s:
+        stmt = dialect_insert(s, Maintenance).values(
+            task=task, every_seconds=every_seconds, last_run_at=now, node=worker_id()
+        )
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Maintenance.task],
+                set_={"every_seconds": every_seconds, "last_run_at": now, "node": stmt.excluded.node},
+            )
+        )
 
 
 @dataclass

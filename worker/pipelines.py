@@ -6,8 +6,9 @@ Celery. :func:`train` runs them in order::
                  transaction. No row: a duplicate delivery or a cancelled job, nothing to do.
     prepare_run  the job's spec as YAML in its output folder; this attempt's event file and log
     launch       ``python -m daik_core.cli train SPEC --events FILE -q [--resume]`` (torchrun for several
-                 GPUs) in its own session / process group, stdout and stderr to the log; the trainer gets
-                 SIGTERM if this process dies (PR_SET_PDEATHSIG), so it never trains unsupervised
+                 GPUs) in its own session / process group, stdout and stderr to the log, with only the
+                 environment it needs, its own devices and CPU threads (:mod:`worker.resources`); the trainer
+                 gets SIGTERM if this process dies (PR_SET_PDEATHSIG), so it never trains unsupervised
     supervise    tails the event file into the database (:mod:`worker.reporting`), heartbeats (extends the
                  lease, reads the cancel flag), stops the trainer on cancel / worker shutdown / a lost fence
     finish       classifies the exit and ends the attempt, fenced, in one transaction: ``succeeded`` only
@@ -67,6 +68,7 @@ from worker.reporting import (
     lock_job,
     require_transition,
 )
+from worker.resources import DeviceError, Grant, trainer_environ
 
 __all__ = [
     "LOG_TAIL_LINES",
@@ -268,12 +270,13 @@ def _term_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def launch(command: list[str], files: RunFiles, gpus: int) -> subprocess.Popen[bytes]:
+def launch(
+    command: list[str], files: RunFiles, env: Mapping[str, str], pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
     """Start the trainer in its own session (so its process group is its own, and a terminal's signals do
-    not reach it), stdout and stderr appended to ``files.log``. A CPU job (``gpus == 0``) sees no GPU."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if gpus == 0:
-        env["CUDA_VISIBLE_DEVICES"] = ""
+    not reach it) with the environment ``env`` (:func:`worker.resources.trainer_environ`: its devices and
+    threads, no secrets), stdout and stderr appended to ``files.log``; ``pass_fds``: the locks of its
+    devices, held for as long as it runs."""
     with files.log.open("ab") as out:
         return subprocess.Popen(
             command,
@@ -281,7 +284,8 @@ def launch(command: list[str], files: RunFiles, gpus: int) -> subprocess.Popen[b
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=files.output,
-            env=env,
+            env=dict(env),
+            pass_fds=pass_fds,
             start_new_session=True,
             preexec_fn=_term_with_parent,  # one prctl call: safe between fork and exec
         )
@@ -673,18 +677,21 @@ def train(
     stop: threading.Event | None = None,
     command: CommandFactory = trainer_command,
     poll_s: float = 0.5,
+    grant: Grant | None = None,
 ) -> JobStatus | None:
     """The ``daik.train`` task: claim, run, supervise, finish. Returns the job's new status, or ``None`` when
-    there was nothing to claim or the attempt lost the job. A failure of the worker itself before the
-    trainer runs (the output folder cannot be written, the trainer cannot start) is an ``infra`` failure,
-    retried like a preemption."""
+    there was nothing to claim or the attempt lost the job. ``grant``: the devices and CPU threads the
+    worker gives the job (:mod:`worker.resources`). A failure of the worker itself before the trainer runs
+    (the output folder cannot be written, the trainer cannot start, the job needs more devices than
+    granted) is an ``infra`` failure, retried like a preemption."""
     claimed = claim_job(db, settings, job_id)
     if claimed is None:
         return None
     try:
         files = prepare_run(settings, claimed)
-        proc = launch(command(files, claimed.gpus), files, claimed.gpus)
-    except OSError as err:
+        env = trainer_environ(os.environ, settings.trainer_env, claimed.gpus, grant)
+        proc = launch(command(files, claimed.gpus), files, env, grant.fds if grant else ())
+    except (OSError, DeviceError) as err:
         reason = f"the worker could not start the trainer: {err}"
         log.exception("job %s: %s", job_id, reason)
         verdict = Verdict(JobStatus.failed, "failed", FailureKind.infra, reason, retryable=True)

@@ -1,6 +1,7 @@
 """How a ``daik worker`` advertises itself (the ``worker`` table): on start it writes its node name, the
-GPU count of the jobs it takes, its concurrency and queues; a thread of the main process refreshes
-``heartbeat_at`` every ``heartbeat_seconds``; on shutdown it sets ``stopped_at``. The API reads the live
+GPU count of the jobs it takes, its concurrency and queues, the devices it owns and the CPU threads each
+trainer gets; a thread of the main process refreshes ``heartbeat_at`` and ``devices_in_use`` every
+``heartbeat_seconds``; on shutdown it sets ``stopped_at``. The API reads the live
 rows (``service.workers``) to refuse jobs that no worker can take and to say why a queued job waits.
 
 Written from the Celery main process only (the signals ``worker_ready`` and ``worker_shutdown``); a failed
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.base import utcnow
 from service.db.models import Worker
 from service.db.session import session_scope
+from worker.resources import JobResources
 
 __all__ = ["Advertiser", "advertise", "beat", "retire"]
 
@@ -26,7 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def advertise(
-    db: sessionmaker[Session], name: str, gpus: int, concurrency: int, queues: Sequence[str]
+    db: sessionmaker[Session],
+    name: str,
+    gpus: int,
+    concurrency: int,
+    queues: Sequence[str],
+    *,
+    devices: Sequence[str] = (),
+    devices_in_use: Sequence[str] = (),
+    cpus: int | None = None,
 ) -> None:
     """Insert or refresh the row of worker ``name`` (a restarted node of the same name starts anew)."""
     now = utcnow()
@@ -40,13 +50,20 @@ def advertise(
                 started_at=now,
                 heartbeat_at=now,
                 stopped_at=None,
+                devices=list(devices),
+                devices_in_use=list(devices_in_use),
+                cpus=cpus,
             )
         )
 
 
-def beat(db: sessionmaker[Session], name: str) -> None:
+def beat(db: sessionmaker[Session], name: str, devices_in_use: Sequence[str] = ()) -> None:
     with session_scope(db) as s:
-        s.execute(update(Worker).where(Worker.name == name).values(heartbeat_at=utcnow(), stopped_at=None))
+        s.execute(
+            update(Worker)
+            .where(Worker.name == name)
+            .values(heartbeat_at=utcnow(), stopped_at=None, devices_in_use=list(devices_in_use))
+        )
 
 
 def retire(db: sessionmaker[Session], name: str) -> None:
@@ -60,14 +77,14 @@ class Advertiser:
     def __init__(
         self,
         db: Callable[[], sessionmaker[Session]],
-        gpus: int,
+        resources: JobResources,
         concurrency: int,
         queues: Sequence[str],
         every: float,
     ) -> None:
-        self.db, self.gpus, self.concurrency, self.queues, self.every = (
+        self.db, self.resources, self.concurrency, self.queues, self.every = (
             db,
-            gpus,
+            resources,
             concurrency,
             list(queues),
             every,
@@ -76,10 +93,25 @@ class Advertiser:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _in_use(self) -> list[str]:
+        pool = self.resources.pool
+        return pool.in_use() if pool is not None else []
+
     def start(self, name: str) -> None:
         self.name = name
+        pool = self.resources.pool
         self._safely(
-            "advertise", lambda: advertise(self.db(), name, self.gpus, self.concurrency, self.queues)
+            "advertise",
+            lambda: advertise(
+                self.db(),
+                name,
+                self.resources.gpus,
+                self.concurrency,
+                self.queues,
+                devices=pool.devices if pool is not None else (),
+                devices_in_use=self._in_use(),
+                cpus=self.resources.threads,
+            ),
         )
         self._thread = threading.Thread(target=self._run, name="daik-worker-heartbeat", daemon=True)
         self._thread.start()
@@ -88,7 +120,7 @@ class Advertiser:
         assert self.name is not None
         name = self.name
         while not self._stop.wait(self.every):
-            self._safely("heartbeat", lambda: beat(self.db(), name))
+            self._safely("heartbeat", lambda: beat(self.db(), name, self._in_use()))
 
     def stop(self) -> None:
         self._stop.set()

@@ -52,6 +52,7 @@ __all__ = [
     "FencedOut",
     "Reporter",
     "add_job_events",
+    "dialect_insert",
     "lock_job",
     "require_transition",
     "upsert_metrics",
@@ -106,7 +107,7 @@ def require_transition(current: JobStatus, target: JobStatus) -> None:
         raise IllegalTransition(current, target)
 
 
-def _dialect_insert(session: Session, table: Any) -> Any:
+def dialect_insert(session: Session, table: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support for the session's database."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
@@ -126,7 +127,7 @@ def _upsert(
     """``INSERT rows ON CONFLICT (keys) DO UPDATE SET update_cols WHERE stored.attempt <= excluded.attempt``,
     in chunks of one multi-row statement each."""
     for start in range(0, len(rows), _UPSERT_CHUNK):
-        stmt = _dialect_insert(session, table).values(list(rows[start : start + _UPSERT_CHUNK]))
+        stmt = dialect_insert(session, table).values(list(rows[start : start + _UPSERT_CHUNK]))
         stmt = stmt.on_conflict_do_update(
             index_elements=list(keys),
             set_={col: stmt.excluded[col] for col in update_cols},

@@ -14,20 +14,35 @@ from celery.exceptions import Reject
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.session import make_engine, make_sessionmaker
-from service.queue import TASK_REAP, TASK_REDISPATCH, TASK_SCHEDULES, TASK_TRAIN
+from service.queue import (
+    TASK_REAP,
+    TASK_REDISPATCH,
+    TASK_SCHEDULES,
+    TASK_TRAIN,
+    maintenance_periods,
+    message_taken,
+)
 from service.settings import Settings
 from worker import housekeeping, pipelines, schedules
 from worker.app import SHUTDOWN, stop_on_sigterm
+from worker.resources import JobResources
 
-__all__ = ["register_tasks"]
+__all__ = ["DEVICE_WAIT_EXTRA_SECONDS", "register_tasks"]
 
 log = logging.getLogger(__name__)
 
+#: how long a job waits for its devices beyond ``cancel_grace_seconds`` (the trainer of a killed pool
+#: process may still be checkpointing on them) before its message goes back to the broker
+DEVICE_WAIT_EXTRA_SECONDS = 30.0
 
-def register_tasks(app: Celery, settings: Settings) -> None:
+
+def register_tasks(app: Celery, settings: Settings, resources: JobResources | None = None) -> None:
     """Register ``daik.train(job_id)``, ``daik.redispatch()``, ``daik.reap()`` and
-    ``daik.schedules.dispatch()`` on ``app``. The database
-    engine is made on first use, in the process that runs the task (never shared across a fork)."""
+    ``daik.schedules.dispatch()`` on ``app``; ``resources``: the devices and CPU threads each job of this
+    worker gets (:mod:`worker.resources`). The database engine is made on first use, in the process that
+    runs the task (never shared across a fork)."""
+    resources = resources or JobResources()
+    periods = maintenance_periods(settings)
 
     @cache
     def db() -> sessionmaker[Session]:
@@ -43,18 +58,31 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             log.error("daik.train: %r is not a job id; dropping the message", job_id)
             return
         in_pool_process = current_process().name != "MainProcess"  # prefork, not solo
-        with stop_on_sigterm(SHUTDOWN) if in_pool_process else contextlib.nullcontext():
+        wait = settings.cancel_grace_seconds + DEVICE_WAIT_EXTRA_SECONDS
+        with (
+            stop_on_sigterm(SHUTDOWN) if in_pool_process else contextlib.nullcontext(),
+            resources.granted(timeout=wait, stop=SHUTDOWN) as grant,
+        ):
+            if SHUTDOWN.is_set():
+                raise Reject("the worker is shutting down", requeue=True)
+            if grant is None:
+                log.warning("job %s: no free device of this worker within %.0f s; re-queued", jid, wait)
+                raise Reject("no free device", requeue=True)
+            message_taken(settings, jid)  # taken: the re-dispatcher may send again if the job stays queued
             command = partial(pipelines.trainer_command, prefix=settings.trainer_command)
-            pipelines.train(db(), settings, jid, stop=SHUTDOWN, command=command)
+            pipelines.train(db(), settings, jid, stop=SHUTDOWN, command=command, grant=grant)
 
     @app.task(name=TASK_REDISPATCH)
     def redispatch() -> None:
         housekeeping.redispatch(db(), settings)
+        housekeeping.record_run(db(), TASK_REDISPATCH, periods[TASK_REDISPATCH])
 
     @app.task(name=TASK_REAP)
     def reap() -> None:
         housekeeping.reap(db(), settings)
+        housekeeping.record_run(db(), TASK_REAP, periods[TASK_REAP])
 
     @app.task(name=TASK_SCHEDULES)
     def dispatch_schedules() -> None:
         schedules.dispatch_schedules(db(), settings)
+        housekeeping.record_run(db(), TASK_SCHEDULES, periods[TASK_SCHEDULES])

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -50,9 +51,11 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobStatus",
+    "Maintenance",
     "Metric",
     "MetricArchive",
     "Schedule",
+    "Worker",
 ]
 
 
@@ -286,8 +289,10 @@ class JobEvent(Base):
 
 class Worker(Base):
     """A ``daik worker`` process as it advertises itself: the GPU count of the jobs it takes (its queue
-    ``daik.gpus.<gpus>``) and how many at once; ``heartbeat_at`` is refreshed while it runs and
-    ``stopped_at`` set when it shuts down. The API judges a job's ``resources.gpus`` against the live ones."""
+    ``daik.gpus.<gpus>``) and how many at once, the GPUs it owns (``CUDA_VISIBLE_DEVICES`` ids) and those its
+    running jobs hold, the CPU threads each trainer gets; ``heartbeat_at`` (and ``devices_in_use``) is
+    refreshed while it runs and ``stopped_at`` set when it shuts down. The API judges a job's
+    ``resources.gpus`` against the live ones."""
 
     __tablename__ = "worker"
 
@@ -298,6 +303,22 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    devices: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default=text("'[]'"))
+    devices_in_use: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default=text("'[]'"))
+    cpus: Mapped[int | None] = mapped_column(Integer)
+
+
+class Maintenance(Base):
+    """When each housekeeping task (``daik.redispatch``, ``daik.reap``, ``daik.schedules.dispatch``) last
+    ran to its end, where, and how often it is meant to run: written by the control consumer of ``daik
+    beat``; ``/readyz`` alerts on a task that has not run for three of its periods."""
+
+    __tablename__ = "maintenance"
+
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    every_seconds: Mapped[float] = mapped_column(Float)
+    last_run_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    node: Mapped[str] = mapped_column(String(200))
 
 
 class BatchStatus(str, enum.Enum):

@@ -50,7 +50,11 @@ def test_login_submit_watch_and_inspect_a_job(
         "worker",
         daik_command("worker"),
         log_dir / "worker.log",
-        env={"DAIK_TRAINER_COMMAND": f"{sys.executable} {FAKE_TRAINER}", "DAIK_FAKE_TRAINER": "--sleep 1.5"},
+        env={
+            "DAIK_TRAINER_COMMAND": f"{sys.executable} {FAKE_TRAINER}",
+            "DAIK_FAKE_TRAINER": "--sleep 1.5",
+            "DAIK_TRAINER_ENV": "DAIK_FAKE_TRAINER",  # workers pass trainers only what they are told to
+        },
     )
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True)

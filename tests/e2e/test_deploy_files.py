@@ -94,11 +94,16 @@ def test_stack_services_and_start_order(stack: dict[str, Any]) -> None:
     assert services["worker-cpu"]["command"] == ["daik", "worker", "--gpus", "0"]
 
 
-def test_gpu_worker_reserves_a_gpu(stack: dict[str, Any]) -> None:
+def test_the_gpu_worker_owns_every_gpu_of_the_host(stack: dict[str, Any]) -> None:
+    """One worker service owns all the GPUs (its device pool) and runs one 1-GPU job per GPU; it can list
+    them (nvidia-smi needs the utility capability)."""
     worker = stack["services"]["worker"]
     assert worker["command"] == ["daik", "worker", "--gpus", "1"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    (reservation,) = devices
+    assert (reservation["driver"], reservation["capabilities"]) == ("nvidia", ["gpu"])
+    assert reservation["count"] in ("all", -1)  # Debian's docker-compose keeps "all", compose v2 writes -1
+    assert "utility" in worker["environment"]["NVIDIA_DRIVER_CAPABILITIES"].split(",")
     assert worker["build"]["args"]["TORCH_INDEX_URL"].endswith(("cu128", "cu126", "cu124", "cu121"))
     assert stack["services"]["worker-cpu"]["build"]["args"]["TORCH_INDEX_URL"].endswith("/cpu")
 

@@ -113,7 +113,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture(autouse=True)
 def _empty_tables(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE job, dataset, api_token, worker CASCADE"))
+        conn.execute(text("TRUNCATE job, dataset, api_token, worker, maintenance CASCADE"))
 
 
 # --- tokens ---------------------------------------------------------------------------------------------

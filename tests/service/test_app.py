@@ -4,11 +4,19 @@ CORS closed by default."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.base import utcnow
+from service.db.models import Maintenance
 from service.main import create_app
+from service.queue import TASK_REAP, TASK_REDISPATCH, TASK_SCHEDULES, maintenance_periods
+from service.settings import Settings
 from tests.service.conftest import make_settings
 from tests.service.helpers import PROBLEM, assert_problem
 
@@ -18,10 +26,55 @@ def test_healthz(client: TestClient) -> None:
     assert r.status_code == 200 and r.json() == {"status": "ok"}
 
 
-def test_readyz_on_a_migrated_database(client: TestClient) -> None:
-    r = client.get("/readyz")
+def test_readyz_on_a_migrated_database(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as c:  # just started: no housekeeping due yet
+        r = c.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "broker": "ok"}}
+    assert r.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "broker": "ok"},
+        "maintenance": dict.fromkeys(maintenance_periods(settings), "waiting for its first run"),
+        "alerts": [],
+    }
+
+
+def test_readyz_alerts_when_housekeeping_has_not_run_for_three_periods(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
+    """``daik beat`` records each housekeeping run; a task three of its periods late (or never run since
+    the API started three periods ago) is an alert in ``/readyz``, which still answers 200 (the API
+    serves)."""
+    periods = maintenance_periods(settings)
+
+    def ran(task: str, every: float, ago_s: float, node: str = "h:1") -> Maintenance:
+        return Maintenance(
+            task=task, every_seconds=every, last_run_at=utcnow() - dt.timedelta(seconds=ago_s), node=node
+        )
+
+    with db() as s:
+        s.add_all([ran(TASK_REDISPATCH, 30.0, 80), ran(TASK_REAP, 30.0, 95)])
+        s.commit()
+    app = create_app(settings)
+    with TestClient(app) as c:
+        body = c.get("/readyz").json()
+        assert body["status"] == "ready"
+        assert body["maintenance"][TASK_REDISPATCH] == "ok"  # 80 s: not yet 3 x 30 s late
+        assert re.fullmatch(r"late: last ran 9\d s ago on h:1 \(every 30 s\)", body["maintenance"][TASK_REAP])
+        assert body["maintenance"][TASK_SCHEDULES] == "waiting for its first run"
+        assert body["alerts"] == [f"{TASK_REAP} is {body['maintenance'][TASK_REAP]}: is `daik beat` running?"]
+
+        every = periods[TASK_SCHEDULES]
+        app.state.started_at = utcnow() - dt.timedelta(seconds=3 * every + 5)  # the API has run a while
+        body = c.get("/readyz").json()
+        assert body["maintenance"][TASK_SCHEDULES].startswith("late: has not run since the API started")
+        assert len(body["alerts"]) == 2
+
+        with db() as s:  # beat runs again: no alert
+            s.execute(update(Maintenance).values(last_run_at=utcnow()))
+            s.add(ran(TASK_SCHEDULES, every, 0, node="h:2"))
+            s.commit()
+        body = c.get("/readyz").json()
+        assert (body["maintenance"], body["alerts"]) == (dict.fromkeys(periods, "ok"), [])
 
 
 def test_readyz_on_an_unmigrated_database_is_503(empty_pg_url: str, roots: Path) -> None:

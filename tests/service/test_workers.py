@@ -94,3 +94,21 @@ def test_a_fitting_job_waits_visibly_when_the_workers_are_busy(
 
 def test_workers_route_needs_a_token(client: TestClient) -> None:
     assert_problem(client.get("/workers"), 401)
+
+
+def test_the_registry_shows_each_worker_s_devices_and_those_in_use(
+    client: TestClient, admin: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    now = utcnow()
+    with db() as s:
+        s.add(Worker(name="g1@h", gpus=1, concurrency=2, queues=["daik.gpus.1"], started_at=now,
+                     heartbeat_at=now, devices=["0", "1"], devices_in_use=["1"], cpus=8))  # fmt: skip
+        s.commit()
+    (w,) = client.get("/workers", headers=admin).json()["items"]
+    assert (w["gpus"], w["concurrency"], w["devices"], w["devices_in_use"], w["cpus"]) == (
+        1,
+        2,
+        ["0", "1"],
+        ["1"],
+        8,
+    )

@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
-from service.db.models import Job, JobEvent
+from service.db.models import Job, JobEvent, Worker
 from service.db.session import make_engine, make_sessionmaker, session_scope
 from service.settings import Settings
 from tests.servers import PG_SERVER_URL, database_name, recreate_database, redis_url
@@ -44,7 +46,7 @@ def db(engine: Engine) -> Iterator[sessionmaker[Session]]:
     """The worker commits its own transactions, so each test starts from empty tables instead of a
     rolled-back transaction."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE job, dataset, api_token, worker CASCADE"))
+        conn.execute(text("TRUNCATE job, dataset, api_token, worker, maintenance CASCADE"))
     yield make_sessionmaker(engine)
 
 
@@ -164,3 +166,65 @@ def group_alive(pgid: int) -> list[int]:
         if pgrp == pgid and state not in ("Z", "X"):
             alive.append(int(entry))
     return alive
+
+
+class Procs:
+    """``daik`` processes of one test (``daik worker``, ``daik beat``), each in its own session, with the
+    test's settings, a lease of ``lease_seconds`` and the scripted fake trainer (behaviour
+    ``fake_trainer``, passed to it through ``DAIK_TRAINER_ENV``); all killed at the end."""
+
+    def __init__(self, settings: Settings, tmp_path: Path, *, lease_seconds: int, fake_trainer: str) -> None:
+        self.tmp = tmp_path
+        self.env = dict(
+            os.environ,
+            DAIK_HOME=str(settings.home),
+            DAIK_DATABASE_URL=PG_URL,
+            DAIK_BROKER_URL=REDIS_URL,
+            DAIK_ARTIFACT_ROOT=str(settings.artifact_dir),
+            DAIK_LEASE_SECONDS=str(lease_seconds),
+            DAIK_HEARTBEAT_SECONDS="0.5",
+            DAIK_TRAINER_COMMAND=f"{sys.executable} {FAKE_TRAINER}",
+            DAIK_FAKE_TRAINER=fake_trainer,
+            DAIK_TRAINER_ENV="DAIK_FAKE_TRAINER",  # a trainer gets no DAIK_* variable unless named here
+            OMP_NUM_THREADS="1",
+            TMPDIR=str(tmp_path),  # a GPU worker's device lock folder: removed with the test's files
+        )
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{self.log(n)[-3000:]}" for n in self.procs)
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def live_workers(db: sessionmaker[Session]) -> list[str]:
+    with db() as s:
+        return list(s.scalars(select(Worker.name).where(Worker.stopped_at.is_(None))).all())
+
+
+def wait_for(what: str, cond: Callable[[], Any], procs: Procs, timeout: float) -> None:
+    """Poll ``cond`` until it holds; fail with the processes' logs after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{procs.logs()}")
+        time.sleep(0.2)

@@ -5,9 +5,11 @@ It writes ``start``, then per epoch ``progress`` / ``eval`` / ``epoch`` / ``chec
 first epoch until signalled; ``--on-term`` ``obey`` checkpoints, writes ``end`` stopped and exits 143, or
 ``ignore`` ignores SIGTERM; ``--child`` starts a grandchild that ignores SIGTERM (a stuck loader worker) and
 writes its pid to ``<output>/child.pid``; ``--fail CODE --message TEXT`` prints TEXT to stderr and exits
-CODE after the first epoch; ``--sleep S`` spends S seconds per epoch. Checkpoints hold ``epoch=N step=M``,
-and ``--resume`` goes on after that epoch, as the real trainer does. A completed run with ``--val`` (the
-spec's ``dataset.val``) writes ``gallery.json`` of its first images, as the real trainer does.
+CODE after the first epoch; ``--sleep S`` spends S seconds per epoch; ``--record-env`` writes the
+environment it was given to ``<output>/trainer_env.json`` (what a worker passes to its trainers).
+Checkpoints hold ``epoch=N step=M``, and ``--resume`` goes on after that epoch, as the real trainer does.
+A completed run with ``--val`` (the spec's ``dataset.val``) writes ``gallery.json`` of its first images, as
+the real trainer does.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--fail", type=int, default=None)
     p.add_argument("--message", default="")
     p.add_argument("--map50", type=float, default=0.5)
+    p.add_argument("--record-env", action="store_true")
     p.add_argument("-q", action="store_true")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--overwrite", action="store_true")
@@ -65,6 +68,8 @@ def main() -> int:
     weights = out / "weights"
     weights.mkdir(parents=True, exist_ok=True)
     events = open(args.events, "a", encoding="utf-8")  # noqa: SIM115
+    if args.record_env:
+        (out / "trainer_env.json").write_text(json.dumps(dict(os.environ)))
 
     def emit(event: str, **fields: Any) -> None:
         events.write(json.dumps({"event": event, **fields}) + "\n")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Attempt, Job
 from service.db.session import session_scope
+from service.queue import message_taken, send_train
 from service.settings import Settings
 from tests.worker.conftest import add_job, ago, get_job, job_events, sent_jobs
 from worker.housekeeping import reap, redispatch
@@ -74,3 +75,34 @@ def test_reap_requeues_fails_or_cancels_jobs_whose_lease_expired(
     assert reap(db, settings).requeued == []  # nothing left to reap
     retaken = claim_job(db, settings, requeue)  # the re-sent message finds it queued: attempt 2
     assert retaken is not None and retaken.attempt == 2
+
+
+def test_redispatch_sends_only_jobs_whose_message_is_lost(
+    db: sessionmaker[Session], settings: Settings, broker: redis.Redis
+) -> None:
+    """Each send marks the job in flight in the broker's Redis (``daik:sent:<id>``, with an expiry); a
+    worker taking a message clears it. The re-dispatcher sends a stale queued job only when it can set the
+    marker anew: not while its message waits in the broker, again once a worker took it (and the job is
+    still queued) or the broker lost its data."""
+    waiting, taken = add_job(db), add_job(db)
+    for job_id in (waiting, taken):
+        send_train(settings, job_id, gpus=0)
+    assert 0 < broker.ttl(f"daik:sent:{waiting}") <= 3600
+    message_taken(settings, taken)  # a worker took it, the job is still queued (e.g. its batch is paused)
+
+    def all_stale() -> None:
+        old = ago(settings.redispatch_after_seconds + 5)
+        with session_scope(db) as s:
+            s.execute(update(Job).values(created_at=old, dispatched_at=old))
+
+    all_stale()
+    assert redispatch(db, settings) == [taken]
+    assert sorted(sent_jobs(broker)) == sorted([str(waiting), str(taken), str(taken)])
+    all_stale()
+    assert redispatch(db, settings) == []  # both in flight now
+    assert get_job(db, waiting).dispatched_at > ago(10)  # looked at: the next run takes the next jobs
+
+    broker.flushdb()  # the broker lost its messages, and the markers with them
+    all_stale()
+    assert sorted(redispatch(db, settings)) == sorted([waiting, taken])
+    assert sorted(sent_jobs(broker)) == sorted([str(waiting), str(taken)])

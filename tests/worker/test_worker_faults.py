@@ -18,13 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -32,14 +29,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
-from service.db.models import Batch, BatchCell, Metric, Schedule, Worker
+from service.db.models import Batch, BatchCell, Metric, Schedule
 from service.queue import send_train
 from service.schedules.schemas import ScheduleCreate
 from service.schedules.service import create_schedule
 from service.settings import Settings
 from tests.servers_control import needs_local_redis, redis_down
 from tests.service.helpers import job_body, write_dota
-from tests.worker.conftest import FAKE_TRAINER, PG_URL, REDIS_URL, add_job, get_job, group_gone
+from tests.worker.conftest import Procs, add_job, get_job, group_gone
+from tests.worker.conftest import live_workers as _live_workers
+from tests.worker.conftest import wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,67 +46,13 @@ EPOCHS, ITERS = 8, 3  # the fake trainer: 8 epochs of 3 steps, one second each
 LEASE_S = 5
 
 
-class Procs:
-    """``daik`` processes of one test, each in its own session; all killed at the end."""
-
-    def __init__(self, settings: Settings, tmp_path: Path) -> None:
-        self.tmp = tmp_path
-        self.env = dict(
-            os.environ,
-            DAIK_HOME=str(settings.home),
-            DAIK_DATABASE_URL=PG_URL,
-            DAIK_BROKER_URL=REDIS_URL,
-            DAIK_ARTIFACT_ROOT=str(settings.artifact_dir),
-            DAIK_LEASE_SECONDS=str(LEASE_S),
-            DAIK_HEARTBEAT_SECONDS="0.5",
-            DAIK_TRAINER_COMMAND=f"{sys.executable} {FAKE_TRAINER}",
-            DAIK_FAKE_TRAINER=f"--epochs {EPOCHS} --iters {ITERS} --sleep 1",
-            OMP_NUM_THREADS="1",
-        )
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
-        self.procs[name] = proc
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {n} ---\n{(self.tmp / f'{n}.log').read_text(errors='replace')[-3000:]}" for n in self.procs
-        )
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture
 def procs(settings: Settings, broker: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(settings, tmp_path)
+    p = Procs(
+        settings, tmp_path, lease_seconds=LEASE_S, fake_trainer=f"--epochs {EPOCHS} --iters {ITERS} --sleep 1"
+    )
     yield p
     p.kill_all()
-
-
-def _live_workers(db: sessionmaker[Session]) -> list[str]:
-    with db() as s:
-        return list(s.scalars(select(Worker.name).where(Worker.stopped_at.is_(None))).all())
-
-
-def _wait_for(what: str, cond: Callable[[], Any], procs: Procs, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{procs.logs()}")
-        time.sleep(0.2)
 
 
 def test_a_killed_worker_s_job_resumes_on_another_worker(
