@@ -421,9 +421,12 @@ def _add_window_args(p: argparse.ArgumentParser, dest_prefix: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from daik_core import __version__
+
     parser = argparse.ArgumentParser(
         prog="daik", description="DAIK: distillation for oriented object detection."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="generate a synthetic DOTA-format dataset (images/ and labelTxt/)")
