@@ -80,12 +80,14 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
     from daik_core.data.classes import resolve_classes
     from daik_core.eval.dota import evaluate_dota_dirs
 
+    classes = resolve_classes(args.classes)
+    _check_task1_files(Path(args.det_dir), classes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_dota_dirs(
             Path(args.ann_dir),
             Path(args.det_dir),
-            classes=resolve_classes(args.classes),
+            classes=classes,
             iou_thr=args.iou_thr,
             metric=args.metric,
         )
@@ -97,6 +99,21 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
+
+
+def _check_task1_files(det_dir: Path, classes: Sequence[str]) -> None:
+    """A detection folder without a ``Task1_<class>.txt`` of any class is a mistake (the wrong folder, or
+    the wrong ``--classes``), not a model that detected nothing: that would write empty files."""
+    from daik_core.data.dota import task1_path
+
+    if not det_dir.is_dir() or any(task1_path(det_dir, c).is_file() for c in classes):
+        return  # a missing folder is reported by the evaluator
+    others = sorted(p.name for p in det_dir.glob("Task1_*.txt") if p.is_file())
+    found = f"; it holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''} (see --classes)"
+    raise DaikError(
+        f"{det_dir}: no Task1_<class>.txt detection file for any of the {len(classes)} classes "
+        f"({', '.join(classes[:3])}, ...){found if others else ''}"
+    )
 
 
 def _cmd_eval_model(args: argparse.Namespace) -> int:

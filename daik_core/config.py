@@ -424,10 +424,16 @@ def load_spec(path: str | Path) -> JobSpec:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path}: a folder, not a job spec file (YAML or JSON, e.g. configs/synth-n.yaml)")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: file does not exist") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not a UTF-8 text file ({err.reason}); a job spec is YAML or JSON") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read the file ({err.strerror or err})") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
