@@ -260,7 +260,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from daik_core.config import load_spec, parse_spec
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
-    spec = load_spec(args.spec)
+    # --teacher replaces the spec's teacher, and --table-only reads finished runs only: no need for those
+    spec = load_spec(args.spec, check_paths=args.teacher is None and not args.table_only)
     if args.epochs is not None or args.device is not None:
         data = spec.model_dump(mode="json")
         if args.epochs is not None:

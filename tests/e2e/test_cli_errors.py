@@ -54,6 +54,15 @@ def test_train_given_a_folder(tmp_path: Path) -> None:
     _fails_in_one_line(["train", str(tmp_path)], _env(tmp_path), str(tmp_path), "a folder, not a job spec")
 
 
+def test_train_with_a_dataset_folder_that_is_not_there(tmp_path: Path) -> None:
+    spec = tmp_path / "configs" / "s.yaml"
+    spec.parent.mkdir()
+    spec.write_text("name: s\ndataset:\n  train: ../data/x\n")
+    resolved = tmp_path / "data" / "x"
+    wanted = f"{spec}:3: dataset.train: ../data/x (resolved to {resolved}): folder does not exist"
+    assert _fails_in_one_line(["train", str(spec)], _env(tmp_path)) == f"daik: error: {wanted}"
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

@@ -17,6 +17,8 @@ from daik_core.engine.checkpoint import load_detector
 from daik_core.engine.export import RawOutputs
 from tests.core.engine.conftest import make_spec
 
+REPO = Path(__file__).resolve().parents[3]
+
 
 @pytest.fixture(scope="module")
 def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -106,9 +108,23 @@ def test_export_without_onnx_is_a_clear_error(
     assert err.count("\n") == 1 and "onnx" in err and "pip install" in err
 
 
-def test_recipe_config_is_a_valid_spec() -> None:
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_committed_configs_are_valid_specs_whose_paths_point_into_the_repository(name: str) -> None:
     from daik_core.config import load_spec
 
-    spec = load_spec(Path(__file__).resolve().parents[3] / "configs" / "synth-n.yaml")
-    assert spec.student.preset == "n" and spec.hparams.imgsz % 32 == 0
-    assert len(spec.dataset.class_names()) == 9
+    spec = load_spec(REPO / "configs" / name, check_paths=False)
+    # relative to configs/: the repository's data/ and runs/ (or the shared DOTA example beside it)
+    inputs = [spec.dataset.train, spec.dataset.val, spec.output]
+    if spec.teacher is not None and spec.teacher.checkpoint is not None:
+        inputs.append(spec.teacher.checkpoint)
+    for value in inputs:
+        assert value is not None
+        path = Path(value)
+        assert path.is_absolute()
+        assert (
+            path.is_relative_to(REPO / "data")
+            or path.is_relative_to(REPO / "runs")
+            or (path == REPO.parent / "shared" / "data" / "dota_example")
+        ), value
+    assert spec.output_dir() == REPO / "runs" / spec.name
+    assert spec.hparams.imgsz % 32 == 0
