@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="model_data",
         metavar="DIR",
         default=None,
-        help="DOTA folder with images/ and labelTxt/",
+        help="DOTA folder (images/, labelTxt/), YOLO-OBB folder (images/, labels/) or data YAML (val split)",
     )
     _add_window_args(p, dest_prefix="model_")
     p.add_argument(
