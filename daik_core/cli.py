@@ -188,11 +188,10 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    from daik_core.config import load_spec, parse_spec
+    from daik_core.config import load_spec, override_spec
     from daik_core.engine.callbacks import Callback, JsonlEvents, ProgressCallback, StopFlag
     from daik_core.engine.trainer import Trainer
 
-    spec = load_spec(args.spec)
     overrides = {
         key: value
         for key, value in (
@@ -204,12 +203,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    if overrides or args.output is not None:
-        data = spec.model_dump(mode="json")
-        data["hparams"].update(overrides)
-        if args.output is not None:
-            data["output"] = args.output
-        spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
+    spec = override_spec(
+        load_spec(args.spec), overrides, args.output, source=f"{args.spec} with the command-line overrides"
+    )
 
     stop = StopFlag()
     main_rank = os.environ.get("RANK", "0") == "0"
@@ -257,18 +253,13 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         write_table,
     )
     from daik_core.ablation.table import table_markdown, versus
-    from daik_core.config import load_spec, parse_spec
+    from daik_core.config import load_spec, override_spec
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
     # --teacher replaces the spec's teacher, and --table-only reads finished runs only: no need for those
     spec = load_spec(args.spec, check_paths=args.teacher is None and not args.table_only)
-    if args.epochs is not None or args.device is not None:
-        data = spec.model_dump(mode="json")
-        if args.epochs is not None:
-            data["hparams"]["epochs"] = args.epochs
-        if args.device is not None:
-            data["hparams"]["device"] = args.device
-        spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    spec = override_spec(spec, overrides, source=f"{args.spec} with the command-line overrides")
     if args.grid.endswith((".json", ".yaml", ".yml")):
         import yaml
 
@@ -391,14 +382,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if args.reg_max < 1:
         raise DaikError(f"--reg-max must be >= 1, got {args.reg_max}")
     model = build_detector(args.preset, args.num_classes, reg_max=args.reg_max).eval()
-    if args.fused:
+    if not args.unfused:
         model.fuse()
     info = model_info(model, args.imgsz)
-    kind = "fused (inference)" if args.fused else "unfused (training)"
+    kind = "unfused (the training model, RepVGG branches apart)" if args.unfused else "fused"
     print(
-        f"detector {args.preset}, {kind}, {args.num_classes} classes, reg_max {args.reg_max}, "
-        f"imgsz {args.imgsz}: params {info['params']:,} ({info['params'] / 1e6:.2f} M), "
-        f"GFLOPs {info['gflops']:.2f} (2 x MACs)"
+        f"detector {args.preset}, {args.num_classes} classes, reg_max {args.reg_max}, imgsz {args.imgsz}: "
+        f"{info['params']:,} params ({info['params'] / 1e6:.2f} M), {info['gflops']:.2f} GFLOPs "
+        f"(2 x MACs), {kind}"
     )
     return 0
 
@@ -646,12 +637,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output file (default: the weights with .onnx)")
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("info", help="parameters and GFLOPs of a detector preset")
+    p = sub.add_parser(
+        "info", help="parameters and GFLOPs of a detector preset (fused, as trained models report them)"
+    )
     p.add_argument("--preset", choices=("n", "s", "m", "l"), default="n", help="model size (default n)")
     p.add_argument("--imgsz", type=int, default=1024, help="square input side, a multiple of 32 (1024)")
     p.add_argument("--num-classes", type=int, default=15, help="number of classes (default 15, DOTA 1.0)")
     p.add_argument("--reg-max", type=int, default=16, help="DFL reg_max (default 16)")
-    p.add_argument("--fused", action="store_true", help="the re-parameterised inference model")
+    p.add_argument(
+        "--unfused",
+        action="store_true",
+        help="the training model (RepVGG branches apart) instead of the fused inference model that "
+        "training, results.json and the ablation table report",
+    )
+    p.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
     p.set_defaults(handler=_cmd_info)
     add_plugin_commands(sub)
     return parser

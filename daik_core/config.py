@@ -63,9 +63,11 @@ __all__ = [
     "TeacherSpec",
     "format_validation_error",
     "load_spec",
+    "override_spec",
     "parse_spec",
     "relative_spec_paths",
     "resolve_spec_paths",
+    "spec_from_mapping",
 ]
 
 # NMS IoU per image (or tile) of evaluation and prediction, one value for the trainer, `daik eval` and
@@ -530,7 +532,7 @@ def _yolo_dataset(data: dict[str, Any], where: str) -> None:
             )
 
 
-def _check_paths(spec: JobSpec, given: dict[str, str], lines: dict[str, int], source: Path) -> None:
+def _check_paths(spec: JobSpec, given: dict[str, str], lines: dict[str, int], source: str) -> None:
     """The inputs of a spec file exist: dataset folders, checkpoint files."""
     wanted = {
         "dataset.train": ("folder", spec.dataset.train),
@@ -549,6 +551,40 @@ def _check_paths(spec: JobSpec, given: dict[str, str], lines: dict[str, int], so
         line = lines.get(field)
         where = f"{source}:{line}" if line is not None else str(source)
         raise SpecError(f"{where}: {field}: {shown}: {kind} does not exist")
+
+
+def spec_from_mapping(
+    data: Mapping[str, Any],
+    base: str | Path = ".",
+    *,
+    source: str = "spec",
+    check_paths: bool = True,
+    lines: Mapping[str, int] | None = None,
+) -> JobSpec:
+    """A job spec from the raw mapping of a spec written in the folder ``base`` (:func:`load_spec` reads a
+    file into this): relative paths resolved against ``base``, a data YAML expanded, validated, and with
+    ``check_paths`` the inputs checked (errors name ``source`` and, from ``lines``, the field's line)."""
+    given = {field: holder[key] for field, holder, key in _path_holders(dict(data))}
+    resolved = resolve_spec_paths(data, Path(base).absolute())
+    _yolo_dataset(resolved, source)
+    spec = parse_spec(resolved, source=source)
+    if check_paths:
+        _check_paths(spec, given, dict(lines or {}), source)
+    return spec
+
+
+def override_spec(
+    spec: JobSpec, hparams: Mapping[str, Any], output: str | Path | None = None, *, source: str = "spec"
+) -> JobSpec:
+    """``spec`` with ``hparams`` fields (``epochs``, ``batch``, ...) and ``output`` replaced, validated again
+    (errors name ``source``): the command line's and :func:`daik_core.train`'s overrides."""
+    if not hparams and output is None:
+        return spec
+    data = spec.model_dump(mode="json")
+    data["hparams"].update(hparams)
+    if output is not None:
+        data["output"] = str(output)
+    return parse_spec(data, source=source)
 
 
 def load_spec(path: str | Path, *, check_paths: bool = True) -> JobSpec:
@@ -579,10 +615,6 @@ def load_spec(path: str | Path, *, check_paths: bool = True) -> JobSpec:
         raise SpecError(f"{path}{line}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a job spec must be a mapping, got {type(data).__name__}")
-    given = {field: holder[key] for field, holder, key in _path_holders(data)}
-    resolved = resolve_spec_paths(data, path.absolute().parent)
-    _yolo_dataset(resolved, str(path))
-    spec = parse_spec(resolved, source=str(path))
-    if check_paths:
-        _check_paths(spec, given, _key_lines(text), path)
-    return spec
+    return spec_from_mapping(
+        data, path.absolute().parent, source=str(path), check_paths=check_paths, lines=_key_lines(text)
+    )

@@ -486,16 +486,16 @@ class DotaDataset(Dataset[Sample]):
     """Samples of a DOTA folder ``root`` (``images/``, ``labelTxt/``) or of a YOLO-OBB split (``root`` holds
     ``images/`` and ``labels/``, or is an ``.../images/<split>`` folder); see the module docstring.
 
-        ``classes``: the class list (indices are positions in it). ``imgsz``: the side of the square input
-        frame. ``augment``: the augmentation spec, used when ``train`` (``None``: no augmentation). ``split``:
-        tile images larger than ``split.size``. ``skip_unknown``: drop objects of classes not in ``classes``
-        instead of failing. ``cache_images``: decoded source images kept per process (LRU).
+    ``classes``: the class list (indices are positions in it). ``imgsz``: the side of the square input
+    frame. ``augment``: the augmentation spec, used when ``train`` (``None``: no augmentation). ``split``:
+    tile images larger than ``split.size``. ``skip_unknown``: drop objects of classes not in ``classes``
+    instead of failing. ``cache_images``: decoded source images kept per process (LRU).
 
-        ``dataset[i]`` is item ``i`` with the augmentation draw of epoch 0, seed 0; ``dataset[ItemKey(i,
-        epoch, seed)]`` (what the loader asks for) and :meth:`get` choose the draw.
+    ``dataset[i]`` is item ``i`` with the augmentation draw of epoch 0, seed 0; ``dataset[ItemKey(i,
+    epoch, seed)]`` (what the loader asks for) and :meth:`get` choose the draw.
 
-        Attributes: ``images`` (:class:`ImageRecord` per source image), ``windows`` (:class:`Window` per item),
-        ``classes``, ``imgsz``, ``augment`` (``None`` unless training), ``split``.
+    Attributes: ``images`` (:class:`ImageRecord` per source image), ``windows`` (:class:`Window` per item),
+    ``classes``, ``imgsz``, ``augment`` (``None`` unless training), ``split``.
     """
 
     def __init__(

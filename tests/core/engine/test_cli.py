@@ -47,6 +47,22 @@ def test_eval_matches_the_trainers_final_evaluation(
     assert main([*argv, "--metric", "area", "-q"]) == 0
 
 
+def test_one_parameter_count_everywhere(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """results.json, `daik info` and the ablation's cost columns count the fused model's parameters."""
+    from daik_core.ablation.runner import model_cost
+
+    results = json.loads((trained / "results.json").read_text())
+    assert main(["info", "--preset", "n", "--num-classes", "9", "--imgsz", "64"]) == 0
+    out = capsys.readouterr().out
+    assert f"{results['params']:,} params" in out and out.rstrip().endswith(", fused")
+    assert f"{results['gflops']:.2f} GFLOPs" in out
+    model, _ = load_detector(trained / "weights" / "best.pt")
+    assert model_cost(model, 64)["params"] == results["params"]
+    assert main(["info", "--preset", "n", "--num-classes", "9", "--imgsz", "64", "--unfused"]) == 0
+    unfused = capsys.readouterr().out
+    assert "unfused" in unfused and f"{results['params']:,} params" not in unfused
+
+
 def test_eval_without_weights_or_format_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval"]) == 2
     assert "--weights" in capsys.readouterr().err
