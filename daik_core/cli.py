@@ -364,7 +364,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from daik_core.engine.export import export_onnx
 
     result = export_onnx(
-        Path(args.weights), Path(args.out) if args.out else None, imgsz=args.imgsz, opset=args.opset
+        Path(args.weights),
+        Path(args.out) if args.out else None,
+        imgsz=args.imgsz,
+        opset=args.opset,
+        end2end=args.end2end,
     )
     print(result.describe())
     return 0
@@ -618,8 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no training progress bars")
     p.set_defaults(handler=_cmd_ablate)
 
-    p = sub.add_parser("predict", help="detect objects in images with a checkpoint")
-    p.add_argument("--weights", required=True, help="checkpoint (best.pt)")
+    p = sub.add_parser("predict", help="detect objects in images with a checkpoint or an exported ONNX model")
+    p.add_argument(
+        "--weights", required=True, help="checkpoint (best.pt), or an ONNX model of daik export (onnxruntime)"
+    )
     p.add_argument("--source", required=True, help="an image or a folder of images")
     p.add_argument("--out", default="runs/predict", help="output folder (task1/, vis/; runs/predict)")
     _add_window_args(p)
@@ -635,6 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None, help="check size (default: the training size)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--out", default=None, help="output file (default: the weights with .onnx)")
+    p.add_argument(
+        "--end2end",
+        action="store_true",
+        help="decoding, score threshold and exact rotated NMS inside the graph (one window of --imgsz); "
+        "default: the head's raw outputs",
+    )
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser(

@@ -259,13 +259,21 @@ def predict(
     draw: bool = True,
     progress: bool = True,
 ) -> PredictSummary:
-    """Run a checkpoint over ``source`` (an image or a folder) and write ``out`` (module docstring); the
-    defaults of the options come from the checkpoint (:func:`inference_settings`)."""
+    """Run a checkpoint (or an ONNX model of ``daik export``) over ``source`` (an image or a folder) and write
+    ``out`` (module docstring); the defaults of the options come from the checkpoint
+    (:func:`inference_settings`)."""
     _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
     sources = find_sources(source)
-    dev = resolve_device(device)
-    model, meta = load_detector(weights, map_location="cpu")
-    model.fuse().to(dev)
+    model: WindowModel
+    if Path(weights).suffix.lower() == ".onnx":  # `daik export`'s graphs, through onnxruntime on the CPU
+        from daik_core.engine.onnx_model import OnnxModel
+
+        onnx_model = OnnxModel(weights)
+        model, meta, dev = onnx_model.detect, onnx_model.meta, torch.device("cpu")
+    else:
+        dev = resolve_device(device)
+        net, meta = load_detector(weights, map_location="cpu")
+        model = torch_windows(net.fuse().to(dev))
     s = inference_settings(
         meta,
         imgsz=imgsz,
