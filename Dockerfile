@@ -17,12 +17,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY daik_core daik_core
 COPY service service
 COPY worker worker
 COPY migrations migrations
-# editable: `daik db upgrade` finds migrations/ beside the service package (it is not part of a wheel)
+# editable: `daik db upgrade` finds migrations/ beside the service package (a wheel ships it as service/migrations)
 RUN pip install -e ".[service,worker]"
 
 RUN useradd --create-home --uid 1000 daik \

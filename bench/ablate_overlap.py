@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from daik_core.config import resolve_spec_paths
+
 OVERLAPS = ("probiou", "rotated_iou", "hbb_iou")
 
 
@@ -76,7 +78,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override hparams.epochs")
     ap.add_argument("--workers", type=int, default=None, help="override hparams.workers")
     args = ap.parse_args()
-    spec = yaml.safe_load(args.spec.read_text())
+    # the per-run specs are written elsewhere: their paths resolved against this spec's folder first
+    spec = resolve_spec_paths(yaml.safe_load(args.spec.read_text()), args.spec.absolute().parent)
     for key in ("epochs", "workers"):
         if getattr(args, key) is not None:
             spec.setdefault("hparams", {})[key] = getattr(args, key)

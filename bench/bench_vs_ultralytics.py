@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from daik_core.config import load_spec
+from daik_core.config import load_spec, resolve_spec_paths
 from daik_core.data.synth import generate_dataset
 from daik_core.eval.dota import evaluate_dota_dirs
 
@@ -36,7 +36,7 @@ def ensure_synth(folder: Path, images: int, size: int, seed: int, difficulty: st
 
 
 def run_ours(spec_path: Path, out: Path, train: Path, val: Path, args: argparse.Namespace) -> dict:
-    data = yaml.safe_load(spec_path.read_text())
+    data = resolve_spec_paths(yaml.safe_load(spec_path.read_text()), spec_path.absolute().parent)
     data["dataset"]["train"] = str(train)
     data["dataset"]["val"] = str(val)
     data["output"] = str(out / "daik")

@@ -80,12 +80,14 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
     from daik_core.data.classes import resolve_classes
     from daik_core.eval.dota import evaluate_dota_dirs
 
+    classes = resolve_classes(args.classes)
+    _check_task1_files(Path(args.det_dir), classes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_dota_dirs(
             Path(args.ann_dir),
             Path(args.det_dir),
-            classes=resolve_classes(args.classes),
+            classes=classes,
             iou_thr=args.iou_thr,
             metric=args.metric,
         )
@@ -97,6 +99,21 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return 0
+
+
+def _check_task1_files(det_dir: Path, classes: Sequence[str]) -> None:
+    """A detection folder without a ``Task1_<class>.txt`` of any class is a mistake (the wrong folder, or
+    the wrong ``--classes``), not a model that detected nothing: that would write empty files."""
+    from daik_core.data.dota import task1_path
+
+    if not det_dir.is_dir() or any(task1_path(det_dir, c).is_file() for c in classes):
+        return  # a missing folder is reported by the evaluator
+    others = sorted(p.name for p in det_dir.glob("Task1_*.txt") if p.is_file())
+    found = f"; it holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''} (see --classes)"
+    raise DaikError(
+        f"{det_dir}: no Task1_<class>.txt detection file for any of the {len(classes)} classes "
+        f"({', '.join(classes[:3])}, ...){found if others else ''}"
+    )
 
 
 def _cmd_eval_model(args: argparse.Namespace) -> int:
@@ -171,11 +188,10 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    from daik_core.config import load_spec, parse_spec
+    from daik_core.config import load_spec, override_spec
     from daik_core.engine.callbacks import Callback, JsonlEvents, ProgressCallback, StopFlag
     from daik_core.engine.trainer import Trainer
 
-    spec = load_spec(args.spec)
     overrides = {
         key: value
         for key, value in (
@@ -187,12 +203,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    if overrides or args.output is not None:
-        data = spec.model_dump(mode="json")
-        data["hparams"].update(overrides)
-        if args.output is not None:
-            data["output"] = args.output
-        spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
+    spec = override_spec(
+        load_spec(args.spec), overrides, args.output, source=f"{args.spec} with the command-line overrides"
+    )
 
     stop = StopFlag()
     main_rank = os.environ.get("RANK", "0") == "0"
@@ -240,17 +253,13 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         write_table,
     )
     from daik_core.ablation.table import table_markdown, versus
-    from daik_core.config import load_spec, parse_spec
+    from daik_core.config import load_spec, override_spec
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
-    spec = load_spec(args.spec)
-    if args.epochs is not None or args.device is not None:
-        data = spec.model_dump(mode="json")
-        if args.epochs is not None:
-            data["hparams"]["epochs"] = args.epochs
-        if args.device is not None:
-            data["hparams"]["device"] = args.device
-        spec = parse_spec(data, source=f"{args.spec} with the command-line overrides")
+    # --teacher replaces the spec's teacher, and --table-only reads finished runs only: no need for those
+    spec = load_spec(args.spec, check_paths=args.teacher is None and not args.table_only)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    spec = override_spec(spec, overrides, source=f"{args.spec} with the command-line overrides")
     if args.grid.endswith((".json", ".yaml", ".yml")):
         import yaml
 
@@ -355,7 +364,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from daik_core.engine.export import export_onnx
 
     result = export_onnx(
-        Path(args.weights), Path(args.out) if args.out else None, imgsz=args.imgsz, opset=args.opset
+        Path(args.weights),
+        Path(args.out) if args.out else None,
+        imgsz=args.imgsz,
+        opset=args.opset,
+        end2end=args.end2end,
     )
     print(result.describe())
     return 0
@@ -373,14 +386,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if args.reg_max < 1:
         raise DaikError(f"--reg-max must be >= 1, got {args.reg_max}")
     model = build_detector(args.preset, args.num_classes, reg_max=args.reg_max).eval()
-    if args.fused:
+    if not args.unfused:
         model.fuse()
     info = model_info(model, args.imgsz)
-    kind = "fused (inference)" if args.fused else "unfused (training)"
+    kind = "unfused (the training model, RepVGG branches apart)" if args.unfused else "fused"
     print(
-        f"detector {args.preset}, {kind}, {args.num_classes} classes, reg_max {args.reg_max}, "
-        f"imgsz {args.imgsz}: params {info['params']:,} ({info['params'] / 1e6:.2f} M), "
-        f"GFLOPs {info['gflops']:.2f} (2 x MACs)"
+        f"detector {args.preset}, {args.num_classes} classes, reg_max {args.reg_max}, imgsz {args.imgsz}: "
+        f"{info['params']:,} params ({info['params'] / 1e6:.2f} M), {info['gflops']:.2f} GFLOPs "
+        f"(2 x MACs), {kind}"
     )
     return 0
 
@@ -421,9 +434,12 @@ def _add_window_args(p: argparse.ArgumentParser, dest_prefix: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from daik_core import __version__
+
     parser = argparse.ArgumentParser(
         prog="daik", description="DAIK: distillation for oriented object detection."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="generate a synthetic DOTA-format dataset (images/ and labelTxt/)")
@@ -484,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="model_data",
         metavar="DIR",
         default=None,
-        help="DOTA folder with images/ and labelTxt/",
+        help="DOTA folder (images/, labelTxt/), YOLO-OBB folder (images/, labels/) or data YAML (val split)",
     )
     _add_window_args(p, dest_prefix="model_")
     p.add_argument(
@@ -606,8 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no training progress bars")
     p.set_defaults(handler=_cmd_ablate)
 
-    p = sub.add_parser("predict", help="detect objects in images with a checkpoint")
-    p.add_argument("--weights", required=True, help="checkpoint (best.pt)")
+    p = sub.add_parser("predict", help="detect objects in images with a checkpoint or an exported ONNX model")
+    p.add_argument(
+        "--weights", required=True, help="checkpoint (best.pt), or an ONNX model of daik export (onnxruntime)"
+    )
     p.add_argument("--source", required=True, help="an image or a folder of images")
     p.add_argument("--out", default="runs/predict", help="output folder (task1/, vis/; runs/predict)")
     _add_window_args(p)
@@ -623,14 +641,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=None, help="check size (default: the training size)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--out", default=None, help="output file (default: the weights with .onnx)")
+    p.add_argument(
+        "--end2end",
+        action="store_true",
+        help="decoding, score threshold and exact rotated NMS inside the graph (one window of --imgsz); "
+        "default: the head's raw outputs",
+    )
     p.set_defaults(handler=_cmd_export)
 
-    p = sub.add_parser("info", help="parameters and GFLOPs of a detector preset")
+    p = sub.add_parser(
+        "info", help="parameters and GFLOPs of a detector preset (fused, as trained models report them)"
+    )
     p.add_argument("--preset", choices=("n", "s", "m", "l"), default="n", help="model size (default n)")
     p.add_argument("--imgsz", type=int, default=1024, help="square input side, a multiple of 32 (1024)")
     p.add_argument("--num-classes", type=int, default=15, help="number of classes (default 15, DOTA 1.0)")
     p.add_argument("--reg-max", type=int, default=16, help="DFL reg_max (default 16)")
-    p.add_argument("--fused", action="store_true", help="the re-parameterised inference model")
+    p.add_argument(
+        "--unfused",
+        action="store_true",
+        help="the training model (RepVGG branches apart) instead of the fused inference model that "
+        "training, results.json and the ablation table report",
+    )
+    p.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
     p.set_defaults(handler=_cmd_info)
     add_plugin_commands(sub)
     return parser

@@ -4,6 +4,14 @@ Pydantic only, no torch import (the API process stays torch-free). YAML or JSON.
 are errors that name the field. Every option of METHOD.md is a field here with a documented default; the
 fields marked *(reading)* are our reading where the paper is silent.
 
+Paths (:data:`SPEC_PATH_FIELDS`: ``dataset.train``, ``dataset.val``, ``student.weights``,
+``teacher.checkpoint``, ``output``): in a spec *file*, a relative path is relative to the folder of the file
+(:func:`load_spec` makes it absolute, and checks that the inputs exist), so a spec means the same thing from
+any working directory. Without ``output`` a run goes to ``runs/<name>`` in the current directory. A spec sent
+as data (``POST /jobs``, :func:`parse_spec`) keeps its paths as given. ``dataset.train`` may also be an
+Ultralytics data YAML (:mod:`daik_core.data.yolo_obb`): its ``train`` split, its ``val`` split unless
+``dataset.val`` is given, and its ``names`` unless ``dataset.classes`` is.
+
 Example (it must stay valid; ``tests/core/test_config.py`` checks it)::
 
     name: synth-n
@@ -20,7 +28,11 @@ Example (it must stay valid; ``tests/core/test_config.py`` checks it)::
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +42,7 @@ from daik_core.errors import DaikError
 
 __all__ = [
     "DEFAULT_NMS_IOU",
+    "SPEC_PATH_FIELDS",
     "AssignerSpec",
     "AugmentSpec",
     "DatasetSpec",
@@ -50,7 +63,11 @@ __all__ = [
     "TeacherSpec",
     "format_validation_error",
     "load_spec",
+    "override_spec",
     "parse_spec",
+    "relative_spec_paths",
+    "resolve_spec_paths",
+    "spec_from_mapping",
 ]
 
 # NMS IoU per image (or tile) of evaluation and prediction, one value for the trainer, `daik eval` and
@@ -83,7 +100,11 @@ class SplitSpec(_Strict):
 
 
 class DatasetSpec(_Strict):
-    train: str = Field(min_length=1, description="DOTA folder (images/, labelTxt/) or a registered name")
+    train: str = Field(
+        min_length=1,
+        description="DOTA folder (images/, labelTxt/), YOLO-OBB folder (images/, labels/) or data YAML, or "
+        "(service) a registered name",
+    )
     val: str | None = Field(default=None, description="validation folder; none: no evaluation")
     classes: str | tuple[str, ...] = Field(
         default="dota1.0", description="dota1.0 | dota1.5 | dota2.0 | a,b,c | a list of names"
@@ -367,7 +388,9 @@ class JobSpec(_Strict):
     loss: DetectionLossSpec = DetectionLossSpec()
     augment: AugmentSpec = AugmentSpec()
     hparams: HParams = HParams()
-    output: str | None = Field(default=None, description="output folder; default runs/<name>")
+    output: str | None = Field(
+        default=None, description="output folder; default runs/<name> in the current directory"
+    )
     losses: DistillSpec = Field(default=DistillSpec(), description="distillation terms; all off by default")
 
     @model_validator(mode="after")
@@ -419,15 +442,168 @@ def parse_spec(data: Any, source: str = "spec") -> JobSpec:
         raise SpecError(f"{source}: " + "; ".join(format_validation_error(err))) from None
 
 
-def load_spec(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON job spec file."""
+#: The fields of a job spec that are paths (see the module docstring).
+SPEC_PATH_FIELDS = ("dataset.train", "dataset.val", "student.weights", "teacher.checkpoint", "output")
+
+
+def _path_holders(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """``(field, mapping, key)`` of every path field present as a non-empty string in raw spec ``data``."""
+    out = []
+    for field in SPEC_PATH_FIELDS:
+        section, _, key = field.rpartition(".")
+        holder = data.get(section) if section else data
+        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
+            out.append((field, holder, key))
+    return out
+
+
+def resolve_spec_paths(data: Mapping[str, Any], base: str | Path) -> dict[str, Any]:
+    """A copy of the raw spec mapping ``data`` with its relative paths (:data:`SPEC_PATH_FIELDS`) made
+    absolute against the folder ``base`` (``~`` expanded); other values are left to validation."""
+    out = copy.deepcopy(dict(data))
+    for _, holder, key in _path_holders(out):
+        holder[key] = os.path.abspath(Path(base) / Path(holder[key]).expanduser())
+    return out
+
+
+def relative_spec_paths(data: Mapping[str, Any], base: str | Path | None = None) -> dict[str, Any]:
+    """A copy of the raw spec mapping ``data`` with its absolute paths written relative to ``base`` (default:
+    the current directory): the form a spec of relative paths had before they were resolved (what the
+    ablation's run hashes were computed from)."""
+    out = copy.deepcopy(dict(data))
+    start = os.path.abspath(base if base is not None else os.curdir)
+    for _, holder, key in _path_holders(out):
+        if os.path.isabs(holder[key]):
+            holder[key] = os.path.relpath(holder[key], start)
+    return out
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """The 1-based line of every key of a YAML (or JSON) mapping, by dotted path (``dataset.train``)."""
+    import yaml
+
+    lines: dict[str, int] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    lines[prefix + str(key.value)] = key.start_mark.line + 1
+                    walk(value, f"{prefix}{key.value}.")
+
+    with contextlib.suppress(yaml.YAMLError):
+        walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return lines
+
+
+def _yolo_dataset(data: dict[str, Any], where: str) -> None:
+    """``dataset.train`` naming an Ultralytics data YAML: its split folders and names, in place."""
+    from daik_core.data.yolo_obb import is_data_yaml, read_data_yaml
+
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("train"), str):
+        return
+    if not is_data_yaml(dataset["train"]):
+        return
+    try:
+        yolo = read_data_yaml(dataset["train"])
+    except DaikError as err:
+        raise SpecError(f"{where}: dataset.train: {err}") from None
+    dataset["train"] = str(yolo.split("train"))
+    val = dataset.get("val")
+    if val is None and "val" in yolo.splits:
+        dataset["val"] = str(yolo.splits["val"])
+    elif isinstance(val, str) and is_data_yaml(val):
+        try:
+            dataset["val"] = str(read_data_yaml(val).split("val"))
+        except DaikError as err:
+            raise SpecError(f"{where}: dataset.val: {err}") from None
+    if "classes" not in dataset:
+        dataset["classes"] = list(yolo.names)
+    else:
+        try:
+            given = DatasetSpec.model_validate({"train": "x", "classes": dataset["classes"]}).class_names()
+        except ValidationError:
+            return  # validation names the field
+        if given != yolo.names:
+            raise SpecError(
+                f"{where}: dataset.classes {list(given)} differ from the names of {yolo.path} "
+                f"{list(yolo.names)} (YOLO class k is the k-th name; leave dataset.classes out)"
+            )
+
+
+def _check_paths(spec: JobSpec, given: dict[str, str], lines: dict[str, int], source: str) -> None:
+    """The inputs of a spec file exist: dataset folders, checkpoint files."""
+    wanted = {
+        "dataset.train": ("folder", spec.dataset.train),
+        "dataset.val": ("folder", spec.dataset.val),
+        "student.weights": ("file", spec.student.weights),
+        "teacher.checkpoint": ("file", spec.teacher.checkpoint if spec.teacher is not None else None),
+    }
+    for field, (kind, value) in wanted.items():
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir() if kind == "folder" else path.is_file():
+            continue
+        original = given.get(field, value)
+        shown = original if original == value else f"{original} (resolved to {value})"
+        line = lines.get(field)
+        where = f"{source}:{line}" if line is not None else str(source)
+        raise SpecError(f"{where}: {field}: {shown}: {kind} does not exist")
+
+
+def spec_from_mapping(
+    data: Mapping[str, Any],
+    base: str | Path = ".",
+    *,
+    source: str = "spec",
+    check_paths: bool = True,
+    lines: Mapping[str, int] | None = None,
+) -> JobSpec:
+    """A job spec from the raw mapping of a spec written in the folder ``base`` (:func:`load_spec` reads a
+    file into this): relative paths resolved against ``base``, a data YAML expanded, validated, and with
+    ``check_paths`` the inputs checked (errors name ``source`` and, from ``lines``, the field's line)."""
+    given = {field: holder[key] for field, holder, key in _path_holders(dict(data))}
+    resolved = resolve_spec_paths(data, Path(base).absolute())
+    _yolo_dataset(resolved, source)
+    spec = parse_spec(resolved, source=source)
+    if check_paths:
+        _check_paths(spec, given, dict(lines or {}), source)
+    return spec
+
+
+def override_spec(
+    spec: JobSpec, hparams: Mapping[str, Any], output: str | Path | None = None, *, source: str = "spec"
+) -> JobSpec:
+    """``spec`` with ``hparams`` fields (``epochs``, ``batch``, ...) and ``output`` replaced, validated again
+    (errors name ``source``): the command line's and :func:`daik_core.train`'s overrides."""
+    if not hparams and output is None:
+        return spec
+    data = spec.model_dump(mode="json")
+    data["hparams"].update(hparams)
+    if output is not None:
+        data["output"] = str(output)
+    return parse_spec(data, source=source)
+
+
+def load_spec(path: str | Path, *, check_paths: bool = True) -> JobSpec:
+    """Read a YAML or JSON job spec file. Relative paths are relative to the file's folder (module
+    docstring); with ``check_paths`` the input folders and files must exist (an error names the field,
+    the path as written, what it resolved to, and the line)."""
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path}: a folder, not a job spec file (YAML or JSON, e.g. configs/synth-n.yaml)")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: file does not exist") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not a UTF-8 text file ({err.reason}); a job spec is YAML or JSON") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read the file ({err.strerror or err})") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
@@ -439,4 +615,6 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError(f"{path}{line}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a job spec must be a mapping, got {type(data).__name__}")
-    return parse_spec(data, source=str(path))
+    return spec_from_mapping(
+        data, path.absolute().parent, source=str(path), check_paths=check_paths, lines=_key_lines(text)
+    )

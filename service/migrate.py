@@ -23,12 +23,31 @@ __all__ = [
     "upgrade",
 ]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _migrations_dir() -> Path:
+    """The Alembic folder: ``service/migrations`` in an installed wheel (the build maps the repository's
+    top-level ``migrations/`` there, see setup.py), else ``migrations/`` beside the package (a source
+    checkout or an editable install)."""
+    for folder in (_PACKAGE / "migrations", _PACKAGE.parent / "migrations"):
+        if (folder / "alembic.ini").is_file():
+            return folder
+    return _PACKAGE.parent / "migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 def alembic_config(url: str | None = None) -> Config:
-    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    ini = MIGRATIONS_DIR / "alembic.ini"
+    if not ini.is_file():
+        raise RuntimeError(f"{ini}: the migrations are missing from this installation of daik")
+    cfg = Config(str(ini))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # the folder that holds the `service` package (alembic.ini's own `%(here)s/..` is the repository root
+    # in a checkout, but the service package itself when installed, whose modules must not shadow others)
+    cfg.set_main_option("prepend_sys_path", str(_PACKAGE.parent).replace("%", "%%"))
     if url is not None:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

@@ -127,6 +127,19 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("database_url")
+    @classmethod
+    def _parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                make_url(v)
+            except (ArgumentError, ValueError):  # the message never quotes the URL: it may hold a password
+                raise ValueError(
+                    "not a database URL (e.g. postgresql+psycopg://user:password@host:5432/daik, or "
+                    "sqlite:////absolute/path/daik.sqlite)"
+                ) from None
+        return v
+
     @field_validator("home", "data_root", "artifact_root")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:

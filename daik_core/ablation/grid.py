@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from daik_core.config import DistillSpec, JobSpec, format_validation_error, parse_spec
+from daik_core.config import DistillSpec, JobSpec, format_validation_error, parse_spec, relative_spec_paths
 from daik_core.errors import DaikError
 
 __all__ = [
@@ -233,7 +233,7 @@ def cell_spec(base: JobSpec, cell: Cell, seed: int, output: str, teacher_checkpo
 def config_hash(spec: JobSpec) -> str:
     """A hash of what a run trains (the spec without its name and output): a finished run whose record
     carries the same hash is reused, a changed spec trains again."""
-    data = spec.model_dump(mode="json")
+    data = relative_spec_paths(spec.model_dump(mode="json"))  # as hashed when specs kept relative paths
     data.pop("name", None)
     data.pop("output", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))

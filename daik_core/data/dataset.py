@@ -1,4 +1,6 @@
-"""The training and validation dataset over a DOTA folder (``images/`` and ``labelTxt/``).
+"""The training and validation dataset over a DOTA folder (``images/`` and ``labelTxt/``), or a split of
+Ultralytics' YOLO-OBB layout (``images/`` and ``labels/``, normalised corners; :mod:`daik_core.data.yolo_obb`:
+an image without a label file has no objects, and no object is difficult).
 
 Validation up front
     The constructor checks the whole folder before any training starts and raises *one*
@@ -80,6 +82,7 @@ from daik_core.data.transforms import (
     resize_to_fit,
     warp,
 )
+from daik_core.data.yolo_obb import is_data_yaml, parse_yolo_label, yolo_split_dirs
 from daik_core.errors import DaikError, DataFormatError
 from daik_core.structures.boxes import obb_to_poly, poly_to_obb
 
@@ -238,7 +241,7 @@ class ImageRecord:
 
     image_id: str  # the file stem, the DOTA image id
     path: Path
-    label_path: Path
+    label_path: Path  # a YOLO-OBB image without objects may have none: this is where it would be
     width: int
     height: int
 
@@ -381,6 +384,9 @@ class _Scan:
 
 
 def _scan(root: Path, classes: Sequence[str], skip_unknown: bool) -> _Scan:
+    yolo = yolo_split_dirs(root)
+    if yolo is not None:
+        return _scan_yolo(*yolo, classes, skip_unknown)
     img_dir, ann_dir = root / "images", root / "labelTxt"
     missing = [
         DataFormatError(d, None, f"{what} folder does not exist")
@@ -419,6 +425,53 @@ def _scan(root: Path, classes: Sequence[str], skip_unknown: bool) -> _Scan:
     return scan
 
 
+def _read_yolo_label(
+    path: Path, width: int, height: int, classes: Sequence[str], skip_unknown: bool
+) -> DotaLabel:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, None, f"not a UTF-8 text file ({err.reason})") from None
+    except OSError as err:
+        raise DataFormatError(path, None, f"cannot read the label file ({err.strerror or err})") from None
+    objects = parse_yolo_label(text, path, width, height, len(classes), skip_unknown)
+    return DotaLabel([DotaObject(o.poly, classes[o.cls]) for o in objects])
+
+
+def _scan_yolo(img_dir: Path, label_dir: Path, classes: Sequence[str], skip_unknown: bool) -> _Scan:
+    """A YOLO-OBB split: labels ``label_dir/<stem>.txt`` (optional: none, no objects) of ``img_dir``'s
+    images, corners scaled from [0, 1] to pixels by each image's size."""
+    images = find_images(img_dir)
+    label_files = {p.stem: p for p in sorted(label_dir.glob("*.txt")) if p.is_file()}
+    scan = _Scan()
+    seen: dict[str, Path] = {}
+    for path in images:
+        stem = path.stem
+        if stem in seen:
+            scan.problems.append(DataFormatError(path, None, f"has the same name as {seen[stem].name}"))
+            continue
+        seen[stem] = path
+        label_path = label_files.get(stem, label_dir / f"{stem}.txt")
+        try:
+            width, height = read_image_size(path)
+            label = (
+                _read_yolo_label(label_path, width, height, classes, skip_unknown)
+                if stem in label_files
+                else DotaLabel()
+            )
+        except DataFormatError as err:
+            scan.problems.append(err)
+            continue
+        scan.records.append(ImageRecord(stem, path, label_path, width, height))
+        scan.labels.append(label)
+    for stem, label_path in label_files.items():
+        if stem not in seen:
+            scan.problems.append(DataFormatError(label_path, None, f"no image {stem}.* in {img_dir}"))
+    if not images and not scan.problems:
+        scan.problems.append(DataFormatError(img_dir, None, "no images (.png, .jpg, .tif, .bmp) in it"))
+    return scan
+
+
 def _combine(root: Path, problems: Sequence[DataFormatError]) -> DataFormatError:
     if len(problems) == 1:
         return problems[0]
@@ -430,7 +483,8 @@ def _combine(root: Path, problems: Sequence[DataFormatError]) -> DataFormatError
 
 # -------------------------------------------------------------------------------------- the dataset
 class DotaDataset(Dataset[Sample]):
-    """Samples of a DOTA folder ``root`` (``images/``, ``labelTxt/``); see the module docstring.
+    """Samples of a DOTA folder ``root`` (``images/``, ``labelTxt/``) or of a YOLO-OBB split (``root`` holds
+    ``images/`` and ``labels/``, or is an ``.../images/<split>`` folder); see the module docstring.
 
     ``classes``: the class list (indices are positions in it). ``imgsz``: the side of the square input
     frame. ``augment``: the augmentation spec, used when ``train`` (``None``: no augmentation). ``split``:
@@ -471,6 +525,13 @@ class DotaDataset(Dataset[Sample]):
         self.augment = augment if train else None
         self.split = split
         self.cache_images = cache_images
+        if is_data_yaml(self.root):
+            raise DataFormatError(
+                self.root,
+                None,
+                "a YOLO data YAML: give the image folder of one split (e.g. images/val), or the YAML as a "
+                "spec file's dataset.train",
+            )
         if not self.root.is_dir():
             raise DataFormatError(self.root, None, "dataset folder does not exist")
 

@@ -56,8 +56,8 @@ class TrainInfo:
     imgsz: int
     train_images: int  # items of the train set (patches when tiled)
     val_images: int  # items of the val set (0: no evaluation)
-    params: int
-    gflops: float
+    params: int  # of the fused (inference) model, as `daik info` and results.json report them
+    gflops: float  # of the fused model at imgsz
     resumed_from: Path | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
     start_step: int = 0  # optimiser steps before this run (0 unless resumed)
@@ -181,8 +181,8 @@ class ProgressCallback(Callback):
         self._print(
             f"train {info.name}: {info.train_images} train / {info.val_images} val images, "
             f"{len(info.classes)} classes, imgsz {info.imgsz}, batch {info.batch}, {info.epochs} epochs, "
-            f"device {info.device} x{info.world_size}, params {info.params / 1e6:.2f} M, "
-            f"{info.gflops:.2f} GFLOPs{resumed} -> {info.output_dir}"
+            f"device {info.device} x{info.world_size}, {info.params / 1e6:.2f} M params "
+            f"and {info.gflops:.2f} GFLOPs (fused){resumed} -> {info.output_dir}"
         )
 
     def on_epoch_start(self, epoch: int, num_iterations: int) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import pickle
 import random
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "daik-checkpoint"
+_ZIP_MAGIC = b"PK\x03\x04"
 FORMAT_VERSION = 1
 
 _LOAD_ERRORS = (
@@ -86,13 +88,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a DAIK checkpoint with ``weights_only=True``. A missing, truncated, corrupt or foreign file, or
     a newer format version, raises :class:`DaikError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise DaikError(f"{path}: a folder, not a checkpoint file (e.g. runs/<name>/weights/best.pt)")
     if not path.is_file():
         raise DaikError(f"{path}: checkpoint file does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise DaikError(f"{path}: cannot read the checkpoint ({err.strerror or err})") from None
+    if magic != _ZIP_MAGIC:  # torch.save writes a zip archive; anything else is not one of ours
+        what = "an empty file" if not magic else "not a zip archive as torch.save writes"
+        raise DaikError(f"{path}: not a readable checkpoint (truncated or corrupt): {what}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: not the user's business
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which would run code from the file: never
+        raise DaikError(
+            f"{path}: not a readable checkpoint: it holds Python objects other than tensors and plain "
+            "values, which DAIK does not load (or it is corrupt)"
+        ) from None
     except _LOAD_ERRORS as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DaikError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        reason = _first_sentence(err)
+        raise DaikError(f"{path}: not a readable checkpoint (truncated or corrupt): {reason}") from None
     except OSError as err:
         raise DaikError(f"{path}: cannot read the checkpoint ({err.strerror or err})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_NAME:
@@ -106,6 +126,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in ckpt:
             raise DaikError(f"{path}: checkpoint has no {key!r} entry (incomplete file?)")
     return ckpt
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The exception's type and the first sentence of its message (torch appends paragraphs of advice)."""
+    head = " ".join(str(err).split()).split(". ")[0].rstrip(".")
+    return f"{type(err).__name__}: {head}" if head else type(err).__name__
 
 
 # ----------------------------------------------------------------------------------------------- RNG

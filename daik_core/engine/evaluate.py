@@ -219,6 +219,18 @@ def evaluate_model(
     return EvalOutput(result=result, detections=detections, seconds=time.perf_counter() - t0)
 
 
+def _yolo_val_split(data: str | Path, classes: tuple[str, ...]) -> Path:
+    """``data``, or the ``val`` split of the YOLO data YAML ``data`` (its names must be ``classes``)."""
+    from daik_core.data.yolo_obb import is_data_yaml, read_data_yaml
+
+    if not is_data_yaml(data):
+        return Path(data)
+    yolo = read_data_yaml(data)
+    if yolo.names != classes:
+        raise DaikError(f"{data}: names {list(yolo.names)} are not the model's classes {list(classes)}")
+    return yolo.split("val")
+
+
 def _hparam(spec: dict[str, Any], name: str, default: Any) -> Any:
     hp = spec.get("hparams") if isinstance(spec, dict) else None
     return hp.get(name, default) if isinstance(hp, dict) else default
@@ -243,7 +255,8 @@ def evaluate_checkpoint(
     workers: int = 0,
     progress: bool = False,
 ) -> EvalOutput:
-    """``daik eval --weights W --data DIR``: the EMA model of a checkpoint on a DOTA folder.
+    """``daik eval --weights W --data DIR``: the EMA model of a checkpoint on a DOTA folder, a YOLO-OBB
+    split, or a YOLO data YAML (its ``val`` split, whose names must be the checkpoint's classes).
 
     Unset options come from the checkpoint's training spec: ``imgsz``, ``conf_thr`` / ``nms_iou`` /
     ``max_det`` (its hparams) and the tiling (its ``dataset.split``). ``split_size`` 0 turns tiling off;
@@ -259,6 +272,7 @@ def evaluate_checkpoint(
         raise DaikError(f"--batch must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     model, meta = load_detector(weights, map_location="cpu")
+    data = _yolo_val_split(data, meta.classes)
     split: SplitSpec | None
     try:
         if split_size is None:

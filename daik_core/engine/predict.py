@@ -14,7 +14,7 @@ class name and score).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +29,90 @@ from daik_core.data.dataset import decode_image
 from daik_core.data.dota import IMAGE_SUFFIXES, find_images, write_task1_dir
 from daik_core.data.split import patch_windows
 from daik_core.data.transforms import Objects, letterbox
-from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.checkpoint import CheckpointMeta, load_detector
 from daik_core.engine.evaluate import detections_to_task1
 from daik_core.engine.trainer import resolve_device
 from daik_core.errors import DaikError
-from daik_core.models.detector import Detector, postprocess
+from daik_core.models.detector import Detections, Detector, postprocess
 from daik_core.ops import nms_rotated
 from daik_core.structures.boxes import obb_to_poly
 
-__all__ = ["PredictSummary", "detect_image", "draw_detections", "find_sources", "predict"]
+__all__ = [
+    "InferenceSettings",
+    "PredictSummary",
+    "WindowModel",
+    "detect_image",
+    "draw_detections",
+    "find_sources",
+    "inference_settings",
+    "predict",
+    "torch_windows",
+]
+
+#: What detects objects in a batch of windows: ``(images (B, 3, S, S) RGB in [0, 1], conf, iou, max_det) ->``
+#: one :class:`~daik_core.models.detector.Detections` per window, in input pixels (score > ``conf``,
+#: class-aware rotated NMS at ``iou``, at most ``max_det``): a torch model (:func:`torch_windows`) or an
+#: ONNX model (:mod:`daik_core.engine.onnx_model`).
+WindowModel = Callable[[Tensor, float, float, int], list[Detections]]
+
+
+def torch_windows(model: Detector) -> WindowModel:
+    """A :data:`WindowModel` of a torch detector (put it in ``eval()`` mode, fused or not)."""
+
+    def run(images: Tensor, conf: float, iou: float, max_det: int) -> list[Detections]:
+        return postprocess(model(images), conf_thr=conf, iou_thr=iou, max_det=max_det)
+
+    return run
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How images become windows and windows detections (see the module docstring)."""
+
+    imgsz: int
+    conf: float
+    iou: float
+    max_det: int
+    split_size: int  # 0: no tiling
+    gap: int
+    merge_iou: float
+    batch: int
+
+
+def inference_settings(
+    meta: CheckpointMeta,
+    *,
+    imgsz: int | None = None,
+    conf: float = 0.25,
+    iou: float | None = None,
+    max_det: int = 1000,
+    split_size: int | None = None,
+    gap: int | None = None,
+    merge_iou: float = 0.1,
+    batch: int = 8,
+) -> InferenceSettings:
+    """The settings of ``daik predict``, checked: ``imgsz`` defaults to the checkpoint's training size,
+    ``split_size`` / ``gap`` to the tiling of its training data (``dataset.split``; none when it was not
+    tiled; ``split_size`` 0 turns tiling off), ``iou`` (the per-window NMS) to the NMS IoU of its training
+    evaluations (``hparams.nms_iou``)."""
+    _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
+    trained = meta.split or {}
+    if split_size is None:
+        split_size = int(trained["size"]) if "size" in trained else 0
+    if gap is None:
+        gap = int(trained.get("gap", 200))
+    if split_size and not 0 <= gap < split_size:
+        raise DaikError(f"--gap must be in [0, --split-size = {split_size}), got {gap}")
+    return InferenceSettings(
+        imgsz=imgsz if imgsz is not None else meta.imgsz,
+        conf=conf,
+        iou=iou if iou is not None else meta.nms_iou,
+        max_det=max_det,
+        split_size=split_size,
+        gap=gap,
+        merge_iou=merge_iou,
+        batch=batch,
+    )
 
 
 @dataclass
@@ -77,7 +152,7 @@ def find_sources(source: str | Path) -> list[Path]:
 
 @torch.no_grad()
 def detect_image(
-    model: Detector,
+    model: Detector | WindowModel,
     image_bgr: np.ndarray,
     *,
     imgsz: int,
@@ -91,7 +166,9 @@ def detect_image(
     batch: int = 8,
 ) -> tuple[Tensor, Tensor, Tensor, int]:
     """Detections of one BGR image in its pixels (see the module docstring): ``boxes (N, 5)`` obb float64,
-    ``scores (N,)``, ``labels (N,)`` on the CPU, by descending score, and the number of windows."""
+    ``scores (N,)``, ``labels (N,)`` on the CPU, by descending score, and the number of windows. ``model``:
+    a torch detector in ``eval()`` mode on ``device``, or any :data:`WindowModel`."""
+    detect = torch_windows(model) if isinstance(model, Detector) else model
     h, w = image_bgr.shape[:2]
     if split_size and max(w, h) > split_size:
         windows = [
@@ -111,7 +188,7 @@ def detect_image(
             pixels.append(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
             frames.append((x, y, r, pad))
         images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div_(255.0).to(device)
-        dets = postprocess(model(images), conf_thr=conf, iou_thr=iou, max_det=max_det)
+        dets = detect(images, conf, iou, max_det)
         for det, (x, y, r, pad) in zip(dets, frames, strict=True):
             if not len(det.boxes):
                 continue
@@ -182,25 +259,32 @@ def predict(
     draw: bool = True,
     progress: bool = True,
 ) -> PredictSummary:
-    """Run a checkpoint over ``source`` (an image or a folder) and write ``out`` (module docstring).
-    ``imgsz`` defaults to the checkpoint's training size; ``split_size`` / ``gap`` to the tiling of its
-    training data (``dataset.split``; none when it was not tiled); ``split_size`` 0 turns tiling off;
-    ``iou`` (the per-window NMS) to the NMS IoU of its training evaluations (``hparams.nms_iou``)."""
+    """Run a checkpoint (or an ONNX model of ``daik export``) over ``source`` (an image or a folder) and write
+    ``out`` (module docstring); the defaults of the options come from the checkpoint
+    (:func:`inference_settings`)."""
     _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
     sources = find_sources(source)
-    dev = resolve_device(device)
-    model, meta = load_detector(weights, map_location="cpu")
-    model.fuse().to(dev)
-    size = imgsz if imgsz is not None else meta.imgsz
-    if iou is None:
-        iou = meta.nms_iou
-    trained = meta.split or {}
-    if split_size is None:
-        split_size = int(trained["size"]) if "size" in trained else 0
-    if gap is None:
-        gap = int(trained.get("gap", 200))
-    if split_size and not 0 <= gap < split_size:
-        raise DaikError(f"--gap must be in [0, --split-size = {split_size}), got {gap}")
+    model: WindowModel
+    if Path(weights).suffix.lower() == ".onnx":  # `daik export`'s graphs, through onnxruntime on the CPU
+        from daik_core.engine.onnx_model import OnnxModel
+
+        onnx_model = OnnxModel(weights)
+        model, meta, dev = onnx_model.detect, onnx_model.meta, torch.device("cpu")
+    else:
+        dev = resolve_device(device)
+        net, meta = load_detector(weights, map_location="cpu")
+        model = torch_windows(net.fuse().to(dev))
+    s = inference_settings(
+        meta,
+        imgsz=imgsz,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        split_size=split_size,
+        gap=gap,
+        merge_iou=merge_iou,
+        batch=batch,
+    )
     out = Path(out)
     summary = PredictSummary(out=out, per_class=dict.fromkeys(meta.classes, 0))
     per_image: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
@@ -209,15 +293,15 @@ def predict(
         boxes, scores, labels, n_windows = detect_image(
             model,
             image,
-            imgsz=size,
+            imgsz=s.imgsz,
             device=dev,
-            conf=conf,
-            iou=iou,
-            max_det=max_det,
-            split_size=split_size,
-            gap=gap,
-            merge_iou=merge_iou,
-            batch=batch,
+            conf=s.conf,
+            iou=s.iou,
+            max_det=s.max_det,
+            split_size=s.split_size,
+            gap=s.gap,
+            merge_iou=s.merge_iou,
+            batch=s.batch,
         )
         if path.stem in per_image:
             raise DaikError(f"{path}: another image of {path.parent} has the same name (Task1 ids are stems)")

@@ -18,7 +18,8 @@ One run, in order:
    the last epoch.
 5. Outputs in ``spec.output_dir()`` (rank 0 only): ``spec.yaml`` (the resolved spec), ``metrics.jsonl``
    (one line per epoch), ``weights/last.pt`` every epoch and ``weights/best.pt`` (atomic writes; format in
-   :mod:`daik_core.engine.checkpoint`), and ``results.json`` when the run completes.
+   :mod:`daik_core.engine.checkpoint`), and ``results.json`` when the run completes (its ``params`` and
+   ``gflops`` are those of the fused inference model, as ``daik info`` and the ablation table count them).
 
 ``metrics.jsonl`` lines: ``epoch`` (1-based), ``step`` (optimiser steps so far), every ``loss_*`` term and
 ``loss`` (their sum) as epoch means (over iterations, and over ranks under DDP), ``lr`` (of the epoch's last
@@ -398,7 +399,8 @@ class Trainer:
         model = build_detector(spec.student.preset, len(classes), reg_max=spec.student.reg_max)
         if spec.student.weights is not None and resume_path is None:
             _init_from_checkpoint(model, Path(spec.student.weights))
-        info = model_info(model, hp.imgsz)
+        # parameters and GFLOPs are those of the fused (inference) model everywhere: the start line,
+        # results.json, `daik info` and the ablation table report the same numbers
         fused = copy.deepcopy(model).eval().fuse()
         self.fused_info = model_info(fused, hp.imgsz)
         del fused
@@ -473,8 +475,8 @@ class Trainer:
                 imgsz=hp.imgsz,
                 train_images=len(train_set),
                 val_images=len(val_set) if val_set is not None else 0,
-                params=info["params"],
-                gflops=info["gflops"],
+                params=self.fused_info["params"],
+                gflops=self.fused_info["gflops"],
                 resumed_from=resume_path,
                 classes=tuple(classes),
                 start_step=self.step,

@@ -34,6 +34,7 @@ __all__ = [
     "DetectorConfig",
     "DetectorOutput",
     "postprocess",
+    "top_candidates",
 ]
 
 #: Input height and width must be multiples of this (the coarsest stride).
@@ -219,6 +220,20 @@ class Detector(nn.Module):
         return postprocess(self(images), conf_thr, iou_thr, max_det, pre_nms_topk)
 
 
+def top_candidates(scores: Tensor, k: int, conf_thr: float | Tensor) -> tuple[Tensor, Tensor]:
+    """The ``k`` best of flat ``scores (N,)`` that are above ``conf_thr``: ``(scores (M,), indices (M,))`` by
+    descending score, equal scores by ascending index. That order is canonical (ONNX's TopK's), so that
+    the exported end-to-end graph visits, and NMS keeps, the same candidates as torch when scores tie."""
+    top, idx = scores.topk(min(k, scores.numel()))
+    if not torch.jit.is_tracing():  # torch's topk does not promise an order for ties: impose ONNX's
+        by_index = idx.argsort()
+        top, idx = top[by_index], idx[by_index]
+        order = top.argsort(descending=True, stable=True)
+        top, idx = top[order], idx[order]
+    keep = (top > conf_thr).nonzero().squeeze(1)
+    return top[keep], idx[keep]
+
+
 def postprocess(
     outputs: DetectorOutput,
     conf_thr: float = 0.001,
@@ -242,9 +257,7 @@ def postprocess(
     results = []
     for img_boxes, img_scores in zip(boxes, scores, strict=True):
         flat = img_scores.reshape(-1)  # (A * C,), anchor-major
-        top_scores, top_idx = flat.topk(min(pre_nms_topk, flat.numel()))
-        keep = top_scores > conf_thr
-        top_scores, top_idx = top_scores[keep], top_idx[keep]
+        top_scores, top_idx = top_candidates(flat, pre_nms_topk, conf_thr)
         anchor_idx = torch.div(top_idx, num_classes, rounding_mode="floor")
         labels = top_idx % num_classes
         cand = img_boxes[anchor_idx]

@@ -75,7 +75,7 @@ def convex_intersection_area(px: Tensor, py: Tensor, qx: Tensor, qy: Tensor) -> 
         neg_f, pos_f, par_f = neg.to(dt), pos.to(dt), par.to(dt)
         t_lo_base, t_hi_base = neg_f - 1, 2 - 2 * pos_f
         u_lo_base, u_hi_base = pos_f - 1, 2 - 2 * neg_f
-        if bool(par.any()):
+        if torch.jit.is_tracing() or bool(par.any()):  # traced (ONNX export): for whatever input comes
             # parallel edges: the whole edge is in or out, judged at its midpoint; a shared edge counts once
             same_dir = (rx_ * sx_ + ry_ * sy_) > 0
             mid = side_p + side_p.roll(-1, dims=0)  # twice the side of the midpoint of P's edge i

@@ -34,7 +34,7 @@ from daik_core.ops.iou import (
     prepare_poly,
 )
 
-__all__ = ["nms_poly", "nms_rotated"]
+__all__ = ["greedy_keep", "nms_poly", "nms_rotated", "nms_rotated_dense"]
 
 _UNDECIDED, _KEPT, _SUPPRESSED = 0, 1, 2
 
@@ -186,3 +186,57 @@ def nms_poly(
     hbb = _separate_classes(prepared.hbb, classes)
     size = chunk_size if chunk_size is not None else default_chunk_size(polys.device)
     return _nms(prepared, poly_pair_inter, order, hbb, iou_thr, eps, size)
+
+
+# ------------------------------------------------------------------------------ for exported graphs
+def greedy_keep(suppress: Tensor) -> Tensor:
+    """Greedy NMS on a dense suppression matrix: ``suppress (N, N)`` float, 1 where box ``i`` suppresses
+    box ``j`` (``i < j`` in score order, IoU > threshold), 0 elsewhere. Returns the kept mask ``(N,)``.
+
+    The fixed point of ``keep_j = no kept i suppresses j``, iterated from "keep everything": the matrix is
+    strictly upper triangular, so after ``t`` rounds the first ``t`` boxes are settled and the iteration
+    stops at the greedy loop's answer after at most ``N`` rounds (in practice the longest chain of boxes that
+    each suppress the next, plus one). Written for ``torch.jit.script``: exported as an ONNX ``Loop``."""
+    keep = torch.ones(suppress.shape[0], dtype=suppress.dtype, device=suppress.device)
+    for _ in range(suppress.shape[0]):
+        new = (torch.matmul(keep, suppress) == 0).to(suppress.dtype)
+        if bool((new == keep).all()):
+            break
+        keep = new
+    return keep > 0.5
+
+
+def nms_rotated_dense(
+    boxes: Tensor,
+    iou_thr: float | Tensor,
+    classes: Tensor,
+    *,
+    eps: float = 1e-7,
+    greedy: Callable[[Tensor], Tensor] = greedy_keep,
+) -> Tensor:
+    """The result of :func:`nms_rotated` (class-aware, exact IoU, suppressed when ``> iou_thr``) for boxes
+    ``(N, 5)`` *already sorted by descending score*, ties by index (as top-k returns them), computed with
+    dense ``(N, N)`` tensors and no data-dependent Python control flow, so that it traces into an ONNX graph
+    (``daik export --end2end``; ``greedy`` is then the scripted :func:`greedy_keep`). Returns the kept
+    indices ``(K,)``, in order. Memory grows as ``N^2``: for the few thousand candidates of one image, not
+    for bulk use."""
+    n = boxes.shape[0]
+    prepared = prepare_obb(boxes)
+    h = prepared.hbb
+    order = torch.arange(n, device=boxes.device)
+    pairs = (  # earlier -> later, same class, enclosing boxes overlapping: the pairs worth an exact IoU
+        (order[:, None] < order[None, :])
+        & (classes[:, None] == classes[None, :])
+        & (h[:, None, 0] < h[None, :, 2])
+        & (h[None, :, 0] < h[:, None, 2])
+        & (h[:, None, 1] < h[None, :, 3])
+        & (h[None, :, 1] < h[:, None, 3])
+    ).nonzero()
+    i, j = pairs[:, 0], pairs[:, 1]
+    inter = obb_pair_inter(prepared, prepared, i, j)
+    union = prepared.area.index_select(0, i) + prepared.area.index_select(0, j) - inter
+    hit = (inter / union.clamp_min(eps) > iou_thr).nonzero().squeeze(1)
+    suppress = torch.zeros((n, n), dtype=boxes.dtype, device=boxes.device).index_put(
+        (i.index_select(0, hit), j.index_select(0, hit)), torch.ones_like(hit, dtype=boxes.dtype)
+    )
+    return greedy(suppress).nonzero().squeeze(1)

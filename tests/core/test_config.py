@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from daik_core.config import JobSpec, SpecError, load_spec, parse_spec
+from daik_core.config import (
+    JobSpec,
+    SpecError,
+    load_spec,
+    parse_spec,
+    relative_spec_paths,
+    resolve_spec_paths,
+)
 
 EXAMPLE = textwrap.dedent(
     """\
@@ -27,13 +34,17 @@ EXAMPLE = textwrap.dedent(
 def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     p = tmp_path / "spec.yaml"
     p.write_text(EXAMPLE)
+    for split in ("train", "val"):
+        (tmp_path / "data" / "synth" / split).mkdir(parents=True)
     spec = load_spec(p)
     assert spec.name == "synth-n" and spec.kind == "train"
     assert spec.student.preset == "n" and spec.student.reg_max == 16
     assert spec.dataset.split is not None and spec.dataset.split.gap == 200
     assert spec.hparams.imgsz == 512 and spec.hparams.lr == pytest.approx(8e-4)
     assert len(spec.dataset.class_names()) == 15
-    assert spec.output_dir() == Path("runs/synth-n")
+    # relative paths are relative to the spec file's folder
+    assert spec.dataset.train == str(tmp_path / "data" / "synth" / "train")
+    assert spec.output_dir() == tmp_path / "runs" / "synth-n"
     # the JSON form of the same spec round-trips
     j = tmp_path / "spec.json"
     j.write_text(spec.model_dump_json())
@@ -149,3 +160,81 @@ def test_distillation_terms_need_a_distill_job() -> None:
     assert spec.losses.ad.enabled and spec.losses.needs_teacher()
     # AAL alone reads no teacher: valid in a train job
     assert parse_spec({**data, "losses": {"aal": {"enabled": True}}}).losses.aal.enabled
+
+
+def _spec_file(folder: Path, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_relative_paths_resolve_against_the_spec_folder_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "runs" / "t" / "weights").mkdir(parents=True)
+    (tmp_path / "runs" / "t" / "weights" / "best.pt").write_bytes(b"")
+    absolute = tmp_path / "data" / "train"
+    path = _spec_file(
+        tmp_path / "configs",
+        f"""\
+        name: s
+        kind: distill
+        dataset: {{train: ../data/train, val: {absolute}}}
+        teacher: {{checkpoint: ../runs/t/weights/best.pt}}
+        output: ../runs/s
+        """,
+    )
+    specs = []
+    for cwd in (tmp_path, tmp_path / "configs", tmp_path / "runs"):
+        monkeypatch.chdir(cwd)
+        specs.append(load_spec(path.relative_to(tmp_path) if cwd == tmp_path else path))
+    assert specs[0] == specs[1] == specs[2]
+    spec = specs[0]
+    assert spec.dataset.train == str(tmp_path / "data" / "train")
+    assert spec.dataset.val == str(absolute)  # absolute paths stay as they are
+    assert spec.teacher is not None and spec.teacher.checkpoint == str(tmp_path / "runs/t/weights/best.pt")
+    assert spec.output_dir() == tmp_path / "runs" / "s"
+    # without output: runs/<name> in the current directory (like --output, a command-line path)
+    path.write_text("name: s\ndataset: {train: ../data/train}\n")
+    assert load_spec(path).output_dir() == Path("runs/s")
+    # a spec given as data (the HTTP API) keeps its paths as given
+    assert parse_spec({"name": "s", "dataset": {"train": "data/x"}}).dataset.train == "data/x"
+
+
+def test_a_missing_input_names_field_path_resolved_path_and_line(tmp_path: Path) -> None:
+    path = _spec_file(
+        tmp_path / "configs",
+        """\
+        name: s
+        # the data
+        dataset:
+          train: data/x
+        """,
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    resolved = tmp_path / "configs" / "data" / "x"
+    wanted = f"{path}:4: dataset.train: data/x (resolved to {resolved}): folder does not exist"
+    assert str(caught.value) == wanted
+    (tmp_path / "configs" / "data" / "x").mkdir(parents=True)
+    path.write_text("name: s\nkind: distill\ndataset: {train: data/x}\nteacher: {checkpoint: /no/t.pt}\n")
+    with pytest.raises(SpecError, match=r"yaml:4: teacher\.checkpoint: /no/t\.pt: file does not exist$"):
+        load_spec(path)
+    assert load_spec(path, check_paths=False).teacher is not None  # only validated
+
+
+def test_relative_spec_paths_undo_the_resolution(tmp_path: Path) -> None:
+    data = {
+        "name": "s",
+        "dataset": {"train": "data/train", "val": "../shared/val", "classes": "a,b"},
+        "teacher": {"checkpoint": "runs/t/weights/last.pt"},
+        "output": "runs/s",
+        "hparams": {"epochs": 3},
+    }
+    resolved = resolve_spec_paths(data, tmp_path)
+    assert resolved["dataset"]["train"] == str(tmp_path / "data" / "train")
+    assert resolved["dataset"]["val"] == str(tmp_path.parent / "shared" / "val")
+    assert resolved["hparams"] == {"epochs": 3} and data["dataset"]["train"] == "data/train"  # a copy
+    assert relative_spec_paths(resolved, tmp_path) == data

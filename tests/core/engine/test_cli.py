@@ -12,10 +12,13 @@ import pytest
 import torch
 import yaml
 
+from daik_core import Detector
 from daik_core.cli import main
-from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.checkpoint import load_detector, save_checkpoint
 from daik_core.engine.export import RawOutputs
 from tests.core.engine.conftest import make_spec
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,22 @@ def test_eval_matches_the_trainers_final_evaluation(
     assert got["mAP"] == want["map50"] and got["mAP50_95"] == want["map50_95"]
     assert sorted(p.name for p in (tmp_path / "task1").iterdir())[0].startswith("Task1_")
     assert main([*argv, "--metric", "area", "-q"]) == 0
+
+
+def test_one_parameter_count_everywhere(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """results.json, `daik info` and the ablation's cost columns count the fused model's parameters."""
+    from daik_core.ablation.runner import model_cost
+
+    results = json.loads((trained / "results.json").read_text())
+    assert main(["info", "--preset", "n", "--num-classes", "9", "--imgsz", "64"]) == 0
+    out = capsys.readouterr().out
+    assert f"{results['params']:,} params" in out and out.rstrip().endswith(", fused")
+    assert f"{results['gflops']:.2f} GFLOPs" in out
+    model, _ = load_detector(trained / "weights" / "best.pt")
+    assert model_cost(model, 64)["params"] == results["params"]
+    assert main(["info", "--preset", "n", "--num-classes", "9", "--imgsz", "64", "--unfused"]) == 0
+    unfused = capsys.readouterr().out
+    assert "unfused" in unfused and f"{results['params']:,} params" not in unfused
 
 
 def test_eval_without_weights_or_format_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,6 +116,91 @@ def test_export_onnx_matches_torch(trained: Path, tmp_path: Path, capsys: pytest
     assert json.loads(meta["classes"])[0] == "plane" and meta["reg_max"] == "16"
 
 
+@pytest.fixture(scope="module")
+def lively(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained checkpoint with random BatchNorm statistics, larger prediction weights and class biases:
+    scores spread out. (A 1-epoch model scores nearly every candidate alike, and which of two overlapping
+    candidates with scores equal to within float rounding NMS keeps then depends on the runtime.)"""
+    from tests.core.models.helpers import randomize_
+
+    ckpt = torch.load(trained / "weights" / "best.pt", weights_only=True)
+    model, _ = load_detector(trained / "weights" / "best.pt")
+    randomize_(model, seed=3)
+    with torch.no_grad():
+        for level in model.head.levels:  # scores around 0.5 rather than the prior's 0.01
+            level.cls_pred.bias.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(4))
+    ckpt["model"] = model.state_dict()
+    ckpt["ema"] = {"state": model.state_dict(), "updates": 1}
+    path = tmp_path_factory.mktemp("lively") / "best.pt"
+    save_checkpoint(path, ckpt)
+    return path
+
+
+def _task1(folder: Path) -> list[tuple[str, str, float, np.ndarray]]:
+    rows = []
+    for path in sorted(folder.iterdir()):
+        for line in path.read_text().splitlines():
+            image, score, *poly = line.split()
+            rows.append((path.name, image, float(score), np.array([float(v) for v in poly])))
+    return sorted(rows, key=lambda r: (r[0], r[1], -r[2]))
+
+
+def test_onnx_models_predict_what_the_checkpoint_predicts(
+    lively: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`daik export` (raw, and --end2end: decoding and rotated NMS in the graph) then `daik predict --weights
+    model.onnx` through onnxruntime: the checkpoint's detections, tiled as in training and untiled.
+
+    (The end-to-end graph runs one window at a time, torch a batch of windows; on tiles of these synthetic
+    scenes two windows can see the same pixels, and then give the same box two scores that are equal in
+    one runtime and differ in the last bit in the other, so which copy the merge of the tiles keeps may
+    differ: that graph is compared untiled.)"""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    for name, flags in (("raw.onnx", []), ("e2e.onnx", ["--end2end"])):
+        assert main(["export", "--weights", str(lively), "--out", str(tmp_path / name), *flags]) == 0
+    printed = capsys.readouterr().out
+    assert "its NMS keeps torch's" in printed and "max |difference|" in printed
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "e2e.onnx")).metadata_props}
+    assert meta["graph"] == "end2end" and json.loads(meta["spec"])["dataset"]["split"]["size"] == 96
+    assert [o.name for o in onnx.load(str(tmp_path / "e2e.onnx")).graph.output] == [
+        "boxes",
+        "scores",
+        "labels",
+    ]
+
+    source = data_root / "val" / "images"
+    for tiling, windows, names in (
+        ([], 8, ("raw.onnx",)),
+        (["--split-size", "0"], 2, ("raw.onnx", "e2e.onnx")),
+    ):
+        found = {}
+        for name in ("best.pt", *names):
+            weights = lively if name == "best.pt" else tmp_path / name
+            out = tmp_path / f"pred-{name}-{windows}"
+            argv = ["predict", "--weights", str(weights), "--source", str(source), "--out", str(out), *tiling]
+            assert main([*argv, "--conf", "0.3", "--no-draw", "-q"]) == 0
+            assert f"on 2 images ({windows} windows)" in capsys.readouterr().out  # 8: tiled as in training
+            found[name] = _task1(out / "task1")
+        assert len(found["best.pt"]) > 10
+        for name in names:
+            assert len(found[name]) == len(found["best.pt"]), name
+            for got, want in zip(found[name], found["best.pt"], strict=True):
+                assert got[:2] == want[:2] and got[2] == pytest.approx(want[2], abs=2e-5), name
+                assert np.abs(got[3] - want[3]).max() <= 0.011, (name, got, want)
+
+    # the Python API loads the ONNX model too
+    image = source / "synth_000000.png"
+    a = Detector.load(lively, device="cpu").predict(image, conf=0.3, split_size=0)
+    b = Detector.load(tmp_path / "e2e.onnx").predict(image, conf=0.3, split_size=0)
+    assert len(a) > 0 and a.names == b.names and np.abs(a.boxes - b.boxes).max() < 1e-3
+    # an end-to-end graph takes windows of its export size
+    argv = ["predict", "--weights", str(tmp_path / "e2e.onnx"), "--source", str(image), "--imgsz", "96"]
+    assert main([*argv, "--out", str(tmp_path / "x"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "export again with --imgsz" in err
+
+
 def test_export_without_onnx_is_a_clear_error(
     trained: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,9 +210,23 @@ def test_export_without_onnx_is_a_clear_error(
     assert err.count("\n") == 1 and "onnx" in err and "pip install" in err
 
 
-def test_recipe_config_is_a_valid_spec() -> None:
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_committed_configs_are_valid_specs_whose_paths_point_into_the_repository(name: str) -> None:
     from daik_core.config import load_spec
 
-    spec = load_spec(Path(__file__).resolve().parents[3] / "configs" / "synth-n.yaml")
-    assert spec.student.preset == "n" and spec.hparams.imgsz % 32 == 0
-    assert len(spec.dataset.class_names()) == 9
+    spec = load_spec(REPO / "configs" / name, check_paths=False)
+    # relative to configs/: the repository's data/ and runs/ (or the shared DOTA example beside it)
+    inputs = [spec.dataset.train, spec.dataset.val, spec.output]
+    if spec.teacher is not None and spec.teacher.checkpoint is not None:
+        inputs.append(spec.teacher.checkpoint)
+    for value in inputs:
+        assert value is not None
+        path = Path(value)
+        assert path.is_absolute()
+        assert (
+            path.is_relative_to(REPO / "data")
+            or path.is_relative_to(REPO / "runs")
+            or (path == REPO.parent / "shared" / "data" / "dota_example")
+        ), value
+    assert spec.output_dir() == REPO / "runs" / spec.name
+    assert spec.hparams.imgsz % 32 == 0

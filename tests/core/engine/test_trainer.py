@@ -20,6 +20,7 @@ import yaml
 from daik_core.cli import main
 from daik_core.config import parse_spec
 from daik_core.engine import Callback, StopFlag, Trainer, TrainInfo
+from daik_core.engine.checkpoint import load_detector
 from daik_core.engine.trainer import legacy_loss_changes
 from daik_core.errors import DaikError
 from tests.core.engine.conftest import NO_AUGMENT, make_spec
@@ -130,6 +131,11 @@ def test_smoke_overfit_two_images(data_root: Path, tmp_path: Path) -> None:
     for key in ("map50", "map50_95", "ap50", "best_epoch", "params", "gflops", "train_time_s"):
         assert key in results, key
     assert results["best_epoch"] == 3 and results["params"] > 0 and results["gflops"] > 0
+    # one parameter count: the fused model's, at the start and in results.json
+    ((_, info),) = [e for e in rec.events if e[0] == "start"]
+    fused, _ = load_detector(out / "weights" / "best.pt")
+    assert info.params == results["params"] == sum(p.numel() for p in fused.fuse().parameters())
+    assert info.gflops == results["gflops"]
     for name in ("last.pt", "best.pt"):
         ckpt = torch.load(out / "weights" / name, weights_only=True)
         assert ckpt["epoch"] == 3 and ckpt["model_info"]["imgsz"] == 128

@@ -195,12 +195,19 @@ def test_model_info_counts_flops_and_restores_mode() -> None:
 
 
 def test_cli_info(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["info", "--preset", "n", "--imgsz", "256"]) == 0
+    """The fused model's count by default (what trained models report), the training model's on request."""
+    argv = ["info", "--preset", "n", "--imgsz", "256", "--num-classes", "3"]
+    fused = build_detector("n", 3).eval().fuse()
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "params" in out and "GFLOPs" in out and "unfused" in out
-    assert main(["info", "--preset", "n", "--imgsz", "256", "--num-classes", "3", "--fused"]) == 0
-    out = capsys.readouterr().out
-    assert "fused (inference)" in out and "3 classes" in out
+    assert f"{sum(p.numel() for p in fused.parameters()):,} params" in out
+    assert out.rstrip().endswith(", fused") and "GFLOPs" in out and "3 classes" in out
+    assert main([*argv, "--fused"]) == 0  # the default, still accepted
+    assert capsys.readouterr().out == out
+    assert main([*argv, "--unfused"]) == 0
+    unfused = capsys.readouterr().out
+    assert f"{sum(p.numel() for p in build_detector('n', 3).parameters()):,} params" in unfused
+    assert "unfused (the training model" in unfused
 
 
 def test_cli_info_rejects_a_bad_size(capsys: pytest.CaptureFixture[str]) -> None:

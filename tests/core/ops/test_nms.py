@@ -1,9 +1,12 @@
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from daik_core.ops import nms_poly, nms_rotated, poly_iou, rotated_iou
+from daik_core.ops.nms import greedy_keep, nms_rotated_dense
 from daik_core.structures import obb_to_poly
 from tests.core.ops._data import random_quads
 from tests.core.ops._reference import greedy_nms
@@ -128,3 +131,47 @@ def test_cuda_matches_cpu() -> None:
     assert torch.equal(nms_rotated(boxes.cuda(), s.cuda(), 0.5, classes=cls.cuda()).cpu(), expected)
     polys = obb_to_poly(boxes)
     assert torch.equal(nms_poly(polys.cuda(), s.cuda(), 0.5, classes=cls.cuda()).cpu(), expected)
+
+
+@pytest.mark.parametrize(("seed", "thr"), [(0, 0.1), (1, 0.45), (2, 0.7)])
+def test_dense_nms_for_graphs_is_nms_rotated(seed: int, thr: float) -> None:
+    """``nms_rotated_dense`` (the exported graph's NMS) keeps exactly what ``nms_rotated`` keeps, boxes
+    sorted by score as top-k gives them, ties included."""
+    boxes, score, cls = detections(300, seed, objects=25, classes=3, dtype=torch.float32)
+    order = score.argsort(descending=True, stable=True)
+    boxes, score, cls = boxes[order], score[order], cls[order]
+    want = nms_rotated(boxes, score, thr, cls)
+    assert torch.equal(nms_rotated_dense(boxes, thr, cls), want)
+    assert 10 < len(want) < 300  # the case suppresses, and not everything
+    empty = torch.zeros(0, 5)
+    assert nms_rotated_dense(empty, thr, torch.zeros(0, dtype=torch.long)).numel() == 0
+
+
+def test_dense_nms_exports_to_onnx_and_onnxruntime_keeps_the_same_boxes(tmp_path: Path) -> None:
+    """The NMS as an ONNX graph (exact rotated IoU of the candidate pairs, the greedy rule as a Loop), run
+    by onnxruntime on sets it was not traced with, against ``nms_rotated``."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import warnings
+
+    class Nms(torch.nn.Module):
+        def forward(self, boxes: torch.Tensor, cls: torch.Tensor, iou: torch.Tensor) -> torch.Tensor:
+            return nms_rotated_dense(boxes, iou, cls, greedy=torch.jit.script(greedy_keep))
+
+    boxes, _, cls = detections(40, 9, objects=5, classes=2, dtype=torch.float32)
+    path = tmp_path / "nms.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Nms(), (boxes, cls, torch.tensor(0.3)), str(path), dynamo=False, opset_version=17,
+            input_names=["boxes", "cls", "iou"], output_names=["keep"],
+            dynamic_axes={"boxes": {0: "n"}, "cls": {0: "n"}, "keep": {0: "k"}},
+        )  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed, n, thr in ((0, 300, 0.1), (1, 500, 0.45), (2, 7, 0.7), (3, 1, 0.5)):
+        boxes, score, cls = detections(n, seed, objects=max(n // 12, 1), classes=3, dtype=torch.float32)
+        order = score.argsort(descending=True, stable=True)
+        boxes, score, cls = boxes[order], score[order], cls[order]
+        feed = {"boxes": boxes.numpy(), "cls": cls.numpy(), "iou": np.array(thr, dtype=np.float32)}
+        (got,) = session.run(None, feed)
+        assert np.array_equal(got, nms_rotated(boxes, score, thr, cls).numpy()), (seed, n, thr)
