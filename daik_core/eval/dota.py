@@ -61,6 +61,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ IOU_THRS_50_95: np.ndarray = np.arange(0.5, 0.96, 0.05)
 
 # candidate (detection, object) pairs held at once (groups of a class and an image are never split)
 _PAIR_CHUNK = 1 << 20
+# horizontal bands of the pair search over the y range of all boxes, at most
+_MAX_BANDS = 1024
 # the union of a pair's IoU bound (see the module docstring): the bound on the intersection exceeds the
 # boxes' overlap by this times the square of the pair's extent (rounding errors are ~1e-13 of it)
 _BOUND_SLACK = 1e-6
@@ -260,7 +263,7 @@ def _label_arrays(
                 f"ground truth of image {image_id!r}: {n} names, polys of shape {polys.shape} and difficult "
                 f"flags of shape {difficult.shape} (expected ({n}, 8) and ({n},))"
             )
-        ids = np.fromiter((index.get(name, -1) for name in label.names), dtype=np.int64, count=n)
+        ids = np.fromiter(map(index.get, label.names, repeat(-1)), dtype=np.int64, count=n)
         keep = ids >= 0
         polys, ids, difficult = polys[keep], ids[keep], difficult[keep].astype(np.int64)
     if not np.isfinite(polys).all():
@@ -331,7 +334,7 @@ def _gather_detections(
             raise DaikError(
                 f"detections of class {name!r}: detection {bad} has a non-finite score or polygon"
             )
-        img = np.fromiter((image_index.get(i, -1) for i in det.image_ids), dtype=np.int64, count=n)
+        img = np.fromiter(map(image_index.get, det.image_ids, repeat(-1)), dtype=np.int64, count=n)
         if (img < 0).any():
             unannotated.update(det.image_ids[j] for j in np.flatnonzero(img < 0).tolist())
         polys_l.append(polys)
@@ -362,62 +365,96 @@ def _expand(lo: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, position
 
 
+def _bands(dh: np.ndarray, gh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The horizontal bands spanned by the boxes ``dh (D, 4)`` and ``gh (G, 4)`` (xyxy): first and last band
+    of each, ``(d_b1, d_b2, g_b1, g_b2)``. Bands are twice the median object height (at most
+    ``_MAX_BANDS`` over the y range)."""
+    origin = min(float(dh[:, 1].min()), float(gh[:, 1].min()))
+    span = max(float(dh[:, 3].max()), float(gh[:, 3].max())) - origin
+    height = max(2.0 * float(np.median(gh[:, 3] - gh[:, 1])), span / _MAX_BANDS)
+    if not (math.isfinite(span) and math.isfinite(height) and height > 0.0):
+        zd, zg = np.zeros(len(dh), dtype=np.int64), np.zeros(len(gh), dtype=np.int64)
+        return zd, zd, zg, zg
+    # floor is monotone: a box's bands are those of its y1 and y2, and band(max(a, b)) = max(bands)
+    d_b1, d_b2, g_b1, g_b2 = (
+        np.minimum(np.floor((y - origin) / height), _MAX_BANDS).astype(np.int64)
+        for y in (dh[:, 1], dh[:, 3], gh[:, 1], gh[:, 3])
+    )
+    return d_b1, d_b2, g_b1, g_b2
+
+
 def _candidate_pairs(
     dets: _Detections, gt: _GroundTruth, num_images: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(detection, object) pairs of the same class and image whose enclosing boxes overlap with a positive
     area, in batches of whole (class, image) groups of about ``_PAIR_CHUNK`` candidates each, every batch
-    sorted by detection, then object."""
+    sorted by detection, then object.
+
+    Boxes are sorted by (class, image, band, x1), a box being copied into every horizontal band it spans.
+    In a band, the objects whose x1 lies in a detection's ``[x1, x2)`` and the detections whose x1 lies in
+    an object's ``(x1, x2)`` are contiguous ranges (found with ``np.searchsorted`` on exact integer keys:
+    the group and the rank of the coordinate). A pair is kept in one band only: the band of the top of
+    the boxes' overlap, ``max(y1, y1')``.
+    """
     det = np.flatnonzero(dets.img >= 0)
-    num_obj = len(gt.cls)
-    if len(det) == 0 or num_obj == 0:
+    if len(det) == 0 or len(gt.cls) == 0:
         return []
-    num_groups = len(gt.start)
-    det_group = dets.cls[det] * num_images + dets.img[det]
-    obj_group = np.repeat(np.arange(num_groups), gt.end - gt.start)
-    dh, gh = dets.quads.hbb, gt.quads.hbb
+    dh, gh = dets.quads.hbb[det], gt.quads.hbb
+    d_b1, d_b2, g_b1, g_b2 = _bands(dh, gh)
+    num_bands = int(max(d_b2.max(), g_b2.max())) + 1
+    # items: one per (box, band it spans); group = (class * num_images + image) * num_bands + band
+    d_box, d_band = _expand(d_b1, d_b2 - d_b1 + 1)
+    g_box, g_band = _expand(g_b1, g_b2 - g_b1 + 1)
+    d_group = (dets.cls[det] * num_images + dets.img[det])[d_box] * num_bands + d_band
+    g_group = np.repeat(np.arange(len(gt.start)), gt.end - gt.start)[g_box] * num_bands + g_band
+    groups, group_id = np.unique(np.concatenate((d_group, g_group)), return_inverse=True)
+    d_gid, g_gid = group_id[: len(d_group)], group_id[len(d_group) :]
     # exact integer keys: group, then the rank of the coordinate among all those compared
-    _, rank = np.unique(np.concatenate((gh[:, 0], gh[:, 2], dh[det, 0], dh[det, 2])), return_inverse=True)
+    num_obj = len(gh)
+    _, rank = np.unique(np.concatenate((gh[:, 0], gh[:, 2], dh[:, 0], dh[:, 2])), return_inverse=True)
     width = int(rank.max()) + 1
-    g_x1, g_x2 = rank[:num_obj], rank[num_obj : 2 * num_obj]
-    d_x1, d_x2 = rank[2 * num_obj : 2 * num_obj + len(det)], rank[2 * num_obj + len(det) :]
-    obj_order = np.lexsort((g_x1, obj_group))
-    det_order = np.lexsort((d_x1, det_group))
-    obj_base = obj_group[obj_order] * width
-    det_base = det_group[det_order] * width
-    obj_keys = obj_base + g_x1[obj_order]
-    det_keys = det_base + d_x1[det_order]
-    # sweep 1, per detection: objects with x1 in [x1, x2) of the detection
-    lo1 = np.searchsorted(obj_keys, det_keys, side="left")
-    n1 = np.maximum(np.searchsorted(obj_keys, det_base + d_x2[det_order], side="left") - lo1, 0)
-    # sweep 2, per object: detections with x1 in (x1, x2) of the object
-    lo2 = np.searchsorted(det_keys, obj_keys, side="right")
-    n2 = np.maximum(np.searchsorted(det_keys, obj_base + g_x2[obj_order], side="left") - lo2, 0)
-    # batches of whole groups
-    per_group = np.bincount(det_group[det_order], weights=n1, minlength=num_groups) + np.bincount(
-        obj_group[obj_order], weights=n2, minlength=num_groups
-    )
-    cum = np.cumsum(per_group)
-    det_group_sorted, obj_group_sorted = det_group[det_order], obj_group[obj_order]
+    g_x1, g_x2 = rank[:num_obj][g_box], rank[num_obj : 2 * num_obj][g_box]
+    d_x1, d_x2 = rank[2 * num_obj : 2 * num_obj + len(det)][d_box], rank[2 * num_obj + len(det) :][d_box]
+    g_keys, d_keys = g_gid * width + g_x1, d_gid * width + d_x1
+    g_order, d_order = np.argsort(g_keys), np.argsort(d_keys)
+    g_keys, d_keys = g_keys[g_order], d_keys[d_order]  # sorted by group, then x1
+    g_gid, d_gid = g_gid[g_order], d_gid[d_order]
+    # sweep 1, per detection item: object items with x1 in [x1, x2) of the detection
+    lo1 = np.searchsorted(g_keys, d_keys, side="left")
+    n1 = np.maximum(np.searchsorted(g_keys, d_gid * width + d_x2[d_order], side="left") - lo1, 0)
+    # sweep 2, per object item: detection items with x1 in (x1, x2) of the object
+    lo2 = np.searchsorted(d_keys, g_keys, side="right")
+    n2 = np.maximum(np.searchsorted(d_keys, g_gid * width + g_x2[g_order], side="left") - lo2, 0)
+    # per sorted item: its box, its band, the first band of its box
+    d_box, g_box = d_box[d_order], g_box[g_order]
+    d_band, g_band = d_band[d_order], g_band[g_order]
+    d_top, g_top = d_b1[d_box], g_b1[g_box]
+    # batches of whole (class, image) groups: every pair of a detection is in the same batch
+    per_group = np.bincount(d_gid, weights=n1, minlength=len(groups))
+    per_group += np.bincount(g_gid, weights=n2, minlength=len(groups))
+    first_of_image = np.flatnonzero(np.r_[True, groups[1:] // num_bands != groups[:-1] // num_bands])
+    cum = np.cumsum(np.add.reduceat(per_group, first_of_image))
+    bounds = np.r_[first_of_image, len(groups)]
+    dx1, dy1, dx2, dy2 = dh.T
+    gx1, gy1, gx2, gy2 = gh.T
     batches = []
     lo = 0
-    while lo < num_groups:
+    while lo < len(first_of_image):
         base = cum[lo - 1] if lo > 0 else 0.0
         hi = max(int(np.searchsorted(cum, base + _PAIR_CHUNK, side="right")), lo + 1)
-        d0, d1 = np.searchsorted(det_group_sorted, (lo, hi), side="left")
-        o0, o1 = np.searchsorted(obj_group_sorted, (lo, hi), side="left")
-        owner, pos = _expand(lo1[d0:d1], n1[d0:d1])
-        pair_det = [det[det_order[d0 + owner]]]
-        pair_obj = [obj_order[pos]]
-        owner, pos = _expand(lo2[o0:o1], n2[o0:o1])
-        pair_det.append(det[det_order[pos]])
-        pair_obj.append(obj_order[o0 + owner])
-        d, o = np.concatenate(pair_det), np.concatenate(pair_obj)
-        a, b = dh[d], gh[o]
-        keep = (a[:, 0] < b[:, 2]) & (b[:, 0] < a[:, 2]) & (a[:, 1] < b[:, 3]) & (b[:, 1] < a[:, 3])
-        d, o = d[keep], o[keep]
-        order = np.lexsort((o, d))
-        if len(order):
+        d0, d1 = np.searchsorted(d_gid, (bounds[lo], bounds[hi]), side="left")
+        o0, o1 = np.searchsorted(g_gid, (bounds[lo], bounds[hi]), side="left")
+        owner, o_it = _expand(lo1[d0:d1], n1[d0:d1])
+        d_it = d0 + owner
+        d2_it, owner = _expand(lo2[o0:o1], n2[o0:o1])[::-1]
+        d_it, o_it = np.concatenate((d_it, d2_it)), np.concatenate((o_it, o0 + owner))
+        # the band of the top of the overlap only (both items are in the same band)
+        in_band = d_band[d_it] == np.maximum(d_top[d_it], g_top[o_it])
+        d, o = d_box[d_it[in_band]], g_box[o_it[in_band]]
+        keep = (dx1[d] < gx2[o]) & (gx1[o] < dx2[d]) & (dy1[d] < gy2[o]) & (gy1[o] < dy2[d])
+        d, o = det[d[keep]], o[keep]
+        if len(d):
+            order = np.argsort(d * num_obj + o)
             batches.append((d[order], o[order]))
         lo = hi
     return batches
@@ -438,47 +475,73 @@ def _iou_bound(dq: Quads, d: np.ndarray, gq: Quads, o: np.ndarray) -> np.ndarray
     return inter / np.maximum(area1 + area2 - inter, _UNION_EPS)
 
 
-def _best_overlaps(dets: _Detections, gt: _GroundTruth, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+def _best_overlaps(
+    dets: _Detections, gt: _GroundTruth, num_images: int, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
     """For each detection: the largest polygon IoU with an object of its class and image and that object's
-    index (the first in file order on ties), where that IoU is positive; 0 and -1 elsewhere."""
+    index (the first in file order on ties), where that IoU is greater than ``floor`` (>= 0); 0 and -1
+    elsewhere. Pairs whose IoU bound is at most ``floor`` are not computed: they match at no threshold
+    >= ``floor``."""
     num = len(dets.cls)
     best_iou = np.zeros(num)
     best_gt = np.full(num, -1, dtype=np.int64)
     for d, o in _candidate_pairs(dets, gt, num_images):
+        bound = _iou_bound(dets.quads, d, gt.quads, o)
+        keep = bound > floor
+        d, o, bound = d[keep], o[keep], bound[keep]
+        if len(d) == 0:
+            continue
         seg_start = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
         seg_len = np.diff(np.r_[seg_start, len(d)])
-        bound = _iou_bound(dets.quads, d, gt.quads, o)
         iou = np.full(len(d), -np.inf)
         # first round: each detection's pair with the highest bound
         at_max = np.flatnonzero(bound == np.repeat(np.maximum.reduceat(bound, seg_start), seg_len))
         first = at_max[np.r_[True, d[at_max][1:] != d[at_max][:-1]]]
         iou[first] = quad_pair_iou(dets.quads, d[first], gt.quads, o[first], _UNION_EPS)
-        # second round: every other pair whose bound reaches that IoU
-        rest = np.flatnonzero((bound >= np.repeat(iou[first], seg_len)) & (bound > 0.0) & np.isinf(iou))
+        # second round: every other pair whose bound reaches that IoU (the others are below the best)
+        rest = np.flatnonzero((bound >= np.repeat(iou[first], seg_len)) & np.isinf(iou))
         iou[rest] = quad_pair_iou(dets.quads, d[rest], gt.quads, o[rest], _UNION_EPS)
-        seg_max = np.maximum.reduceat(iou, seg_start)
-        # first arg-maximum per detection, where the maximum is positive
-        at_max = np.flatnonzero((iou == np.repeat(seg_max, seg_len)) & (iou > 0.0))
+        seg_max = np.repeat(np.maximum.reduceat(iou, seg_start), seg_len)
+        # first arg-maximum per detection, where the maximum is above the floor
+        at_max = np.flatnonzero((iou == seg_max) & (iou > floor))
         first = at_max[np.r_[True, d[at_max][1:] != d[at_max][:-1]]] if len(at_max) else at_max
         best_iou[d[first]] = iou[first]
         best_gt[d[first]] = o[first]
     return best_iou, best_gt
 
 
-def _classify(
-    best_iou: np.ndarray, best_gt: np.ndarray, difficult: np.ndarray, iou_thr: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """True/false positive flags of detections in sorted order at one threshold."""
-    hit = (best_iou > iou_thr) & (best_gt >= 0)
-    on_difficult = np.zeros_like(hit)
-    on_difficult[hit] = difficult[best_gt[hit]]
-    candidate = np.flatnonzero(hit & ~on_difficult)
-    # each non-difficult object: its first detection in score order is the true positive
-    _, first = np.unique(best_gt[candidate], return_index=True)
-    tp = np.zeros_like(hit)
-    tp[candidate[first]] = True
-    fp = ~tp & ~on_difficult
-    return tp, fp
+@dataclass
+class _Targets:
+    """The detections that target an object, grouped by object (detections in score order inside a
+    group): what :meth:`classify` needs at any threshold, computed once."""
+
+    best_iou: np.ndarray  # (D,)
+    order: np.ndarray  # (T,) detections with a target, by (object, score order)
+    on_difficult: np.ndarray  # (T,) their object is difficult
+    group_start: np.ndarray  # (T,) index in ``order`` of the first detection of the same object
+
+    @staticmethod
+    def build(best_iou: np.ndarray, best_gt: np.ndarray, difficult: np.ndarray) -> _Targets:
+        targeted = np.flatnonzero(best_gt >= 0)
+        order = targeted[np.argsort(best_gt[targeted], kind="stable")]
+        obj = best_gt[order]
+        new_group = np.r_[True, obj[1:] != obj[:-1]] if len(obj) else np.zeros(0, dtype=bool)
+        starts = np.flatnonzero(new_group)
+        group_start = np.repeat(starts, np.diff(np.r_[starts, len(obj)]))
+        return _Targets(best_iou, order, difficult[obj], group_start)
+
+    def classify(self, iou_thr: float) -> tuple[np.ndarray, np.ndarray]:
+        """True/false positive flags of the detections (in sorted order) at one threshold: a detection
+        whose best IoU exceeds ``iou_thr`` is ignored on a difficult object, a true positive if it is the
+        first (in score order) to hit a non-difficult object, and a false positive otherwise."""
+        hit = self.best_iou[self.order] > iou_thr
+        hits_before = np.cumsum(hit) - hit  # hits earlier in the order
+        first_hit = hit & (hits_before == hits_before[self.group_start])
+        tp = np.zeros(len(self.best_iou), dtype=bool)
+        tp[self.order[first_hit & ~self.on_difficult]] = True
+        ignored = np.zeros(len(self.best_iou), dtype=bool)
+        ignored[self.order[hit & self.on_difficult]] = True
+        return tp, ~tp & ~ignored
 
 
 def _class_aps(
@@ -542,9 +605,12 @@ def evaluate_dota(
     num_classes = len(classes)
     npos = np.bincount(gtruth.cls[~gtruth.difficult], minlength=num_classes)
     num_difficult = np.bincount(gtruth.cls[gtruth.difficult], minlength=num_classes)
-    best_iou, best_gt = _best_overlaps(dets, gtruth, len(image_ids))
+    # IoUs at or below every threshold used never decide a match
+    floor = min(thr, float(IOU_THRS_50_95[0])) if map_50_95 else thr
+    best_iou, best_gt = _best_overlaps(dets, gtruth, len(image_ids), floor)
 
-    tp, fp = _classify(best_iou, best_gt, gtruth.difficult, thr)
+    targets = _Targets.build(best_iou, best_gt, gtruth.difficult)
+    tp, fp = targets.classify(thr)
     aps = _class_aps(tp, fp, dets.class_start, npos, metric)
     counts = {}
     for c, name in enumerate(classes):
@@ -571,7 +637,7 @@ def evaluate_dota(
     if map_50_95:
         per_thr = []
         for t in IOU_THRS_50_95.tolist():
-            tp_t, fp_t = _classify(best_iou, best_gt, gtruth.difficult, t)
+            tp_t, fp_t = targets.classify(t)
             per_thr.append(_class_aps(tp_t, fp_t, dets.class_start, npos, metric))
         per_class_50_95: dict[str, float | None] = {}
         for c, name in enumerate(classes):
