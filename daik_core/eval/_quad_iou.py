@@ -29,8 +29,8 @@ __all__ = ["Quads", "convex_intersection_area", "prepare_quads", "quad_iou_align
 # torch op: daik_core.ops._convex._TOL)
 _TOL = 64.0
 _REL = _TOL * float(np.finfo(np.float64).eps)
-# pairs computed at once: (4, 4, chunk) float64 temporaries (32 KB) stay in the L1/L2 cache, which is
-# worth ~2x over chunks of thousands
+# pairs computed at once: the (4, 4, chunk) float64 temporaries (32 KB) stay in the L1/L2 cache (measured:
+# ~15 % faster than chunks of thousands on real pairs, up to 2x on small benchmarks)
 _CHUNK = 256
 _NEXT = np.array([1, 2, 3, 0])
 _PREV = np.array([3, 0, 1, 2])
