@@ -12,8 +12,9 @@ Same rules as the torch op (see :mod:`daik_core.ops.iou` and :mod:`daik_core.ops
 * pairs whose enclosing axis-aligned boxes do not overlap with a positive area have IoU 0;
 * ``IoU = inter / max(area1 + area2 - inter, eps)``, the intersection first capped by the smaller area.
 
-Each quad is prepared once (:func:`prepare_quads`: centre, convex pieces, area, enclosing box), so a pair
-costs only the intersection. Pairs of two convex quads, nearly all of DOTA's, take one convex
+The operations are those of the torch op, in the same order, so the values are the same bit for bit (the
+tests check it). Each quad is prepared once (:func:`prepare_quads`: centre, convex pieces, area,
+enclosing box), so a pair costs only the intersection. Pairs of two convex quads, nearly all of DOTA's, take one convex
 intersection; the others take one per pair of pieces (2 or 4).
 """
 

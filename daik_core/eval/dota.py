@@ -34,23 +34,23 @@ together:
 * Candidate pairs: a (detection, object) pair of the same class and image can only have a positive IoU if
   their enclosing axis-aligned boxes overlap with a positive area (a pair without any has IoU 0, which
   never exceeds a threshold, so the devkit's ``+1`` pixel pre-filter keeps more pairs without changing any
-  match). The pairs whose boxes overlap along x are found by a sweep: sorted by (class, image, x1), the
-  objects with ``x1`` in a detection's ``[x1, x2)``, and the detections with ``x1`` in an object's
-  ``(x1, x2)``, are contiguous ranges (``np.searchsorted`` over exact integer keys: the group and the rank
-  of the coordinate). Then the y-overlap filters them.
-* Exact polygon IoU (:mod:`daik_core.eval._quad_iou`, float64, the geometry of
-  :func:`daik_core.ops.poly_iou_aligned` in numpy: no torch), each quad prepared once.
-* Only the pairs that can be a detection's best are computed: the intersection is at most the smaller
-  area and the area of the boxes' overlap, which bounds the IoU from above (computed with the same floating
-  point operations as the IoU, from a bound on the intersection with a margin far above its rounding
-  error, so the bound is never below the computed IoU). Each detection's pair with the highest bound is
-  computed first; then every pair whose bound reaches that IoU. A pair left out has an IoU strictly below
-  the detection's best, so the maximum and its first arg-maximum (ties: the first object in file order)
-  are those over all pairs.
+  match). They are found by a sweep (:func:`_candidate_pairs`): boxes sorted by (class, image, horizontal
+  band, x1), the objects with ``x1`` in a detection's ``[x1, x2)`` and the detections with ``x1`` in an
+  object's ``(x1, x2)`` are contiguous ranges of the same band, found with ``np.searchsorted``; the
+  y-overlap filters them.
+* Exact polygon IoU (:mod:`daik_core.eval._quad_iou`: float64, bit for bit the values of
+  :func:`daik_core.ops.poly_iou_aligned`, without torch), each quad prepared once.
+* Only the pairs that can decide a match are computed. The intersection is at most the smaller area and
+  the area of the boxes' overlap, which bounds the IoU from above (with the same floating point operations
+  as the IoU, from a bound on the intersection whose margin is far above its rounding error, so the bound
+  is never below the computed IoU). Pairs whose bound is at most every threshold in use never match;
+  of the others, each detection's pair with the highest bound is computed first, then every pair whose
+  bound reaches that IoU. A pair left out has an IoU strictly below the detection's best, so the maximum
+  and its first arg-maximum (ties: the first object in file order) are those over all pairs.
 
-A true positive is then the first detection, in score order, that targets each non-difficult object
-(``np.unique(..., return_index=True)``). Because the targets do not depend on the threshold either,
-mAP50:95 reuses the same IoUs for its ten thresholds.
+A true positive is then the first detection, in score order, that targets each non-difficult object with
+an IoU above the threshold. The targets do not depend on the threshold, so mAP50:95 reuses them for its
+ten thresholds, each a few vectorised passes.
 
 Nothing here imports torch: ``daik eval dota`` starts in a fraction of a second.
 """
@@ -97,8 +97,8 @@ IOU_THRS_50_95: np.ndarray = np.arange(0.5, 0.96, 0.05)
 _PAIR_CHUNK = 1 << 20
 # horizontal bands of the pair search over the y range of all boxes, at most
 _MAX_BANDS = 1024
-# the union of a pair's IoU bound (see the module docstring): the bound on the intersection exceeds the
-# boxes' overlap by this times the square of the pair's extent (rounding errors are ~1e-13 of it)
+# the margin of a pair's IoU bound (module docstring): the bound on the intersection exceeds the boxes'
+# overlap by this times the square of the pair's extent (the intersection's rounding error is ~1e-13 of it)
 _BOUND_SLACK = 1e-6
 # the union of the IoU is at least this (pixels squared), as in daik_core.ops.poly_iou_aligned
 _UNION_EPS = 1e-7
@@ -444,10 +444,10 @@ def _candidate_pairs(
         hi = max(int(np.searchsorted(cum, base + _PAIR_CHUNK, side="right")), lo + 1)
         d0, d1 = np.searchsorted(d_gid, (bounds[lo], bounds[hi]), side="left")
         o0, o1 = np.searchsorted(g_gid, (bounds[lo], bounds[hi]), side="left")
-        owner, o_it = _expand(lo1[d0:d1], n1[d0:d1])
-        d_it = d0 + owner
-        d2_it, owner = _expand(lo2[o0:o1], n2[o0:o1])[::-1]
-        d_it, o_it = np.concatenate((d_it, d2_it)), np.concatenate((o_it, o0 + owner))
+        owner, position = _expand(lo1[d0:d1], n1[d0:d1])  # sweep 1: owners are detection items
+        d_it, o_it = d0 + owner, position
+        owner, position = _expand(lo2[o0:o1], n2[o0:o1])  # sweep 2: owners are object items
+        d_it, o_it = np.concatenate((d_it, position)), np.concatenate((o_it, o0 + owner))
         # the band of the top of the overlap only (both items are in the same band)
         in_band = d_band[d_it] == np.maximum(d_top[d_it], g_top[o_it])
         d, o = d_box[d_it[in_band]], g_box[o_it[in_band]]
