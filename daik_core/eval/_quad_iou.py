@@ -14,8 +14,8 @@ Same rules as the torch op (see :mod:`daik_core.ops.iou` and :mod:`daik_core.ops
 
 The operations are those of the torch op, in the same order, so the values are the same bit for bit (the
 tests check it). Each quad is prepared once (:func:`prepare_quads`: centre, convex pieces, area,
-enclosing box), so a pair costs only the intersection. Pairs of two convex quads, nearly all of DOTA's, take one convex
-intersection; the others take one per pair of pieces (2 or 4).
+enclosing box), so a pair costs only the intersection. Pairs of two convex quads, nearly all of DOTA's,
+take one convex intersection; the others take one per pair of pieces (2 or 4).
 """
 
 from __future__ import annotations
