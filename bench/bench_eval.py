@@ -33,12 +33,14 @@ import argparse
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -289,14 +291,30 @@ def max_ap_diff(a: Mapping[str, float | None], b: Mapping[str, float | None]) ->
     return diff
 
 
-def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
-    """The shortest of ``repeats`` wall-clock runs (the machine may be shared) and the last result."""
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+class Timing(NamedTuple):
+    """Wall-clock and CPU seconds (this process's, or its finished children's for a command)."""
+
+    wall: float
+    cpu: float
+
+    def __str__(self) -> str:
+        return f"{self.wall:8.3f} s (cpu {self.cpu:7.3f} s)"
+
+    def ratio(self, fast: Timing) -> str:
+        return f"ratio {self.wall / fast.wall:6.1f}x (cpu {self.cpu / fast.cpu:.1f}x)"
+
+
+def measure(fn: Callable[[], object]) -> tuple[Timing, object]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return Timing(time.perf_counter() - t0, time.process_time() - c0), out
+
+
+def best_of(repeats: int, fn: Callable[[], object]) -> tuple[Timing, object]:
+    """The shortest of ``repeats`` runs (wall and CPU separately: the machine may be shared) and the last
+    result."""
+    runs = [measure(fn) for _ in range(repeats)]
+    return Timing(min(t.wall for t, _ in runs), min(t.cpu for t, _ in runs)), runs[-1][1]
 
 
 def run_rects(args: argparse.Namespace) -> None:
@@ -310,14 +328,13 @@ def run_rects(args: argparse.Namespace) -> None:
     t_fast, fast = best_of(args.repeats, lambda: evaluate_dota(gt, dets, CLASSES, map_50_95=False))
     t_range, full = best_of(args.repeats, lambda: evaluate_dota(gt, dets, CLASSES, map_50_95=True))
     assert isinstance(fast, DotaResult) and isinstance(full, DotaResult)
-    print(f"evaluate_dota, mAP50:                  {t_fast:8.3f} s   mAP50 = {fast.map:.6f}")
-    print(f"evaluate_dota, mAP50 + mAP50:95:       {t_range:8.3f} s   mAP50:95 = {full.map_50_95:.6f}")
+    print(f"evaluate_dota, mAP50:                  {t_fast}   mAP50 = {fast.map:.6f}")
+    print(f"evaluate_dota, mAP50 + mAP50:95:       {t_range}   mAP50:95 = {full.map_50_95:.6f}")
 
-    t0 = time.perf_counter()
-    slow = loop_evaluate(gt, dets, CLASSES, 0.5, "voc07", ops_iou)
-    t_slow = time.perf_counter() - t0
+    t_slow, slow = measure(lambda: loop_evaluate(gt, dets, CLASSES, 0.5, "voc07", ops_iou))
+    assert isinstance(slow, dict)
     diff = max_ap_diff(fast.per_class, slow)
-    print(f"per-detection loop, same ops IoU:      {t_slow:8.3f} s   ratio {t_slow / t_fast:6.1f}x")
+    print(f"per-detection loop, same ops IoU:      {t_slow}   {t_slow.ratio(t_fast)}")
     print(f"max |AP difference| vs the loop:       {diff:.3g}")
     assert diff == 0.0, diff
 
@@ -336,11 +353,10 @@ def run_rects(args: argparse.Namespace) -> None:
         assert d == 0.0, d
 
     if args.shapely:
-        t0 = time.perf_counter()
-        ref = loop_evaluate(gt, dets, CLASSES, 0.5, "voc07", shapely_iou)
-        t_shp = time.perf_counter() - t0
+        t_shp, ref = measure(lambda: loop_evaluate(gt, dets, CLASSES, 0.5, "voc07", shapely_iou))
+        assert isinstance(ref, dict)
         d = max_ap_diff(fast.per_class, ref)
-        print(f"per-detection loop, shapely IoU:       {t_shp:8.3f} s   ratio {t_shp / t_fast:6.1f}x")
+        print(f"per-detection loop, shapely IoU:       {t_shp}   {t_shp.ratio(t_fast)}")
         print(f"max |AP difference| vs shapely loop:   {d:.3g}")
         assert d < 1e-12, d
 
@@ -351,10 +367,13 @@ def daik_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "daik_core.cli"]
 
 
-def timed_run(command: list[str], env: Mapping[str, str]) -> float:
+def timed_run(command: list[str], env: Mapping[str, str]) -> Timing:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(command, check=True, env=dict(env), stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Timing(wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
 
 
 def run_quads(args: argparse.Namespace) -> None:
@@ -382,20 +401,17 @@ def run_quads(args: argparse.Namespace) -> None:
     t_fast, fast = best_of(args.repeats, lambda: evaluate_dota(gt, dets, CLASSES, map_50_95=False))
     t_range, full = best_of(args.repeats, lambda: evaluate_dota(gt, dets, CLASSES, map_50_95=True))
     assert isinstance(fast, DotaResult) and isinstance(full, DotaResult)
-    print(f"evaluate_dota, mAP50:                  {t_fast:8.3f} s   mAP50 = {fast.map:.6f}")
-    print(f"evaluate_dota, mAP50 + mAP50:95:       {t_range:8.3f} s   mAP50:95 = {full.map_50_95:.6f}")
+    print(f"evaluate_dota, mAP50:                  {t_fast}   mAP50 = {fast.map:.6f}")
+    print(f"evaluate_dota, mAP50 + mAP50:95:       {t_range}   mAP50:95 = {full.map_50_95:.6f}")
     labels = {
         image_id: [(o.name, o.difficult, list(o.poly)) for o in label.objects]
         for image_id, label in gt.items()
     }
     loop_dets = {name: (d.image_ids, d.scores, d.polys) for name, d in dets.items()}
-    t0 = time.perf_counter()
-    ref = devkit.evaluate(labels, loop_dets, list(CLASSES), 0.5, "voc07")
-    t_loop = time.perf_counter() - t0
+    t_loop, ref = measure(lambda: devkit.evaluate(labels, loop_dets, list(CLASSES), 0.5, "voc07"))
+    assert isinstance(ref, dict)
     d = max_ap_diff(fast.per_class, ref)
-    print(
-        f"per-detection loop, shapely IoU:       {t_loop:8.3f} s   ratio {t_loop / t_fast:6.1f}x (in process)"
-    )
+    print(f"per-detection loop, shapely IoU:       {t_loop}   {t_loop.ratio(t_fast)}, in process")
     print(f"max |AP difference| vs the loop:       {d:.3g}")
     assert d < 1e-12, d
     if not args.cli:
@@ -414,14 +430,14 @@ def run_quads(args: argparse.Namespace) -> None:
         daik += ["--classes", classes, "--json", str(Path(tmp) / "daik.json")]
         loop = [sys.executable, str(Path(__file__).with_name("devkit_style_eval.py")), str(ann), str(det)]
         loop += ["--classes", classes, "--json", str(Path(tmp) / "loop.json")]
-        t_cli = min(timed_run(daik, env) for _ in range(args.repeats))
+        runs = [timed_run(daik, env) for _ in range(args.repeats)]
+        t_cli = Timing(min(t.wall for t in runs), min(t.cpu for t in runs))
         t_cli_loop = timed_run(loop, env)
         got = json.loads((Path(tmp) / "daik.json").read_text())["per_class"]
         want = json.loads((Path(tmp) / "loop.json").read_text())["per_class"]
     d = max_ap_diff(got, want)
-    print(f"daik eval dota (command line):         {t_cli:8.3f} s   mAP50 + mAP50:95, from the files")
-    ratio = t_cli_loop / t_cli
-    print(f"devkit_style_eval.py (command line):   {t_cli_loop:8.3f} s   ratio {ratio:6.1f}x (end to end)")
+    print(f"daik eval dota (command line):         {t_cli}   mAP50 + mAP50:95, from the files")
+    print(f"devkit_style_eval.py (command line):   {t_cli_loop}   {t_cli_loop.ratio(t_cli)}, end to end")
     print(f"max |AP difference| between the two:   {d:.3g}")
     assert d < 1e-12, d
 
