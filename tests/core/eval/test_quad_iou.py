@@ -174,7 +174,14 @@ def test_bit_for_bit_the_torch_op() -> None:
     quads = general_quads(rng, 8000, 50, True)
     darts = general_quads(rng, 8000, 50, False)
     n = min(len(quads), len(darts))
+    slivers = rects.reshape(-1, 4, 2).copy()
+    slivers[:, 2:] = slivers[:, 1::-1] + (slivers[:, 2:] - slivers[:, 1::-1]) * 1e-9  # height ~1e-8
+    nearly = quads.reshape(-1, 4, 2).copy()  # corner 0 on the line through its neighbours, give or take
+    nearly[:, 0] = (nearly[:, 1] + nearly[:, 3]) / 2 + rng.normal(0, 1e-12, (len(nearly), 2))
+    m = min(len(slivers), len(nearly))
     cases = {
+        "slivers x nearly collinear corners": (slivers.reshape(-1, 8)[:m], nearly.reshape(-1, 8)[:m]),
+        "nearly collinear corners x rectangles": (nearly.reshape(-1, 8)[:m], rects[:m]),
         "integer grid": (grid, grid2),
         "touching rectangles": (rects, shifted),
         "identical, rolled": (rects, np.roll(rects, 2, axis=1)),
@@ -192,4 +199,5 @@ def test_chunks_do_not_change_anything(monkeypatch: pytest.MonkeyPatch) -> None:
     b = a[rng.permutation(len(a))]
     expected = quad_iou_aligned(a, b)
     monkeypatch.setattr(_quad_iou, "_CHUNK", 7)
+    monkeypatch.setattr(_quad_iou, "_PREPARE_BLOCK", 5)
     assert np.array_equal(quad_iou_aligned(a, b), expected)
