@@ -5,11 +5,11 @@ Two scenes (``--case``):
 ``rects`` (default)
     500 images of rotated boxes in 5 classes (scattered objects and dense parked-car-like clusters,
     10 % difficult), detections = jittered copies of the objects (0-3 each, a few of another class) plus
-    random false positives, about 50k in all. Both evaluators use the same polygon IoU
-    (:func:`daik_core.ops.poly_iou_aligned`, float64, called with the detection first) and the same AP
-    integration, so their APs must agree exactly; the loop differs only in matching one detection at a
-    time, like the devkit. ``--shapely`` also times the loop with shapely's polygon IoU (the devkit's
-    ``polyiou`` stand-in).
+    random false positives, about 50k in all. The loop uses :func:`daik_core.ops.poly_iou_aligned`
+    (float64, called with the detection first), whose values the evaluator's numpy IoU gives bit for
+    bit, and the same AP integration, so their APs must agree exactly; the loop differs only in
+    matching one detection at a time, like the devkit. ``--shapely`` also times the loop with shapely's
+    polygon IoU (the devkit's ``polyiou`` stand-in).
 ``quads``
     A crowded scene of general quadrilaterals, as DOTA's ground truth is (four clicked corners, not a
     rectangle): 240 images x 600 objects (a third scattered, the rest in parking-lot grids of small
