@@ -11,6 +11,9 @@ Task1 (one file per class, ``Task1_<class>.txt``)::
     image_id score x1 y1 x2 y2 x3 y3 x4 y4
 
 A malformed line raises :class:`~daik_core.errors.DataFormatError` naming the file, the line and the problem.
+
+The readers convert the numbers of a whole file at once; only a file with a problem is read again line by
+line, to report the first bad line.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +33,13 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "DotaLabel",
     "DotaObject",
+    "LabelArrays",
     "Task1Detections",
     "find_images",
     "label_to_arrays",
+    "read_label_arrays",
     "read_label_dir",
+    "read_label_dir_arrays",
     "read_label_file",
     "read_task1_dir",
     "read_task1_file",
@@ -64,6 +71,37 @@ class DotaLabel:
     gsd: float | None = None
 
 
+@dataclass
+class LabelArrays:
+    """The content of one labelTxt file as arrays (what :func:`read_label_arrays` returns): ``polys``
+    float64 ``(N, 8)``, ``names`` (N class names), ``difficult`` int64 ``(N,)``, in file order."""
+
+    polys: np.ndarray
+    names: list[str]
+    difficult: np.ndarray
+    imagesource: str | None = None
+    gsd: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def to_label(self) -> DotaLabel:
+        objects = [
+            DotaObject(poly=tuple(poly), name=name, difficult=difficult)
+            for poly, name, difficult in zip(
+                self.polys.tolist(), self.names, self.difficult.tolist(), strict=True
+            )
+        ]
+        return DotaLabel(objects=objects, imagesource=self.imagesource, gsd=self.gsd)
+
+    @staticmethod
+    def from_label(label: DotaLabel) -> LabelArrays:
+        polys = np.array([o.poly for o in label.objects], dtype=np.float64).reshape(-1, 8)
+        difficult = np.array([o.difficult for o in label.objects], dtype=np.int64)
+        names = [o.name for o in label.objects]
+        return LabelArrays(polys, names, difficult, imagesource=label.imagesource, gsd=label.gsd)
+
+
 def _parse_float(token: str, path: Path, lineno: int, what: str) -> float:
     try:
         value = float(token)
@@ -74,35 +112,90 @@ def _parse_float(token: str, path: Path, lineno: int, what: str) -> float:
     return value
 
 
-def read_label_file(
-    path: str | Path,
-    classes: Sequence[str] | None = None,
-    skip_unknown: bool = False,
-) -> DotaLabel:
-    """Read one labelTxt file.
-
-    With ``classes`` given, an object of another class is an error unless ``skip_unknown`` (then dropped).
-    """
-    path = Path(path)
-    known = set(classes) if classes is not None else None
-    label = DotaLabel()
+def _read_text(path: Path, missing: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise DataFormatError(path, None, "annotation file does not exist") from None
+        raise DataFormatError(path, None, missing) from None
     except UnicodeDecodeError as err:
         raise DataFormatError(path, None, f"not a UTF-8 text file ({err.reason})") from None
+
+
+def _floats(tokens: Iterable[str], count: int) -> np.ndarray | None:
+    """``count`` finite floats parsed as :func:`float` parses them, or None if one is not."""
+    try:
+        values = np.fromiter(map(float, tokens), dtype=np.float64, count=count)
+    except ValueError:
+        return None
+    return values if np.isfinite(values).all() else None
+
+
+_DIFFICULT_TOKENS = {str(v): v for v in DIFFICULT_VALUES}
+
+
+def _header_value(line: str) -> tuple[str, str] | None:
+    """``("imagesource" | "gsd", value)`` of a header line, or None if it is not one."""
+    low = line.lower()
+    for key in ("imagesource", "gsd"):
+        if low.startswith(key + ":"):
+            return key, line.split(":", 1)[1].strip()
+    return None
+
+
+def _parse_label_fast(text: str) -> LabelArrays | None:
+    """The labelTxt ``text`` as arrays, or None if any line has a problem (the caller then reads it line by
+    line, which names the first bad line)."""
+    rows: list[list[str]] = []
+    imagesource: str | None = None
+    gsd: float | None = None
+    for raw in text.splitlines():
+        tokens = raw.split()
+        if not tokens:
+            continue
+        if ":" in tokens[0]:  # never in a number: a header, or a problem
+            header = _header_value(raw.strip())
+            if header is None:
+                return None
+            key, value = header
+            if key == "imagesource":
+                imagesource = value or None
+            elif value.lower() in ("", "null", "none", "nan"):
+                gsd = None
+            else:
+                parsed = _floats([value], 1)
+                if parsed is None:
+                    return None
+                gsd = float(parsed[0])
+            continue
+        if len(tokens) not in (9, 10):
+            return None
+        rows.append(tokens)
+    coords = _floats(chain.from_iterable(row[:8] for row in rows), 8 * len(rows))
+    difficult = [_DIFFICULT_TOKENS.get(row[9], -1) if len(row) == 10 else 0 for row in rows]
+    if coords is None or -1 in difficult:
+        return None
+    return LabelArrays(
+        polys=coords.reshape(-1, 8),
+        names=[row[8] for row in rows],
+        difficult=np.array(difficult, dtype=np.int64),
+        imagesource=imagesource,
+        gsd=gsd,
+    )
+
+
+def _parse_label_lines(text: str, path: Path, known: set[str] | None, skip_unknown: bool) -> DotaLabel:
+    """The labelTxt ``text`` line by line; raises at the first bad line."""
+    label = DotaLabel()
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
-        low = line.lower()
-        if low.startswith("imagesource:"):
-            label.imagesource = line.split(":", 1)[1].strip() or None
-            continue
-        if low.startswith("gsd:"):
-            value = line.split(":", 1)[1].strip()
-            if value.lower() in ("", "null", "none", "nan"):
+        header = _header_value(line)
+        if header is not None:
+            key, value = header
+            if key == "imagesource":
+                label.imagesource = value or None
+            elif value.lower() in ("", "null", "none", "nan"):
                 label.gsd = None
             else:
                 label.gsd = _parse_float(value, path, lineno, "gsd")
@@ -134,6 +227,50 @@ def read_label_file(
             raise DataFormatError(path, lineno, f"unknown class {name!r}")
         label.objects.append(DotaObject(poly=poly, name=name, difficult=difficult))
     return label
+
+
+def read_label_arrays(
+    path: str | Path,
+    classes: Sequence[str] | None = None,
+    skip_unknown: bool = False,
+) -> LabelArrays:
+    """Read one labelTxt file into arrays (:class:`LabelArrays`).
+
+    With ``classes`` given, an object of another class is an error unless ``skip_unknown`` (then dropped).
+    """
+    path = Path(path)
+    known = set(classes) if classes is not None else None
+    text = _read_text(path, "annotation file does not exist")
+    arrays = _parse_label_fast(text)
+    if arrays is not None and known is not None:
+        keep = [name in known for name in arrays.names]
+        if not all(keep):
+            if not skip_unknown:
+                arrays = None  # read again line by line: the first bad line may come before the unknown class
+            else:
+                index = np.flatnonzero(keep)
+                arrays = LabelArrays(
+                    polys=arrays.polys[index],
+                    names=[arrays.names[i] for i in index.tolist()],
+                    difficult=arrays.difficult[index],
+                    imagesource=arrays.imagesource,
+                    gsd=arrays.gsd,
+                )
+    if arrays is None:
+        arrays = LabelArrays.from_label(_parse_label_lines(text, path, known, skip_unknown))
+    return arrays
+
+
+def read_label_file(
+    path: str | Path,
+    classes: Sequence[str] | None = None,
+    skip_unknown: bool = False,
+) -> DotaLabel:
+    """Read one labelTxt file.
+
+    With ``classes`` given, an object of another class is an error unless ``skip_unknown`` (then dropped).
+    """
+    return read_label_arrays(path, classes, skip_unknown).to_label()
 
 
 def _fmt(x: float) -> str:
@@ -190,6 +327,20 @@ def read_label_dir(
     }
 
 
+def read_label_dir_arrays(
+    ann_dir: str | Path, classes: Sequence[str] | None = None, skip_unknown: bool = False
+) -> dict[str, LabelArrays]:
+    """Every ``*.txt`` of a labelTxt folder as :class:`LabelArrays`, keyed by image id (the file stem)."""
+    ann_dir = Path(ann_dir)
+    if not ann_dir.is_dir():
+        raise DataFormatError(ann_dir, None, "annotation folder does not exist")
+    return {
+        p.stem: read_label_arrays(p, classes, skip_unknown)
+        for p in sorted(ann_dir.glob("*.txt"))
+        if p.is_file()
+    }
+
+
 # ------------------------------------------------------------------------------------------- Task1
 @dataclass
 class Task1Detections:
@@ -211,13 +362,8 @@ def task1_path(folder: str | Path, class_name: str) -> Path:
     return Path(folder) / f"Task1_{class_name}.txt"
 
 
-def read_task1_file(path: str | Path) -> Task1Detections:
-    """Read one ``Task1_<class>.txt``; non-finite scores or coordinates are errors naming file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataFormatError(path, None, "detection file does not exist") from None
+def _task1_lines(text: str, path: Path) -> Task1Detections:
+    """The Task1 ``text`` line by line; raises at the first bad line."""
     image_ids: list[str] = []
     values: list[list[float]] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -234,6 +380,20 @@ def read_task1_file(path: str | Path) -> Task1Detections:
         values.append(row)
     arr = np.array(values, dtype=np.float64).reshape(-1, 9)
     return Task1Detections(image_ids, arr[:, 0].copy(), arr[:, 1:].copy())
+
+
+def read_task1_file(path: str | Path) -> Task1Detections:
+    """Read one ``Task1_<class>.txt``; non-finite scores or coordinates are errors naming file and line."""
+    path = Path(path)
+    text = _read_text(path, "detection file does not exist")
+    rows = [tokens for tokens in map(str.split, text.splitlines()) if tokens]
+    values = None
+    if all(len(tokens) == 10 for tokens in rows):
+        values = _floats(chain.from_iterable(tokens[1:] for tokens in rows), 9 * len(rows))
+    if values is None:
+        return _task1_lines(text, path)  # raises at the first bad line
+    arr = values.reshape(-1, 9)
+    return Task1Detections([tokens[0] for tokens in rows], arr[:, 0].copy(), arr[:, 1:].copy())
 
 
 def read_task1_dir(det_dir: str | Path, classes: Iterable[str]) -> dict[str, Task1Detections]:

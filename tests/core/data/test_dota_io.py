@@ -11,10 +11,13 @@ from daik_core.data.classes import DOTA_V1_0, DOTA_V1_5, DOTA_V2_0, resolve_clas
 from daik_core.data.dota import (
     DotaLabel,
     DotaObject,
+    LabelArrays,
     Task1Detections,
     find_images,
     label_to_arrays,
+    read_label_arrays,
     read_label_dir,
+    read_label_dir_arrays,
     read_label_file,
     read_task1_dir,
     read_task1_file,
@@ -149,6 +152,50 @@ def test_label_to_arrays_and_label_dir(tmp_path: Path) -> None:
         read_label_dir(tmp_path / "missing")
 
 
+def test_label_arrays_match_the_objects(tmp_path: Path) -> None:
+    p = write(
+        tmp_path / "P1.txt",
+        "imagesource:GoogleEarth\r\ngsd:0.5\r\n\r\n"
+        "1 2 3 4 5 6 7 8 plane\r\n"
+        "\t10.5  20 30 40 50 60 70 80 small-vehicle 1\n"
+        "1e1 1_0 -0 +2 2 2 1 2 ship 02\n",
+    )
+    arrays = read_label_arrays(p)
+    assert (arrays.imagesource, arrays.gsd, arrays.names) == (
+        "GoogleEarth",
+        0.5,
+        ["plane", "small-vehicle", "ship"],
+    )
+    assert arrays.polys.dtype == np.float64 and arrays.polys.shape == (3, 8)
+    assert arrays.polys[2].tolist() == [10.0, 10.0, 0.0, 2.0, 2.0, 2.0, 1.0, 2.0]  # as float() reads them
+    assert arrays.difficult.tolist() == [0, 1, 2]  # "02" is 2, as int() reads it
+    assert arrays.to_label() == read_label_file(p)
+    assert LabelArrays.from_label(arrays.to_label()).to_label() == arrays.to_label()
+    assert list(read_label_dir_arrays(tmp_path)) == ["P1"]
+    kept = read_label_arrays(p, classes=("ship", "plane"), skip_unknown=True)
+    assert (
+        kept.names == ["plane", "ship"] and kept.polys.shape == (2, 8) and kept.difficult.tolist() == [0, 2]
+    )
+    assert LabelArrays.from_label(DotaLabel()).polys.shape == (0, 8)
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "problem"),
+    [
+        (["0 0 1 0 1 1 0 1 tank", "0 0 1 0 1 x 0 1 plane"], 1, "unknown class 'tank'"),
+        (["0 0 1 0 1 x 0 1 plane", "0 0 1 0 1 1 0 1 tank"], 1, "coordinate 6 'x' is not a number"),
+        (["0 0 1 0 1 1 0 1 plane", "gsd:abc"], 2, "gsd 'abc' is not a number"),
+        (["imagesource : x", "0 0 1 0 1 1 0 1 plane"], 1, "got 3"),
+        (["0 0 1 0 1 1 0 1 plane 01x"], 1, "difficult flag '01x'"),
+    ],
+)
+def test_the_first_bad_line_is_named(tmp_path: Path, lines: list[str], line: int, problem: str) -> None:
+    p = write(tmp_path / "bad.txt", "\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError) as info:
+        read_label_arrays(p, classes=("plane", "ship"))
+    assert info.value.line == line and problem in str(info.value)
+
+
 def test_find_images_sorted_and_filtered(tmp_path: Path) -> None:
     for name in ("b.png", "a.JPG", "c.tif", "d.txt", "e.png.bak"):
         (tmp_path / name).write_bytes(b"")
@@ -171,6 +218,15 @@ def test_task1_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(dets.polys, polys, atol=0.005 + 1e-9)
     with pytest.raises(ValueError, match="same length"):
         write_task1_file(p, ids[:2], scores, polys)
+
+
+def test_task1_whitespace_and_line_endings(tmp_path: Path) -> None:
+    p = write(tmp_path / "Task1_plane.txt", "a 0.5 1 2 3 4 5 6 7 8\r\n\r\n  b\t1e-1 0 0 1 0 1 1 0 1_0  \n")
+    dets = read_task1_file(p)
+    assert dets.image_ids == ["a", "b"]
+    assert dets.scores.tolist() == [0.5, 0.1]
+    assert dets.polys.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 1, 0, 1, 1, 0, 10]]
+    assert read_task1_file(write(tmp_path / "Task1_ship.txt", "\n \n")).polys.shape == (0, 8)
 
 
 def test_task1_dir_round_trip_and_missing_class(tmp_path: Path) -> None:

@@ -64,14 +64,15 @@ def test_map_50_95_is_the_mean_of_the_reference_over_the_thresholds(seed: int) -
 
 
 def test_many_images_and_tiny_pair_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    # chunking of the (detection, object) pairs must not change anything
+    # batches of (detection, object) pairs and chunks of the IoU computation must not change anything
+    import daik_core.eval._quad_iou as quad_iou
     import daik_core.eval.dota as dota
 
     rng = np.random.default_rng(7)
     gt, dets = random_case(rng, CLASSES, num_images=6)
     expected = evaluate_dota(gt, dets, CLASSES)
     monkeypatch.setattr(dota, "_PAIR_CHUNK", 7)
-    monkeypatch.setattr(dota, "_IOU_BATCH", 5)
+    monkeypatch.setattr(quad_iou, "_CHUNK", 5)
     got = evaluate_dota(gt, dets, CLASSES)
     assert got.per_class == expected.per_class
     assert got.counts == expected.counts
