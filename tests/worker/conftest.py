@@ -127,13 +127,15 @@ def fake_command(*behaviour: str) -> Any:
     """A command factory (see :func:`worker.pipelines.train`) running the fake trainer with ``behaviour``."""
 
     def command(files: Any, gpus: int) -> list[str]:
+        resume = ["--resume", str(files.resume_from)] if files.resume_from is not None else []
         return [
             sys.executable,
             str(FAKE_TRAINER),
             "--events",
             str(files.events),
             "--output",
-            str(files.output),
+            str(files.folder),
+            *resume,
             *behaviour,
         ]
 
