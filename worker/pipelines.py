@@ -37,13 +37,15 @@ last SIGKILL once the trainer has exited, so that no process of the job outlives
 
 How an attempt ended (:func:`judge`), from what the trainer reported (:mod:`daik_core.events`), never from
 its log's text: ``succeeded`` needs exit 0, an ``end`` event ``completed`` and the final mAP; then, in
-order: the supervisor's own stop (above); a trainer or rank killed by SIGKILL while the kernel's OOM kill
-count of its cgroup went up (:mod:`worker.oom`): ``oom``; a ``failure`` event ``oom``: ``oom``; an ``end``
-event ``stopped`` (someone asked it to stop and it checkpointed, e.g. SIGTERM to torchrun, which then
-exits 1): ``preempted``; a rank, or the trainer, killed by a signal (exit -N, 130, 137, 143): ``preempted``;
-a ``failure`` event ``error``: ``user_error`` with its message; anything else: ``user_error`` with the
-log's last line as the reason. ``preempted``, ``lost``, ``infra`` and a stalled trainer's ``timeout`` are
-retried while ``restarts < max_restarts``.
+order: the supervisor's own stop (above); the trainer, or the rank whose failure ended a torchrun run (a
+``rank_exit`` event not killed by torchrun's own SIGTERM), killed by SIGKILL while the kernel's OOM kill
+count of its cgroup went up (:mod:`worker.oom`): ``oom``; a ``failure`` event ``oom``: ``oom``; that rank's
+``failure`` event ``error``: ``user_error``; that rank killed by a signal: ``preempted``; that rank's exit
+without an event: ``user_error``; an ``end`` event ``stopped`` (someone asked the trainer to stop and it
+checkpointed, e.g. SIGTERM to torchrun, which then exits 1): ``preempted``; the trainer killed by a signal
+(exit -N, 130, 137, 143): ``preempted``; a ``failure`` event ``error``: ``user_error`` with its message;
+anything else: ``user_error`` with the log's last line as the reason. ``preempted``, ``lost``, ``infra``
+and a stalled trainer's ``timeout`` are retried while ``restarts < max_restarts``.
 
 The Celery parent never imports torch: the trainer is a separate ``python`` process. (How a worker's own
 shutdown reaches :func:`supervise` as ``stop``: :mod:`worker.app`.)
@@ -837,23 +839,30 @@ def judge(outcome: Outcome, events: Sequence[Event], lines: list[str]) -> Verdic
         return Verdict.failed(
             FailureKind.infra, "the trainer exited 0 without reporting a completed run", retryable=True
         )
-    sigkilled = [f"rank {r.rank}" for r in ranks if r.signal == signal.SIGKILL] or (
-        ["the trainer"] if rc == -signal.SIGKILL else []
-    )
-    if sigkilled and outcome.oom_kills:
-        reason = f"oom: {', '.join(sigkilled)} killed by the kernel's OOM killer (host memory; {how})"
+    root = _root_cause(ranks)
+    killed = root.signal == signal.SIGKILL if root is not None else rc == -signal.SIGKILL
+    if killed and outcome.oom_kills:
+        who = f"rank {root.rank}" if root is not None else "the trainer"
+        reason = f"oom: {who} was killed by the kernel's OOM killer (host memory; {how})"
         return Verdict.failed(FailureKind.oom, reason, retryable=False)
     oom = next((f for f in failures if f.kind == "oom"), None)
     if oom is not None:
         return Verdict.failed(FailureKind.oom, f"oom: {_on_rank(oom)}{oom.message}", retryable=False)
+    if root is not None:  # torchrun saw a rank fail: judge by that rank, not by its peers' consequences
+        error = next((f for f in failures if f.kind == "error" and f.rank == root.rank), None)
+        if error is not None:
+            return Verdict.failed(
+                FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False
+            )
+        if root.signal is not None:
+            reason = f"preempted: rank {root.rank} was killed by {root.signal.name} ({how})"
+            return Verdict.failed(FailureKind.preempted, reason, retryable=True)
+        reason = f"rank {root.rank}: {root.message or last_error_line(lines) or describe_exit(root.exitcode)}"
+        return Verdict.failed(FailureKind.user_error, reason, retryable=False)
     if end is not None and end.status == "stopped":
         return Verdict.failed(
             FailureKind.preempted, f"preempted: stopped by a signal ({how})", retryable=True
         )
-    signalled = [r for r in ranks if r.signal is not None]
-    if signalled:
-        names = ", ".join(f"rank {r.rank} killed by {r.signal.name}" for r in signalled if r.signal)
-        return Verdict.failed(FailureKind.preempted, f"preempted: {names} ({how})", retryable=True)
     if rc < 0 or rc in RETRYABLE_EXIT_CODES:
         return Verdict.failed(
             FailureKind.preempted, f"preempted: stopped by a signal ({how})", retryable=True
@@ -863,6 +872,13 @@ def judge(outcome: Outcome, events: Sequence[Event], lines: list[str]) -> Verdic
         return Verdict.failed(FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False)
     reason = last_error_line(lines) or f"the trainer failed ({how})"
     return Verdict.failed(FailureKind.user_error, reason, retryable=False)
+
+
+def _root_cause(ranks: Sequence[RankExit]) -> RankExit | None:
+    """The rank whose failure ended a torchrun run: once one rank fails torchrun stops the others with
+    SIGTERM, so those are consequences; of the rest, torchrun's own pick (the earliest, to the second)."""
+    causes = [r for r in ranks if r.signal != signal.SIGTERM] or list(ranks)
+    return max(causes, key=lambda r: r.first, default=None)
 
 
 def _on_rank(failure: Failure) -> str:

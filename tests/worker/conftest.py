@@ -193,10 +193,11 @@ class Procs:
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        """``daik ARGS`` (``prefix``: a command that runs it, e.g. one that first joins a cgroup)."""
         log = (self.tmp / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
+            [*prefix, sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

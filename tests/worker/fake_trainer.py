@@ -158,6 +158,9 @@ def main() -> int:
             return args.fail
         if args.eat_memory:
             print("fake trainer: eating memory", flush=True)
+            Path("/proc/self/oom_score_adj").write_text(
+                "1000"
+            )  # the OOM killer's first choice, not the worker
             hoard = []
             while True:
                 hoard.append(b"\x01" * (32 * 2**20))  # written: every page is touched

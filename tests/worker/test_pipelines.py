@@ -356,12 +356,20 @@ def test_judge_from_typed_events() -> None:
         FailureKind.oom,
         False,
     )
-    v = judge(
-        Outcome(1),
-        [RankExit(rank=1, exitcode=1, message="x"), Failure(kind="error", message="bad", rank=1)],
-        [],
-    )
+    # the rank that failed first decides, not the peers torchrun then stopped (SIGTERM) or that saw it go
+    ranks = [
+        RankExit(rank=0, exitcode=-15),
+        RankExit(rank=1, exitcode=1, message="ValueError: x", first=True),
+    ]
+    v = judge(Outcome(1), [*ranks, Failure(kind="error", message="bad", rank=1), stopped], [])
     assert (v.kind, v.retryable, v.reason) == (FailureKind.user_error, False, "rank 1: bad")
+    assert judge(Outcome(1), ranks, []).reason == "rank 1: ValueError: x"  # its error file's message
+    killed_first = [RankExit(rank=0, exitcode=-15, first=True), killed]  # a tie torchrun broke the wrong way
+    v = judge(Outcome(1), [*killed_first, gloo], [])
+    assert (v.kind, v.reason) == (
+        FailureKind.preempted,
+        "preempted: rank 1 was killed by SIGKILL (exit code 1)",
+    )
     assert judge(Outcome(2), [], ["daik: error: x", ""]).reason == "daik: error: x"  # no event: the log
     # the supervisor's own stops
     assert kind(Outcome(143, Stop.deadline), stopped) == (FailureKind.timeout, False)
