@@ -272,7 +272,7 @@ def build_job(
         kind=body.kind,
         status=JobStatus.queued.value,
         spec=spec,
-        resources=body.resources.model_dump(),
+        resources=body.resources.model_dump(exclude_none=True),
         max_restarts=body.max_restarts,
         restarts=0,
         attempt=0,
