@@ -43,7 +43,7 @@ SKEWED_CLOCK = Path(__file__).with_name("skewed_clock")
 
 @pytest.fixture
 def procs(settings: Settings, broker: redis.Redis, tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(settings, tmp_path, lease_seconds=LEASE_S, fake_trainer="--epochs 30 --iters 2 --sleep 0.5")
+    p = Procs(settings, tmp_path, lease_seconds=LEASE_S, fake_trainer="--epochs 20 --iters 2 --sleep 0.5")
     yield p
     p.kill_all()
 
@@ -114,7 +114,7 @@ def test_a_worker_cut_off_from_the_database_kills_its_trainer_before_its_lease_e
             )
         with db() as s:
             best = best_checkpoint(s, job_id)
-        assert best is not None and best.attempt == 2 and best.epoch == 30
+        assert best is not None and best.attempt == 2 and best.epoch == 20
     finally:
         proxy.close()
 
