@@ -430,13 +430,11 @@ class DatabaseLink(threading.Thread):
         poll_s: float,
     ) -> None:
         super().__init__(name=f"daik-link-{claimed.job_id}", daemon=True)
-        self.db, self.settings, self.claimed, self.reporter, self.poll_s = (
-            db,
-            settings,
-            claimed,
-            reporter,
-            poll_s,
-        )
+        self.db = db
+        self.settings = settings
+        self.claimed = claimed
+        self.reporter = reporter
+        self.poll_s = poll_s
         self.control = Control(cancel=False, force=False)
         self.fenced = False
         self.beat_ok_at = claimed.claimed_at
@@ -542,17 +540,14 @@ class _Supervisor:
         link: DatabaseLink,
         stop: threading.Event,
     ) -> None:
-        self.settings, self.claimed, self.proc, self.link, self.stop_event = (
-            settings,
-            claimed,
-            proc,
-            link,
-            stop,
-        )
-        started = time.monotonic()
+        self.settings = settings
+        self.claimed = claimed
+        self.proc = proc
+        self.link = link
+        self.stop_event = stop
         remaining = claimed.remaining_s
         self.deadline = claimed.claimed_at + remaining if remaining is not None else None
-        self.last_event = started
+        self.last_event = time.monotonic()  # for the watchdog: the trainer's start counts as progress
         # SIGKILL before the lease expires: the database's expiry is at least the lease after the send
         self.lease_kill_s = max(
             settings.lease_seconds - settings.heartbeat_seconds, settings.lease_seconds / 2
