@@ -185,6 +185,29 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _report_failure(events: str | None, err: Exception) -> None:
+    """Training raised: a typed :class:`~daik_core.events.Failure` for the job worker (``--events``; every
+    rank writes its own), and under torchrun the rank's torchelastic error file (``TORCHELASTIC_ERROR_FILE``,
+    which torchrun reads to name the root cause of a failed run)."""
+    import os
+
+    import torch
+
+    from daik_core.events import EventWriter, Failure
+
+    oom = isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError))
+    text = str(err) if isinstance(err, DaikError) else f"{type(err).__name__}: {err}"
+    message = (text.strip().splitlines() or [type(err).__name__])[0][:1000]
+    if events is not None:
+        with EventWriter(events) as writer:
+            rank = int(os.environ.get("RANK", "0") or 0)
+            writer.write(Failure(kind="oom" if oom else "error", message=message, rank=rank))
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(err)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
@@ -212,14 +235,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     callbacks: list[Callback] = [ProgressCallback(disable=args.quiet or not main_rank), stop]
     if args.events is not None:
         callbacks.append(JsonlEvents(args.events))
-    with _stop_on_signals(stop):
-        trainer = Trainer(
-            spec,
-            callbacks,
-            resume=args.resume,
-            overwrite=args.overwrite,
-        )
-        result = trainer.fit()
+    try:
+        with _stop_on_signals(stop):
+            trainer = Trainer(
+                spec,
+                callbacks,
+                resume=args.resume,
+                overwrite=args.overwrite,
+            )
+            result = trainer.fit()
+    except Exception as err:
+        _report_failure(args.events, err)
+        raise
     if result.status == "stopped":
         if main_rank:
             print(

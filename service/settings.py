@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="a worker without a heartbeat for this long is not counted as live"
     )
     cancel_grace_seconds: float = Field(default=60.0, ge=0)
+    progress_timeout_seconds: float = Field(
+        default=1800.0,
+        ge=0,
+        description="the no-progress watchdog: a trainer that writes no event for this long (a hung "
+        "collective, a stuck loader) is stopped and its attempt fails as `timeout`, retried while restarts "
+        "are left; 0: off. Mind the longest validation: a trainer reports nothing while it evaluates",
+    )
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     cors_origins: tuple[str, ...] = Field(default=(), description="allowed CORS origins; none by default")
     # the dashboard's cookie session (service.auth.session)

@@ -7,7 +7,8 @@ runs them itself, so that no training can hold them up).
   duplicate. Duplicates that do happen are harmless: the worker's claim makes every message after the first
   a no-op.
 - :func:`record_run` notes that a task ran to its end (the ``maintenance`` table), which ``/readyz`` reads.
-- :func:`reap` ends the attempts whose worker stopped heartbeating (its lease expired): the attempt becomes
+- :func:`reap` ends the attempts whose worker stopped heartbeating (its lease expired, by the database's
+  clock, which the worker's claim and heartbeats also use): the attempt becomes
   ``lost``; a running job goes back to the queue (``restarts + 1``, sent again) while ``restarts <
   max_restarts``, else fails; a ``cancelling`` job becomes ``cancelled`` (what its client asked for).
 
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.base import utcnow
 from service.db.holds import held_by_batch
 from service.db.models import Attempt, FailureKind, Job, JobStatus, Maintenance
-from service.db.session import session_scope
+from service.db.session import db_now, session_scope
 from service.queue import send_train, send_train_if_lost
 from service.settings import Settings
 from worker.pipelines import gpus_of, worker_id
@@ -108,11 +109,12 @@ class ReapReport:
 
 
 def reap(db: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None) -> ReapReport:
-    """End the attempts of running / cancelling jobs whose lease expired (see the module docstring)."""
-    now = now or utcnow()
+    """End the attempts of running / cancelling jobs whose lease expired (see the module docstring), as of
+    ``now`` (default: the database's clock, which also wrote the leases)."""
     report = ReapReport()
     resend: list[tuple[uuid.UUID, int]] = []
     with session_scope(db) as s:
+        now = now or db_now(s)
         jobs = s.execute(
             select(
                 Job.id,

@@ -3,24 +3,49 @@ Celery. :func:`train` runs them in order::
 
     claim_job    one UPDATE .. RETURNING takes the job (queued, or running with an expired lease) and bumps
                  the attempt, the fencing token; the attempt row and a ``status`` event in the same
-                 transaction. No row: a duplicate delivery or a cancelled job, nothing to do.
-    prepare_run  the job's spec as YAML in its output folder; this attempt's event file and log
-    launch       ``python -m daik_core.cli train SPEC --events FILE -q [--resume]`` (torchrun for several
-                 GPUs) in its own session / process group, stdout and stderr to the log, with only the
-                 environment it needs, its own devices and CPU threads (:mod:`worker.resources`); the trainer
-                 gets SIGTERM if this process dies (PR_SET_PDEATHSIG), so it never trains unsupervised
-    supervise    tails the event file into the database (:mod:`worker.reporting`), heartbeats (extends the
-                 lease, reads the cancel flag), stops the trainer on cancel / worker shutdown / a lost fence
-    finish       classifies the exit and ends the attempt, fenced, in one transaction: ``succeeded`` only
-                 with the final mAP stored; a signal (exit 130/137/143, or killed) is ``preempted`` and
-                 re-queued while ``restarts < max_restarts``; "out of memory" in the log is ``oom``; any
-                 other exit is ``user_error`` with the trainer's last error line as the reason
+                 transaction; lease and deadline in the database's time (``now()``). No row: a duplicate
+                 delivery or a cancelled job, nothing to do.
+    prepare_run  this attempt's own folder ``<output>/attempt-<n>``: the trainer's output (its weights,
+                 metrics, results), the spec, the event file and the log; the newest ``last.pt`` an earlier
+                 attempt recorded is resumed (:func:`resume_point`)
+    launch       ``python -m daik_core.cli train SPEC --events FILE -q [--resume PATH]`` (for several GPUs
+                 under :mod:`daik_core.engine.launch`, torchrun) in its own session / process group, stdout
+                 and stderr to the log, with only the environment it needs, its own devices and CPU threads
+                 (:mod:`worker.resources`); the trainer gets SIGTERM if this process dies
+                 (PR_SET_PDEATHSIG), so it never trains unsupervised
+    supervise    tails the event file into the database and heartbeats (extends the lease, reads the cancel
+                 flag) from a thread of its own (:class:`DatabaseLink`), and stops the trainer (:class:`Stop`)
+    finish       judges how the trainer ended from its typed events (:func:`judge`) and ends the attempt,
+                 fenced, in one transaction that first writes whatever events a database outage held back
 
-Stopping the trainer: SIGTERM goes to the trainer process only (it checkpoints ``weights/last.pt`` and exits
-143; torchrun forwards it to its ranks). Sent to the whole group, it would also kill the DataLoader's worker
-processes, whose death the trainer reports as an error instead of checkpointing. SIGKILL, after
-``cancel_grace_seconds`` (at once on a forced cancel), goes to the whole group, and so does a last SIGKILL
-once the trainer has exited, so that no process of the job outlives it.
+Why the supervisor stops a trainer, and how (:class:`Stop`):
+
+    cancel       the client cancelled: SIGTERM (a forced cancel: SIGKILL); the job ends ``cancelled``
+    shutdown     the worker is shutting down: SIGTERM; ``preempted``, re-queued
+    deadline     ``resources.timeout`` after the job's first start: SIGTERM; ``timeout``, not retried
+    stalled      no event for ``progress_timeout_seconds``: SIGTERM; ``timeout``, retried
+    fenced       a write found that the job moved on (another attempt holds it): SIGKILL, nothing recorded
+    lease        no heartbeat succeeded for the lease period less one heartbeat interval (the database is
+                 unreachable, so the reaper may hand the job to another worker): SIGKILL before the lease
+                 expires, so that two attempts never train at once; ``lost``, retried
+
+SIGTERM goes to the trainer process only (it checkpoints ``last.pt``, writes an ``end`` event with status
+``stopped`` and exits; torchrun forwards it to its ranks). Sent to the whole group, it would also kill the
+DataLoader's worker processes, whose death the trainer reports as an error instead of checkpointing.
+SIGKILL, after ``cancel_grace_seconds`` (at once where said above), goes to the whole group, and so does a
+last SIGKILL once the trainer has exited, so that no process of the job outlives it.
+
+How an attempt ended (:func:`judge`), from what the trainer reported (:mod:`daik_core.events`), never from
+its log's text: ``succeeded`` needs exit 0, an ``end`` event ``completed`` and the final mAP; then, in
+order: the supervisor's own stop (above); the trainer, or the rank whose failure ended a torchrun run (a
+``rank_exit`` event not killed by torchrun's own SIGTERM), killed by SIGKILL while the kernel's OOM kill
+count of its cgroup went up (:mod:`worker.oom`): ``oom``; a ``failure`` event ``oom``: ``oom``; that rank's
+``failure`` event ``error``: ``user_error``; that rank killed by a signal: ``preempted``; that rank's exit
+without an event: ``user_error``; an ``end`` event ``stopped`` (someone asked the trainer to stop and it
+checkpointed, e.g. SIGTERM to torchrun, which then exits 1): ``preempted``; the trainer killed by a signal
+(exit -N, 130, 137, 143): ``preempted``; a ``failure`` event ``error``: ``user_error`` with its message;
+anything else: ``user_error`` with the log's last line as the reason. ``preempted``, ``lost``, ``infra``
+and a stalled trainer's ``timeout`` are retried while ``restarts < max_restarts``.
 
 The Celery parent never imports torch: the trainer is a separate ``python`` process. (How a worker's own
 shutdown reaches :func:`supervise` as ``stop``: :mod:`worker.app`.)
@@ -30,6 +55,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import enum
 import logging
 import math
 import os
@@ -42,23 +68,24 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import case, func, insert, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.base import utcnow
+from daik_core.events import End, Event, Failure, RankExit
 from service.db.holds import held_by_batch
-from service.db.models import Attempt, FailureKind, Job, JobStatus
-from service.db.session import session_scope
+from service.db.models import Attempt, Checkpoint, FailureKind, Job, JobStatus
+from service.db.session import db_now, session_scope
 from service.queue import send_train
 from service.settings import Settings
+from worker.oom import OomKills
 from worker.reporting import (
     EventTailer,
     Fence,
@@ -66,6 +93,7 @@ from worker.reporting import (
     Reporter,
     add_job_events,
     lock_job,
+    read_events,
     require_transition,
 )
 from worker.resources import DeviceError, Grant, trainer_environ
@@ -74,11 +102,12 @@ __all__ = [
     "LOG_TAIL_LINES",
     "ClaimedJob",
     "Control",
+    "DatabaseLink",
     "Outcome",
     "RunFiles",
+    "Stop",
     "Verdict",
     "claim_job",
-    "classify_exit",
     "end_attempt",
     "finish",
     "heartbeat",
@@ -86,6 +115,7 @@ __all__ = [
     "last_error_line",
     "launch",
     "prepare_run",
+    "resume_point",
     "supervise",
     "train",
     "trainer_command",
@@ -96,7 +126,8 @@ log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 50
 RETRYABLE_EXIT_CODES = frozenset({130, 137, 143})  # 128 + SIGINT / SIGKILL / SIGTERM
-_WRITE_TRIES = 5  # the outcome is written with a few retries (the database may be restarting)
+_WRITE_TRIES = 5  # writes during the run are retried a few times (the database may be restarting)
+_MAX_BACKOFF_S = 5.0
 
 
 def worker_id() -> str:
@@ -110,13 +141,17 @@ def gpus_of(resources: Mapping[str, Any] | None) -> int:
 
 @dataclass(frozen=True)
 class ClaimedJob:
-    """What a successful claim returns: the attempt number (the fencing token) and what the run needs."""
+    """What a successful claim returns: the attempt number (the fencing token), what the run needs, and
+    how long the job may still run (``remaining_s``: to its deadline, ``resources.timeout``; ``None``: no
+    deadline) as of ``claimed_at`` (``time.monotonic()`` just before the claim, when its lease began)."""
 
     job_id: uuid.UUID
     attempt: int
     spec: dict[str, Any]
     resources: dict[str, Any]
     owner: str
+    remaining_s: float | None = None
+    claimed_at: float = field(default_factory=time.monotonic)
 
     @property
     def fence(self) -> Fence:
@@ -134,37 +169,52 @@ def claim_job(
     """Take the job atomically (SERVICE.md): a queued job, or a running one whose lease expired (its open
     attempt is closed as ``lost``; taking it over counts as a restart and is allowed while ``restarts <
     max_restarts``, past that the reaper fails the job). ``None``: nothing to take (a duplicate delivery, a
-    cancelled or finished job, a live lease, an unknown id)."""
+    cancelled or finished job, a live lease, an unknown id). Times are the database's (:func:`db_now`): the
+    lease, and the deadline that the first claim of a job with ``resources.timeout`` sets."""
     owner = owner or worker_id()
-    now = utcnow()
+    claimed_at = time.monotonic()
     running = JobStatus.running.value
-    stale = (Job.status == running) & (Job.lease_expires_at < now) & (Job.restarts < Job.max_restarts)
-    stmt = (
-        update(Job)
-        # a queued job of a paused / stopped / cancelled batch is held: it does not start (service.batches)
-        .where(Job.id == job_id, ((Job.status == JobStatus.queued.value) & ~held_by_batch(Job.id)) | stale)
-        .values(
-            status=running,
-            attempt=Job.attempt + 1,
-            # SET expressions see the row before the update: taking over a running job is a restart
-            restarts=Job.restarts + case((Job.status == running, 1), else_=0),
-            lease_owner=owner,
-            lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
-            started_at=func.coalesce(Job.started_at, now),
-            error=None,
-            failure_kind=None,
-            finished_at=None,
-            updated_at=now,
-        )
-        .returning(Job.attempt, Job.spec, Job.resources)
-        .execution_options(synchronize_session=False)
-    )
     with session_scope(db) as s:
+        now = db_now(s)
+        stale = (Job.status == running) & (Job.lease_expires_at < now) & (Job.restarts < Job.max_restarts)
+        stmt = (
+            update(Job)
+            # a queued job of a paused / stopped / cancelled batch is held: not started (service.batches)
+            .where(
+                Job.id == job_id, ((Job.status == JobStatus.queued.value) & ~held_by_batch(Job.id)) | stale
+            )
+            .values(
+                status=running,
+                attempt=Job.attempt + 1,
+                # SET expressions see the row before the update: taking over a running job is a restart
+                restarts=Job.restarts + case((Job.status == running, 1), else_=0),
+                lease_owner=owner,
+                lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
+                started_at=func.coalesce(Job.started_at, now),
+                error=None,
+                failure_kind=None,
+                finished_at=None,
+                updated_at=now,
+            )
+            .returning(Job.attempt, Job.spec, Job.resources, Job.deadline_at)
+            .execution_options(synchronize_session=False)
+        )
         row = s.execute(stmt).one_or_none()
         if row is None:
             log.info("job %s: nothing to claim (a duplicate delivery, or the job is not queued)", job_id)
             return None
         attempt = int(row.attempt)
+        resources = dict(row.resources or {})
+        deadline: dt.datetime | None = row.deadline_at
+        timeout = resources.get("timeout")
+        if deadline is None and timeout:
+            deadline = now + dt.timedelta(seconds=float(timeout))
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(deadline_at=deadline)
+                .execution_options(synchronize_session=False)
+            )
         s.execute(
             update(Attempt)
             .where(Attempt.job_id == job_id, Attempt.number < attempt, Attempt.status == running)
@@ -184,65 +234,89 @@ def claim_job(
         add_job_events(
             s, job_id, attempt, [("status", {"status": running, "attempt": attempt, "error": None})]
         )
+    remaining = (deadline - now).total_seconds() if deadline is not None else None
     log.info("job %s: claimed as attempt %d by %s", job_id, attempt, owner)
-    return ClaimedJob(job_id, attempt, dict(row.spec), dict(row.resources or {}), owner)
+    return ClaimedJob(job_id, attempt, dict(row.spec), resources, owner, remaining, claimed_at)
 
 
 # ----------------------------------------------------------------------------------------------- run
 @dataclass(frozen=True)
 class RunFiles:
-    """The files of one attempt: the job's output folder (the trainer's ``output``), the spec written
-    there, this attempt's event file and log, and whether the trainer resumes from ``weights/last.pt``
-    (``--resume``) or starts afresh over one (``--overwrite``)."""
+    """The files of one attempt: the job's output folder (``spec.output``), this attempt's folder in it
+    (``attempt-<n>``: the trainer's output, where it writes its weights, metrics and results, so that two
+    attempts never write the same file), the spec written there, the event file, the log, and the
+    checkpoint the trainer resumes from (``--resume PATH``; ``None``: it starts afresh)."""
 
     output: Path
+    folder: Path
     spec: Path
     events: Path
     log: Path
-    resume: bool
-    overwrite: bool
+    resume_from: Path | None = None
 
     @property
-    def last_checkpoint(self) -> Path:
-        return self.output / "weights" / "last.pt"
+    def torchrun_logs(self) -> Path:
+        """torchrun's ``--log-dir`` (its ranks' error files) and its own error file."""
+        return self.folder / "torchrun"
 
 
-def prepare_run(settings: Settings, claimed: ClaimedJob) -> RunFiles:
-    """Write ``job.spec`` as YAML into the output folder (``spec.output``; when absent or relative, under
-    ``<artifact_root>/jobs/<job_id>``) and name this attempt's files (``logs/attempt-<n>.events.jsonl`` and
-    ``logs/attempt-<n>.log``). A ``weights/last.pt`` left by an earlier attempt is resumed; one found by the
-    first attempt belongs to no attempt of this job and is overwritten."""
-    spec = dict(claimed.spec)
-    default = settings.artifact_dir / "jobs" / str(claimed.job_id)
-    output = Path(spec["output"]) if spec.get("output") else default
-    if not output.is_absolute():
-        output = settings.artifact_dir / output
-    spec["output"] = str(output)
-    logs = output / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    spec_path = output / "job_spec.yaml"
+def job_output(settings: Settings, job_id: uuid.UUID, spec: Mapping[str, Any]) -> Path:
+    """``spec.output``; when absent or relative, under ``<artifact_root>/jobs/<job_id>``."""
+    output = Path(spec["output"]) if spec.get("output") else settings.artifact_dir / "jobs" / str(job_id)
+    return output if output.is_absolute() else settings.artifact_dir / output
+
+
+def resume_point(db: sessionmaker[Session], settings: Settings, claimed: ClaimedJob) -> Path | None:
+    """The checkpoint a new attempt resumes from: the ``last.pt`` (not best) that an earlier attempt
+    recorded last (the most steps; between equals, the later attempt), whose file exists. ``None`` for a
+    first attempt, and after a retry from scratch (which drops the job's checkpoint rows)."""
+    with db() as s:
+        rows = s.execute(
+            select(Checkpoint.path)
+            .where(
+                Checkpoint.job_id == claimed.job_id,
+                Checkpoint.attempt < claimed.attempt,
+                Checkpoint.is_best.is_(False),
+                Checkpoint.valid.is_(True),
+            )
+            .order_by(Checkpoint.step.desc(), Checkpoint.attempt.desc(), Checkpoint.id.desc())
+        ).all()
+    for (stored,) in rows:
+        path = Path(stored) if Path(stored).is_absolute() else settings.artifact_dir / stored
+        if path.is_file():
+            return path
+        log.warning(
+            "job %s: checkpoint %s is recorded but missing; not resuming from it", claimed.job_id, path
+        )
+    return None
+
+
+def prepare_run(settings: Settings, claimed: ClaimedJob, resume_from: Path | None = None) -> RunFiles:
+    """Make this attempt's folder ``<output>/attempt-<n>`` and write ``job.spec`` there as YAML, its
+    ``output`` set to that folder; name the attempt's event file (``events.jsonl``) and log
+    (``trainer.log``). The trainer resumes from ``resume_from`` (see :func:`resume_point`)."""
+    output = job_output(settings, claimed.job_id, claimed.spec)
+    folder = output / f"attempt-{claimed.attempt}"
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {**claimed.spec, "output": str(folder)}
+    spec_path = folder / "job_spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    events = logs / f"attempt-{claimed.attempt}.events.jsonl"
+    events = folder / "events.jsonl"
     events.unlink(missing_ok=True)
-    has_last = (output / "weights" / "last.pt").is_file()
-    return RunFiles(
-        output=output,
-        spec=spec_path,
-        events=events,
-        log=logs / f"attempt-{claimed.attempt}.log",
-        resume=has_last and claimed.attempt > 1,
-        overwrite=has_last and claimed.attempt == 1,
-    )
+    return RunFiles(output, folder, spec_path, events, folder / "trainer.log", resume_from)
 
 
 def trainer_command(files: RunFiles, gpus: int, prefix: str | None = None) -> list[str]:
-    """``python -m daik_core.cli train SPEC --events FILE -q [--resume | --overwrite]``; for several GPUs the
-    same under ``torchrun --standalone --nproc-per-node=N``. ``prefix`` (``settings.trainer_command``)
-    replaces ``python -m daik_core.cli`` of a one-process run."""
+    """``python -m daik_core.cli train SPEC --events FILE -q [--resume PATH] [--overwrite]``; for several
+    GPUs the same under :mod:`daik_core.engine.launch` (torchrun ``--standalone --nproc-per-node=N``, its
+    logs and the ranks' error files in the attempt's ``torchrun`` folder). ``prefix``
+    (``settings.trainer_command``) replaces ``python -m daik_core.cli`` of a one-process run."""
     args = ["-m", "daik_core.cli", "train", str(files.spec), "--events", str(files.events), "-q"]
-    if files.resume:
-        args.append("--resume")
-    elif files.overwrite:
+    if files.resume_from is not None:
+        args += ["--resume", str(files.resume_from)]
+    elif (
+        files.folder / "weights" / "last.pt"
+    ).is_file():  # not this attempt's run: never resumed by accident
         args.append("--overwrite")
     if prefix and gpus <= 1:
         return [*shlex.split(prefix), *args[2:]]
@@ -250,9 +324,12 @@ def trainer_command(files: RunFiles, gpus: int, prefix: str | None = None) -> li
         return [
             sys.executable,
             "-m",
-            "torch.distributed.run",
+            "daik_core.engine.launch",
+            "--events",
+            str(files.events),
             "--standalone",
             f"--nproc-per-node={gpus}",
+            f"--log-dir={files.torchrun_logs}",
             *args,
         ]
     return [sys.executable, *args]
@@ -283,7 +360,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=files.output,
+            cwd=files.folder,
             env=dict(env),
             pass_fds=pass_fds,
             start_new_session=True,
@@ -297,7 +374,7 @@ def _record_launch(db: sessionmaker[Session], claimed: ClaimedJob, pid: int, fil
         s.execute(
             update(Attempt)
             .where(Attempt.job_id == claimed.job_id, Attempt.number == claimed.attempt)
-            .values(pid=pid, resumed_from=str(files.last_checkpoint) if files.resume else None)
+            .values(pid=pid, resumed_from=str(files.resume_from) if files.resume_from else None)
             .execution_options(synchronize_session=False)
         )
 
@@ -312,10 +389,10 @@ class Control:
 
 
 def heartbeat(db: sessionmaker[Session], settings: Settings, fence: Fence) -> Control:
-    """Extend the lease by ``lease_seconds`` (fenced) and read the cancel flags; raises :class:`FencedOut`
-    when the job has moved on."""
-    now = utcnow()
+    """Extend the lease to the database's ``now()`` + ``lease_seconds`` (fenced) and read the cancel flags;
+    raises :class:`FencedOut` when the job has moved on."""
     with session_scope(db) as s:
+        now = db_now(s)
         stmt = (
             update(Job)
             .where(*fence.where())
@@ -336,15 +413,109 @@ def heartbeat(db: sessionmaker[Session], settings: Settings, fence: Fence) -> Co
     return Control(cancel=cancel, force=cancel and bool(row.force_cancel))
 
 
+class DatabaseLink(threading.Thread):
+    """The supervisor's link to the database, in a thread of its own so that a database that is down or
+    hangs never keeps the supervisor from stopping its trainer: every ``poll_s`` it writes the events it was
+    given (:meth:`put`; a batch that fails is kept and written again), every ``heartbeat_seconds`` it
+    heartbeats, and it publishes what it learns: the cancel flags (:attr:`control`), whether the job moved
+    on (:attr:`fenced`) and when the last successful heartbeat was sent (:attr:`beat_ok_at`, monotonic; the
+    claim's time at first)."""
+
+    def __init__(
+        self,
+        db: sessionmaker[Session],
+        settings: Settings,
+        claimed: ClaimedJob,
+        reporter: Reporter,
+        poll_s: float,
+    ) -> None:
+        super().__init__(name=f"daik-link-{claimed.job_id}", daemon=True)
+        self.db = db
+        self.settings = settings
+        self.claimed = claimed
+        self.reporter = reporter
+        self.poll_s = poll_s
+        self.control = Control(cancel=False, force=False)
+        self.fenced = False
+        self.beat_ok_at = claimed.claimed_at
+        self._pending: list[Event] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def put(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self._pending += events
+
+    def close(self, timeout: float) -> None:
+        """Write what is pending (a last try) and end the thread; wait at most ``timeout`` seconds."""
+        self._done.set()
+        self.join(timeout)
+        if self.is_alive():
+            log.warning("job %s: the database link is still busy after %.0f s", self.claimed.job_id, timeout)
+
+    def run(self) -> None:
+        next_beat = time.monotonic() + self.settings.heartbeat_seconds
+        while True:
+            done = self._done.is_set()
+            self._flush()
+            if done or self.fenced:
+                return
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.settings.heartbeat_seconds
+                self._beat()
+            self._done.wait(self.poll_s)
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch = list(self._pending)
+        if not batch or self.fenced:
+            return
+        try:
+            self.reporter.write(batch)
+        except FencedOut:
+            self.fenced = True
+            log.warning("job %s: attempt %d lost the job", self.claimed.job_id, self.claimed.attempt)
+        except SQLAlchemyError as err:
+            log.warning(
+                "job %s: writing %d events failed (will retry): %s", self.claimed.job_id, len(batch), err
+            )
+            return
+        with self._lock:
+            del self._pending[: len(batch)]
+
+    def _beat(self) -> None:
+        sent = time.monotonic()
+        try:
+            self.control = heartbeat(self.db, self.settings, self.claimed.fence)
+        except FencedOut:
+            self.fenced = True
+            log.warning("job %s: attempt %d lost the job", self.claimed.job_id, self.claimed.attempt)
+        except SQLAlchemyError as err:
+            log.warning("job %s: heartbeat failed (will retry): %s", self.claimed.job_id, err)
+        else:
+            self.beat_ok_at = sent
+
+
+class Stop(str, enum.Enum):
+    """Why the supervisor stopped the trainer (see the module docstring)."""
+
+    cancel = "cancel"
+    shutdown = "shutdown"
+    deadline = "deadline"
+    stalled = "stalled"
+    fenced = "fenced"
+    lease = "lease"
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """How the trainer ended under supervision."""
+    """How the trainer ended under supervision: its exit code, why the supervisor stopped it (``None``: it
+    ended by itself), and how many processes the kernel's OOM killer killed in its cgroup meanwhile
+    (``None``: unknown, see :mod:`worker.oom`)."""
 
     returncode: int
-    end: dict[str, Any] | None  # the trainer's ``end`` event, when it wrote one
-    cancelled: bool = False  # a client's cancel stopped it
-    shutdown: bool = False  # the worker's shutdown stopped it
-    fenced_out: bool = False  # the job moved on: this attempt may write nothing more
+    stop: Stop | None = None
+    oom_kills: int | None = None
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -358,6 +529,83 @@ def _signal_process(proc: subprocess.Popen[bytes], sig: int) -> None:
             proc.send_signal(sig)
 
 
+class _Supervisor:
+    """:func:`supervise`'s state: the trainer, the link to the database, why and when it was stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        claimed: ClaimedJob,
+        proc: subprocess.Popen[bytes],
+        link: DatabaseLink,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.claimed = claimed
+        self.proc = proc
+        self.link = link
+        self.stop_event = stop
+        remaining = claimed.remaining_s
+        self.deadline = claimed.claimed_at + remaining if remaining is not None else None
+        self.last_event = time.monotonic()  # for the watchdog: the trainer's start counts as progress
+        # SIGKILL before the lease expires: the database's expiry is at least the lease after the send
+        self.lease_kill_s = max(
+            settings.lease_seconds - settings.heartbeat_seconds, settings.lease_seconds / 2
+        )
+        self.stop: Stop | None = None
+        self.term_at: float | None = None
+        self.killed = False
+
+    def step(self, now: float, events: Sequence[Event]) -> None:
+        """React to what happened since the last step (``events``: the trainer's new events) while the
+        trainer runs."""
+        if events:
+            self.last_event = now
+            self.link.put(events)
+        if self.proc.poll() is not None:
+            return
+        control, job = self.link.control, self.claimed.job_id
+        if self.link.fenced:
+            self.kill(Stop.fenced, "the job moved on (another attempt holds it)")
+        elif now - self.link.beat_ok_at >= self.lease_kill_s:
+            self.kill(Stop.lease, f"no heartbeat for {now - self.link.beat_ok_at:.0f} s: the lease runs out")
+        elif control.force:
+            self.kill(Stop.cancel, "forced cancel")
+        elif control.cancel:
+            self.terminate(Stop.cancel, "cancel requested")
+        elif self.stop_event.is_set():
+            self.terminate(Stop.shutdown, "the worker is shutting down")
+        elif self.deadline is not None and now >= self.deadline:
+            self.terminate(Stop.deadline, "the job's deadline passed (resources.timeout)")
+        elif 0 < self.settings.progress_timeout_seconds <= now - self.last_event:
+            self.terminate(Stop.stalled, f"no event from the trainer for {now - self.last_event:.0f} s")
+        if (
+            self.term_at is not None
+            and not self.killed
+            and now - self.term_at >= self.settings.cancel_grace_seconds
+        ):
+            log.warning("job %s: the trainer ignored SIGTERM for %.0f s; SIGKILL", job, now - self.term_at)
+            self.killed = True
+            _signal_group(self.proc.pid, signal.SIGKILL)
+
+    def terminate(self, why: Stop, text: str) -> None:
+        """SIGTERM to the trainer (once; the first reason is kept)."""
+        if self.term_at is None and not self.killed:
+            log.info("job %s: %s; stopping the trainer (SIGTERM)", self.claimed.job_id, text)
+            self.stop = self.stop or why
+            self.term_at = time.monotonic()
+            _signal_process(self.proc, signal.SIGTERM)
+
+    def kill(self, why: Stop, text: str) -> None:
+        """SIGKILL to the trainer's group (once); losing the job or the lease overrides an earlier reason."""
+        if not self.killed:
+            log.warning("job %s: %s; SIGKILL to the trainer", self.claimed.job_id, text)
+            self.killed = True
+            _signal_group(self.proc.pid, signal.SIGKILL)
+        if why in (Stop.fenced, Stop.lease) or self.stop is None:
+            self.stop = why
+
+
 def supervise(
     db: sessionmaker[Session],
     settings: Settings,
@@ -367,92 +615,24 @@ def supervise(
     *,
     stop: threading.Event | None = None,
     poll_s: float = 0.5,
+    reporter: Reporter | None = None,
 ) -> Outcome:
-    """Watch the trainer until it exits: every ``poll_s`` write its new events (a batch that fails on a
-    database error is kept and written again), every ``heartbeat_seconds`` extend the lease and read the
-    cancel flags. Stop the trainer (SIGTERM to it, SIGKILL to its group after ``cancel_grace_seconds``) on a
-    cancel (a forced one: SIGKILL at once), when ``stop`` is set (the worker is shutting down) and when the
-    fence is lost. Returns once the trainer has exited and no process of its group is left."""
-    stop = stop or threading.Event()
-    reporter = Reporter(db, claimed.fence, settings.artifact_dir)
+    """Watch the trainer until it exits: every ``poll_s`` read its new events and hand them to the
+    :class:`DatabaseLink` (which writes them and heartbeats), and stop it when needed (:class:`Stop`).
+    Returns once the trainer has exited and no process of its group is left."""
+    reporter = reporter or Reporter(db, claimed.fence, settings.artifact_dir)
+    link = DatabaseLink(db, settings, claimed, reporter, poll_s)
+    sup = _Supervisor(settings, claimed, proc, link, stop or threading.Event())
     tailer = EventTailer(files.events)
-    pending: list[dict[str, Any]] = []
-    cancelled = shutdown = fenced = killed = False
-    term_at: float | None = None
-    next_beat = time.monotonic() + settings.heartbeat_seconds
-
-    def terminate() -> None:
-        nonlocal term_at
-        if term_at is None:
-            term_at = time.monotonic()
-            _signal_process(proc, signal.SIGTERM)
-
-    def kill() -> None:
-        nonlocal killed
-        killed = True
-        _signal_group(proc.pid, signal.SIGKILL)
-
-    def flush() -> None:
-        nonlocal pending, fenced
-        if not pending or fenced:
-            pending = []
-            return
-        try:
-            reporter.write(pending)
-            pending = []
-        except FencedOut:
-            fenced, pending = True, []
-            log.warning(
-                "job %s: attempt %d lost the job; stopping the trainer", claimed.job_id, claimed.attempt
-            )
-        except SQLAlchemyError as err:
-            log.warning(
-                "job %s: writing %d events failed (will retry): %s", claimed.job_id, len(pending), err
-            )
-
+    link.start()
     try:
         while True:
             returncode = proc.poll()
-            pending += tailer.read()  # after poll(): everything the trainer wrote before exiting
-            flush()
+            events = tailer.read()  # after poll(): everything the trainer wrote before exiting
+            sup.step(time.monotonic(), events)
             if returncode is not None:
                 break
-            now = time.monotonic()
-            if now >= next_beat and not fenced:
-                next_beat = now + settings.heartbeat_seconds
-                try:
-                    control = heartbeat(db, settings, claimed.fence)
-                except FencedOut:
-                    fenced = True
-                    log.warning("job %s: attempt %d lost the job", claimed.job_id, claimed.attempt)
-                except SQLAlchemyError as err:
-                    log.warning("job %s: heartbeat failed (will retry): %s", claimed.job_id, err)
-                else:
-                    if control.cancel and not cancelled:
-                        cancelled = True
-                        log.info("job %s: cancel requested%s", claimed.job_id, " (force)" * control.force)
-                        terminate()
-                    if control.force and not killed:
-                        kill()
-            if stop.is_set() and not (cancelled or shutdown):
-                shutdown = True
-                log.info("job %s: the worker is shutting down; stopping the trainer", claimed.job_id)
-                terminate()
-            if fenced:
-                terminate()
-            if term_at is not None and not killed and now - term_at >= settings.cancel_grace_seconds:
-                log.warning(
-                    "job %s: the trainer ignored SIGTERM for %.0f s; SIGKILL",
-                    claimed.job_id,
-                    now - term_at,
-                )
-                kill()
             time.sleep(poll_s)
-        for _ in range(_WRITE_TRIES):  # the last events, if a database error held them back
-            if not pending:
-                break
-            time.sleep(1.0)
-            flush()
     finally:
         if proc.poll() is None:  # an unexpected error here: never leave the trainer unsupervised
             _signal_process(proc, signal.SIGTERM)
@@ -460,13 +640,8 @@ def supervise(
                 proc.wait(timeout=settings.cancel_grace_seconds)
         _signal_group(proc.pid, signal.SIGKILL)  # whatever of the group is left (loader workers, children)
         proc.wait()
-    return Outcome(
-        returncode=int(proc.returncode),
-        end=reporter.end,
-        cancelled=cancelled,
-        shutdown=shutdown,
-        fenced_out=fenced,
-    )
+        link.close(timeout=_WRITE_TRIES * poll_s + 5.0)
+    return Outcome(returncode=int(proc.returncode), stop=sup.stop)
 
 
 # --------------------------------------------------------------------------------------------- finish
@@ -487,8 +662,8 @@ def tail_lines(path: Path, n: int = LOG_TAIL_LINES, max_bytes: int = 256 * 1024)
 
 
 def last_error_line(lines: list[str]) -> str | None:
-    """The trainer's reason: its last ``daik: error: ...`` line, else the last non-blank line (a traceback's
-    exception line), or ``None`` for an empty log."""
+    """A reason for a trainer that failed without saying why (no ``failure`` event): its last ``daik: error:
+    ...`` line, else the last non-blank line (a traceback's exception line), or ``None`` for an empty log."""
     for line in reversed(lines):
         if line.startswith("daik: error:"):
             return line.strip()
@@ -507,27 +682,24 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def classify_exit(returncode: int, lines: list[str]) -> FailureKind:
-    """A failed trainer's exit: a signal (130/137/143, or a negative return code) is ``preempted``
-    (retryable); "out of memory" in the log is ``oom``; anything else is ``user_error``."""
-    if returncode < 0 or returncode in RETRYABLE_EXIT_CODES:
-        return FailureKind.preempted
-    if any("out of memory" in line.lower() for line in lines):
-        return FailureKind.oom
-    return FailureKind.user_error
-
-
-def _retry_db(what: str, fn: Callable[[], Any]) -> Any:
-    """``fn()``, tried again (1, 2, 4, 8 s apart) on a database error."""
-    for i in range(_WRITE_TRIES):
+def _retry_db(what: str, fn: Callable[[], Any], for_seconds: float) -> Any:
+    """``fn()``, tried again on a database error (1, 2, 4, 5, 5 ... s apart) for up to ``for_seconds``."""
+    deadline = time.monotonic() + for_seconds
+    wait = 1.0
+    tries = 0
+    while True:
+        tries += 1
         try:
             return fn()
         except SQLAlchemyError as err:
-            if i == _WRITE_TRIES - 1:
+            if time.monotonic() + wait > deadline:
                 raise
-            log.warning("%s failed (try %d of %d): %s", what, i + 1, _WRITE_TRIES, err)
-            time.sleep(2.0**i)
-    raise AssertionError("unreachable")
+            log.warning("%s failed (try %d; again in %.0f s): %s", what, tries, wait, err)
+            time.sleep(wait)
+            wait = min(wait * 2, _MAX_BACKOFF_S)
+
+
+Replay = Callable[[Session], None]
 
 
 def end_attempt(
@@ -538,16 +710,21 @@ def end_attempt(
     *,
     exit_code: int | None,
     log_tail: str | None,
+    replay: Replay | None = None,
 ) -> JobStatus | None:
-    """End the attempt and move the job, fenced, in one transaction: the attempt row, the job row (through
-    the state machine), a ``status`` event. A ``retryable`` verdict re-queues the job (``restarts + 1``)
-    while ``restarts < max_restarts`` and sends it again after the commit. Returns the job's new status, or
+    """End the attempt and move the job, fenced, in one transaction: first ``replay`` (the trainer's events
+    that are not written yet, :meth:`Reporter.catch_up`), then the attempt row, the job row (through the
+    state machine) and a ``status`` event. A ``retryable`` verdict re-queues the job (``restarts + 1``) while
+    ``restarts < max_restarts`` and sends it again after the commit. A database that is down is waited for
+    up to the lease period (beyond it the reaper has taken the job back). Returns the job's new status, or
     ``None`` when the fence was lost (nothing written)."""
-    now = utcnow()
 
     def write() -> JobStatus:
         with session_scope(db) as s:
+            now = db_now(s)
             current = lock_job(s, claimed.fence)
+            if replay is not None:
+                replay(s)
             job = s.get_one(Job, claimed.job_id)
             target = verdict.status
             if verdict.retryable and job.restarts < job.max_restarts and current == JobStatus.running:
@@ -586,8 +763,9 @@ def end_attempt(
             add_job_events(s, claimed.job_id, claimed.attempt, [("status", event)])
             return target
 
+    what = f"job {claimed.job_id}: ending attempt {claimed.attempt}"
     try:
-        target: JobStatus = _retry_db(f"job {claimed.job_id}: ending attempt {claimed.attempt}", write)
+        target: JobStatus = _retry_db(what, write, for_seconds=settings.lease_seconds)
     except FencedOut:
         log.warning(
             "job %s: attempt %d no longer holds the job; its end is not recorded",
@@ -615,33 +793,91 @@ class Verdict:
     job_values: Mapping[str, Any] = field(default_factory=dict)
     retryable: bool = False
 
+    @classmethod
+    def failed(cls, kind: FailureKind, reason: str, *, retryable: bool) -> Verdict:
+        return cls(JobStatus.failed, "failed", kind, reason, retryable=retryable)
 
-def judge(outcome: Outcome, lines: list[str]) -> Verdict:
-    """The verdict on a supervised run from its outcome and the last lines of its log (module docstring)."""
-    rc = outcome.returncode
-    end = outcome.end or {}
-    results = end.get("results") if isinstance(end.get("results"), dict) else None
-    if rc == 0 and end.get("status") == "completed" and results is not None:
-        map50, map50_95 = _number(results.get("map50")), _number(results.get("map50_95"))
+
+def judge(outcome: Outcome, events: Sequence[Event], lines: list[str]) -> Verdict:
+    """The verdict on a supervised run from its outcome, its typed events and, for a reason only, the last
+    lines of its log (the order is the module docstring's)."""
+    rc, stop = outcome.returncode, outcome.stop
+    end = next((e for e in reversed(events) if isinstance(e, End)), None)
+    failures = [e for e in events if isinstance(e, Failure)]
+    ranks = [e for e in events if isinstance(e, RankExit)]
+    if rc == 0 and end is not None and end.status == "completed":
+        map50, map50_95 = _number(end.results.get("map50")), _number(end.results.get("map50_95"))
         if map50 is None:
             reason = "training completed without a final mAP (the validation set has no ground truth)"
-            return Verdict(JobStatus.failed, "failed", FailureKind.user_error, reason, {"results": results})
-        values = {"final_map50": map50, "final_map50_95": map50_95, "results": results, "progress": 1.0}
+            return Verdict(
+                JobStatus.failed, "failed", FailureKind.user_error, reason, {"results": end.results}
+            )
+        values = {"final_map50": map50, "final_map50_95": map50_95, "results": end.results, "progress": 1.0}
         return Verdict(JobStatus.succeeded, "succeeded", job_values=values)
-    if outcome.cancelled:
-        return Verdict(
-            JobStatus.cancelled, "cancelled", FailureKind.cancelled, f"cancelled ({describe_exit(rc)})"
+    how = describe_exit(rc)
+    if stop == Stop.cancel:
+        return Verdict(JobStatus.cancelled, "cancelled", FailureKind.cancelled, f"cancelled ({how})")
+    if stop == Stop.shutdown:
+        return Verdict.failed(
+            FailureKind.preempted, f"preempted: the worker shut down ({how})", retryable=True
         )
+    if stop == Stop.deadline:
+        reason = f"timeout: the job's deadline (resources.timeout) passed; stopped ({how})"
+        return Verdict.failed(FailureKind.timeout, reason, retryable=False)
+    if stop == Stop.stalled:
+        reason = f"timeout: no progress from the trainer for the watchdog's period; stopped ({how})"
+        return Verdict.failed(FailureKind.timeout, reason, retryable=True)
+    if stop in (Stop.lease, Stop.fenced):
+        reason = f"lost: the worker could not reach the database for the lease period; stopped ({how})"
+        return Verdict.failed(FailureKind.lost, reason, retryable=True)
     if rc == 0:  # exit 0 without a completed end event: the trainer's side of the contract broke
-        reason = "the trainer exited 0 without reporting a completed run"
-        return Verdict(JobStatus.failed, "failed", FailureKind.infra, reason)
-    kind = classify_exit(rc, lines)
-    if kind == FailureKind.preempted:
-        why = "the worker shut down" if outcome.shutdown else "stopped by a signal"
-        reason = f"preempted: {why} ({describe_exit(rc)})"
-    else:
-        reason = last_error_line(lines) or f"the trainer failed ({describe_exit(rc)})"
-    return Verdict(JobStatus.failed, "failed", kind, reason, retryable=kind == FailureKind.preempted)
+        return Verdict.failed(
+            FailureKind.infra, "the trainer exited 0 without reporting a completed run", retryable=True
+        )
+    root = _root_cause(ranks)
+    killed = root.signal == signal.SIGKILL if root is not None else rc == -signal.SIGKILL
+    if killed and outcome.oom_kills:
+        who = f"rank {root.rank}" if root is not None else "the trainer"
+        reason = f"oom: {who} was killed by the kernel's OOM killer (host memory; {how})"
+        return Verdict.failed(FailureKind.oom, reason, retryable=False)
+    oom = next((f for f in failures if f.kind == "oom"), None)
+    if oom is not None:
+        return Verdict.failed(FailureKind.oom, f"oom: {_on_rank(oom)}{oom.message}", retryable=False)
+    if root is not None:  # torchrun saw a rank fail: judge by that rank, not by its peers' consequences
+        error = next((f for f in failures if f.kind == "error" and f.rank == root.rank), None)
+        if error is not None:
+            return Verdict.failed(
+                FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False
+            )
+        if root.signal is not None:
+            reason = f"preempted: rank {root.rank} was killed by {root.signal.name} ({how})"
+            return Verdict.failed(FailureKind.preempted, reason, retryable=True)
+        reason = f"rank {root.rank}: {root.message or last_error_line(lines) or describe_exit(root.exitcode)}"
+        return Verdict.failed(FailureKind.user_error, reason, retryable=False)
+    if end is not None and end.status == "stopped":
+        return Verdict.failed(
+            FailureKind.preempted, f"preempted: stopped by a signal ({how})", retryable=True
+        )
+    if rc < 0 or rc in RETRYABLE_EXIT_CODES:
+        return Verdict.failed(
+            FailureKind.preempted, f"preempted: stopped by a signal ({how})", retryable=True
+        )
+    error = next((f for f in failures if f.kind == "error"), None)
+    if error is not None:
+        return Verdict.failed(FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False)
+    reason = last_error_line(lines) or f"the trainer failed ({how})"
+    return Verdict.failed(FailureKind.user_error, reason, retryable=False)
+
+
+def _root_cause(ranks: Sequence[RankExit]) -> RankExit | None:
+    """The rank whose failure ended a torchrun run: once one rank fails torchrun stops the others with
+    SIGTERM, so those are consequences; of the rest, torchrun's own pick (the earliest, to the second)."""
+    causes = [r for r in ranks if r.signal != signal.SIGTERM] or list(ranks)
+    return max(causes, key=lambda r: r.first, default=None)
+
+
+def _on_rank(failure: Failure) -> str:
+    return f"rank {failure.rank}: " if failure.rank else ""
 
 
 def _number(x: Any) -> float | None:
@@ -651,18 +887,33 @@ def _number(x: Any) -> float | None:
 
 
 def finish(
-    db: sessionmaker[Session], settings: Settings, claimed: ClaimedJob, outcome: Outcome, files: RunFiles
+    db: sessionmaker[Session],
+    settings: Settings,
+    claimed: ClaimedJob,
+    outcome: Outcome,
+    files: RunFiles,
+    reporter: Reporter,
 ) -> JobStatus | None:
-    """Record how the attempt ended (:func:`judge`, :func:`end_attempt`); returns the job's new status, or
-    ``None`` when the attempt had lost the job (then nothing is written)."""
-    if outcome.fenced_out:
+    """Record how the attempt ended (:func:`judge`, :func:`end_attempt`), after replaying the attempt's
+    event file: the events a database outage kept from being written go in the same transaction as the
+    end, so a succeeded job never lacks its final evaluation or checkpoint rows. Returns the job's new
+    status, or ``None`` when the attempt had lost the job (then nothing is written)."""
+    if outcome.stop == Stop.fenced:
         log.warning("job %s: attempt %d had lost the job; nothing recorded", claimed.job_id, claimed.attempt)
         return None
+    events = read_events(files.events)
     lines = tail_lines(files.log)
-    verdict = judge(outcome, lines)
-    return end_attempt(
-        db, settings, claimed, verdict, exit_code=outcome.returncode, log_tail="\n".join(lines)
-    )
+    verdict = judge(outcome, events, lines)
+    with reporter.lock:
+        return end_attempt(
+            db,
+            settings,
+            claimed,
+            verdict,
+            exit_code=outcome.returncode,
+            log_tail="\n".join(lines),
+            replay=lambda s: reporter.catch_up(s, events),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -687,21 +938,40 @@ def train(
     claimed = claim_job(db, settings, job_id)
     if claimed is None:
         return None
+    if claimed.remaining_s is not None and claimed.remaining_s <= 0:
+        reason = "timeout: the job's deadline (resources.timeout) passed before this attempt started"
+        return end_attempt(
+            db,
+            settings,
+            claimed,
+            Verdict.failed(FailureKind.timeout, reason, retryable=False),
+            exit_code=None,
+            log_tail=None,
+        )
+    oom = OomKills.of("self")  # the trainer's cgroup: it inherits this process's
     try:
-        files = prepare_run(settings, claimed)
-        env = trainer_environ(os.environ, settings.trainer_env, claimed.gpus, grant)
+        files = prepare_run(settings, claimed, resume_point(db, settings, claimed))
+        env = dict(trainer_environ(os.environ, settings.trainer_env, claimed.gpus, grant))
+        if claimed.gpus > 1:  # torchrun's own error file (its ranks' are in its --log-dir)
+            files.torchrun_logs.mkdir(parents=True, exist_ok=True)
+            env["TORCHELASTIC_ERROR_FILE"] = str(files.torchrun_logs / "error.json")
+        oom_before = oom.count()
         proc = launch(command(files, claimed.gpus), files, env, grant.fds if grant else ())
-    except (OSError, DeviceError) as err:
+    except (OSError, DeviceError, SQLAlchemyError) as err:
         reason = f"the worker could not start the trainer: {err}"
         log.exception("job %s: %s", job_id, reason)
-        verdict = Verdict(JobStatus.failed, "failed", FailureKind.infra, reason, retryable=True)
+        verdict = Verdict.failed(FailureKind.infra, reason, retryable=True)
         return end_attempt(db, settings, claimed, verdict, exit_code=None, log_tail=None)
     log.info(
-        "job %s: attempt %d runs the trainer, pid %d: %s", job_id, claimed.attempt, proc.pid, files.output
+        "job %s: attempt %d runs the trainer, pid %d: %s", job_id, claimed.attempt, proc.pid, files.folder
     )
     try:
         _record_launch(db, claimed, proc.pid, files)
     except (FencedOut, SQLAlchemyError) as err:  # supervise finds out again at its first write / heartbeat
         log.warning("job %s: recording the trainer's pid failed: %s", job_id, err)
-    outcome = supervise(db, settings, claimed, proc, files, stop=stop, poll_s=poll_s)
-    return finish(db, settings, claimed, outcome, files)
+    reporter = Reporter(db, claimed.fence, settings.artifact_dir)
+    outcome = supervise(db, settings, claimed, proc, files, stop=stop, poll_s=poll_s, reporter=reporter)
+    oom_after = oom.count()
+    if oom_before is not None and oom_after is not None:
+        outcome = Outcome(outcome.returncode, outcome.stop, oom_after - oom_before)
+    return finish(db, settings, claimed, outcome, files, reporter)

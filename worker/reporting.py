@@ -1,17 +1,27 @@
 """From the trainer's event file to database rows, every write fenced by the attempt (SERVICE.md).
 
-The trainer (``daik train SPEC --events FILE``, :class:`daik_core.engine.callbacks.JsonlEvents`) appends one
-JSON object per line; :class:`EventTailer` reads the complete lines added since the last read and
-:class:`Reporter` writes a batch of them in one transaction:
+The trainer (``daik train SPEC --events FILE``) appends typed events (:mod:`daik_core.events`), one JSON
+line each; :class:`EventTailer` reads the complete lines added since the last read and :class:`Reporter`
+writes a batch of them in one transaction:
 
-- ``start``: ``job.total_epochs / epoch / step / progress``; on a resume from step S, the metric rows of
-  older attempts past S move to ``metric_archive`` (so a resumed job never shows two values for one step)
-  and their evaluations past the resumed epoch are dropped;
-- ``progress``: ``job.step / progress``, and a ``progress`` job event at most every 5 s;
-- ``epoch``: one metric row per key at the epoch's step, ``job.epoch`` (completed epochs), an ``epoch`` event;
-- ``eval``: metric rows ``map50`` and ``map50_95``, an ``eval_result`` row, an ``eval`` event;
-- ``checkpoint``: a ``checkpoint`` row (path relative to the artifact root), a ``checkpoint`` event;
-- ``end``: kept in :attr:`Reporter.end` for :func:`worker.pipelines.finish`, which writes the outcome.
+- :class:`~daik_core.events.Start`: ``job.total_epochs / epoch / step / progress``; on a resume from step S,
+  the metric rows of older attempts past S move to ``metric_archive`` (so a resumed job never shows two
+  values for one step) and their evaluations past the resumed epoch are dropped;
+- :class:`~daik_core.events.Progress`: ``job.step / progress``, and a ``progress`` job event at most every
+  5 s;
+- :class:`~daik_core.events.Epoch`: one metric row per key at the epoch's step, ``job.epoch`` (completed
+  epochs), an ``epoch`` event;
+- :class:`~daik_core.events.Eval`: metric rows ``map50`` and ``map50_95``, an ``eval_result`` row, an ``eval``
+  event;
+- :class:`~daik_core.events.Checkpoint`: a ``checkpoint`` row (path relative to the artifact root), a
+  ``checkpoint`` event;
+- :class:`~daik_core.events.End`, :class:`~daik_core.events.Failure`, :class:`~daik_core.events.RankExit`:
+  nothing here; :func:`worker.pipelines.judge` reads them to decide how the attempt ended.
+
+:attr:`Reporter.written` counts the events of the file it has committed, so that the end of an attempt can
+write, in its own transaction, whatever a database outage held back (:meth:`Reporter.catch_up`: the file
+is read again from its start). The rows are upserts and the job's fields absolute values, so writing an
+event twice changes nothing (only its job event would be duplicated, which counting avoids).
 
 Fencing: each transaction first runs ``UPDATE job ... WHERE id = :id AND attempt = :attempt AND status IN
 ('running', 'cancelling') RETURNING status`` (:func:`lock_job`), which also locks the row until the commit;
@@ -25,9 +35,9 @@ Upserts use the dialect's own ``INSERT .. ON CONFLICT`` (PostgreSQL, and SQLite 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +49,8 @@ from sqlalchemy import ColumnElement, and_, delete, insert, literal, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from daik_core.events import Checkpoint as CheckpointEvent
+from daik_core.events import End, Epoch, Eval, Event, EventError, Failure, Progress, RankExit, Start, decode
 from service.db.base import UTCDateTime, utcnow
 from service.db.models import Checkpoint, EvalResult, Job, JobEvent, JobStatus, Metric, MetricArchive
 from service.db.session import session_scope
@@ -54,6 +66,7 @@ __all__ = [
     "add_job_events",
     "dialect_insert",
     "lock_job",
+    "read_events",
     "require_transition",
     "upsert_metrics",
 ]
@@ -158,16 +171,16 @@ def add_job_events(
 
 
 class EventTailer:
-    """Reads the complete JSON lines appended to ``path`` since the last :meth:`read` (a torn last line waits
-    for its end). A missing file reads as no events; a line that is not a JSON object with an ``event`` key
-    is logged and skipped."""
+    """Reads the complete lines appended to ``path`` since the last :meth:`read` (a torn last line waits for
+    its end) as typed events. A missing file reads as no events; a line that is not a valid event is logged
+    and skipped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._offset = 0
         self._partial = b""
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> list[Event]:
         try:
             with self.path.open("rb") as f:
                 f.seek(self._offset)
@@ -181,15 +194,15 @@ class EventTailer:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("%s: skipping a line that is not JSON: %.200r", self.path, line)
-                continue
-            if isinstance(obj, dict) and isinstance(obj.get("event"), str):
-                events.append(obj)
-            else:
-                log.warning("%s: skipping a line that is not an event: %.200r", self.path, line)
+                events.append(decode(line))
+            except EventError as err:
+                log.warning("%s: skipping a line: %s", self.path, err)
         return events
+
+
+def read_events(path: Path) -> list[Event]:
+    """Every complete event of the file ``path`` (a torn last line is left out)."""
+    return EventTailer(path).read()
 
 
 def _number(x: Any) -> float | None:
@@ -213,7 +226,9 @@ class Reporter:
     """Writes the trainer's events of one attempt into the database (see the module docstring).
 
     :meth:`write` handles one batch in one transaction: on a database error nothing of the batch is kept and
-    the caller passes the same batch again; :class:`FencedOut` means the attempt has lost the job.
+    the caller passes the same batch again; :class:`FencedOut` means the attempt has lost the job. Writes
+    are serialised by :attr:`lock` (the supervisor writes from a thread of its own, the end from the main
+    thread).
     """
 
     def __init__(
@@ -227,9 +242,10 @@ class Reporter:
         self.fence = fence
         self.artifact_root = artifact_root
         self.progress_event_interval = progress_event_interval
+        self.lock = threading.Lock()
+        self.written = 0  # events of the file committed so far, in file order
         self.total_epochs = 0
         self.iters_per_epoch = 0
-        self.end: dict[str, Any] | None = None  # the trainer's ``end`` event, once seen
         self._last_progress_event = -math.inf
 
     def _progress(self, completed_epochs: float) -> float:
@@ -237,93 +253,95 @@ class Reporter:
             return 0.0
         return min(max(completed_epochs / self.total_epochs, 0.0), 1.0)
 
-    def write(self, events: Sequence[Mapping[str, Any]]) -> None:
+    def write(self, events: Sequence[Event]) -> None:
+        """The next ``events`` of the file, in one transaction of their own."""
         if not events:
             return
+        with self.lock:
+            with session_scope(self.db) as s:
+                lock_job(s, self.fence)
+                self.apply(s, events)
+            self.written += len(events)
+
+    def catch_up(self, session: Session, events: Sequence[Event]) -> None:
+        """In the caller's transaction (which holds the fence): the events of ``events`` (the whole file,
+        read again) that are not written yet. The caller holds :attr:`lock`."""
+        self.apply(session, events[self.written :])
+
+    def apply(self, s: Session, events: Sequence[Event]) -> None:
+        """Write ``events`` in the session ``s``, whose transaction holds the fence (:func:`lock_job`)."""
         job_id, attempt = self.fence.job_id, self.fence.attempt
-        with session_scope(self.db) as s:
-            lock_job(s, self.fence)
-            job: dict[str, Any] = {}
-            metrics: list[dict[str, Any]] = []
-            stream: list[tuple[str, dict[str, Any]]] = []
-            for ev in events:
-                kind = ev["event"]
-                if kind == "start":
-                    self.total_epochs = int(ev.get("epochs") or 0)
-                    self.iters_per_epoch = int(ev.get("iters_per_epoch") or 0)
-                    e0, s0 = int(ev.get("epoch") or 0), int(ev.get("step") or 0)
+        job: dict[str, Any] = {}
+        metrics: list[dict[str, Any]] = []
+        stream: list[tuple[str, dict[str, Any]]] = []
+        for ev in events:
+            match ev:
+                case Start():
+                    self.total_epochs, self.iters_per_epoch = ev.epochs, ev.iters_per_epoch
                     steps = self.total_epochs * self.iters_per_epoch
                     job.update(
                         total_epochs=self.total_epochs,
-                        epoch=e0,
-                        step=s0,
-                        progress=min(s0 / steps, 1.0) if steps else self._progress(e0),
+                        epoch=ev.epoch,
+                        step=ev.step,
+                        progress=min(ev.step / steps, 1.0) if steps else self._progress(ev.epoch),
                     )
-                    self._forget_after(s, s0, e0)
-                elif kind == "progress":
-                    epoch, it = int(ev["epoch"]), int(ev["iteration"])
-                    iters = int(ev.get("iters_per_epoch") or self.iters_per_epoch or 1)
-                    progress = self._progress(epoch - 1 + it / iters)
-                    job.update(step=int(ev["step"]), progress=progress)
+                    self._forget_after(s, ev.step, ev.epoch)
+                case Progress():
+                    iters = ev.iters_per_epoch or self.iters_per_epoch or 1
+                    progress = self._progress(ev.epoch - 1 + ev.iteration / iters)
+                    job.update(step=ev.step, progress=progress)
                     now = time.monotonic()
                     if now - self._last_progress_event >= self.progress_event_interval:
                         self._last_progress_event = now
                         data: dict[str, Any] = {
-                            "epoch": epoch,
-                            "iteration": it,
+                            "epoch": ev.epoch,
+                            "iteration": ev.iteration,
                             "iters_per_epoch": iters,
                             "progress": progress,
                         }
                         stream.append(("progress", data))
-                elif kind == "epoch":
-                    epoch, step = int(ev["epoch"]), int(ev["step"])
-                    values = {str(k): _number(v) for k, v in dict(ev.get("metrics") or {}).items()}
-                    metrics += _metric_rows(job_id, attempt, epoch, step, values)
-                    progress = self._progress(epoch)
-                    job.update(epoch=epoch, step=step, progress=progress)
+                case Epoch():
+                    values = {k: _number(v) for k, v in ev.metrics.items()}
+                    metrics += _metric_rows(job_id, attempt, ev.epoch, ev.step, values)
+                    progress = self._progress(ev.epoch)
+                    job.update(epoch=ev.epoch, step=ev.step, progress=progress)
                     data = {
-                        "epoch": epoch,
+                        "epoch": ev.epoch,
                         "total_epochs": self.total_epochs,
-                        "step": step,
+                        "step": ev.step,
                         "progress": progress,
                         "metrics": values,
                     }
                     stream.append(("epoch", data))
-                elif kind == "eval":
-                    epoch, step = int(ev["epoch"]), int(ev["step"])
-                    m50, m5095 = _number(ev.get("map50")), _number(ev.get("map50_95"))
-                    metrics += _metric_rows(job_id, attempt, epoch, step, {"map50": m50, "map50_95": m5095})
-                    per_class = {"ap50": dict(ev.get("ap50") or {}), "ap50_95": dict(ev.get("ap50_95") or {})}
+                case Eval():
+                    m50, m5095 = _number(ev.map50), _number(ev.map50_95)
+                    maps = {"map50": m50, "map50_95": m5095}
+                    metrics += _metric_rows(job_id, attempt, ev.epoch, ev.step, maps)
                     row = {
                         "job_id": job_id,
                         "attempt": attempt,
-                        "epoch": epoch,
-                        "step": step,
+                        "epoch": ev.epoch,
+                        "step": ev.step,
                         "map50": m50,
                         "map50_95": m5095,
-                        "per_class": per_class,
+                        "per_class": {"ap50": dict(ev.ap50), "ap50_95": dict(ev.ap50_95)},
                         "created_at": utcnow(),
                     }
                     cols = ("attempt", "step", "map50", "map50_95", "per_class", "created_at")
                     _upsert(s, EvalResult, [row], ("job_id", "epoch"), cols)
-                    stream.append(("eval", {"epoch": epoch, "step": step, "map50": m50, "map50_95": m5095}))
-                elif kind == "checkpoint":
+                    stream.append(("eval", {"epoch": ev.epoch, "step": ev.step, **maps}))
+                case CheckpointEvent():
                     self._checkpoint(s, ev, stream)
-                elif kind == "end":
-                    self.end = dict(ev)
-                else:
-                    log.debug("job %s: ignoring trainer event %r", job_id, kind)
-            if metrics:
-                upsert_metrics(s, metrics)
-            if job:
-                lock_job(s, self.fence, **job)
-            add_job_events(s, job_id, attempt, stream)
+                case End() | Failure() | RankExit():
+                    pass  # how the attempt ended: worker.pipelines.judge
+        if metrics:
+            upsert_metrics(s, metrics)
+        if job:
+            lock_job(s, self.fence, **job)
+        add_job_events(s, job_id, attempt, stream)
 
-    def _checkpoint(
-        self, s: Session, ev: Mapping[str, Any], stream: list[tuple[str, dict[str, Any]]]
-    ) -> None:
-        epoch, step, is_best = int(ev["epoch"]), int(ev["step"]), bool(ev.get("is_best"))
-        path = Path(str(ev["path"]))
+    def _checkpoint(self, s: Session, ev: CheckpointEvent, stream: list[tuple[str, dict[str, Any]]]) -> None:
+        path = Path(ev.path)
         try:
             size: int | None = path.stat().st_size
         except OSError:
@@ -333,10 +351,10 @@ class Reporter:
         row = {
             "job_id": self.fence.job_id,
             "attempt": self.fence.attempt,
-            "epoch": epoch,
-            "step": step,
+            "epoch": ev.epoch,
+            "step": ev.step,
             "path": rel,
-            "is_best": is_best,
+            "is_best": ev.is_best,
             "size_bytes": size,
             "valid": True,
             "load_failures": 0,
@@ -345,7 +363,8 @@ class Reporter:
         }
         cols = ("attempt", "epoch", "step", "is_best", "size_bytes", "valid", "load_failures", "updated_at")
         _upsert(s, Checkpoint, [row], ("job_id", "path"), cols)
-        stream.append(("checkpoint", {"epoch": epoch, "step": step, "path": rel, "is_best": is_best}))
+        data = {"epoch": ev.epoch, "step": ev.step, "path": rel, "is_best": ev.is_best}
+        stream.append(("checkpoint", data))
 
     def _forget_after(self, s: Session, step: int, epoch: int) -> None:
         """A resumed attempt restarts at ``step`` / ``epoch``: older attempts' metric rows past that step

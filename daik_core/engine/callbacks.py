@@ -18,13 +18,12 @@ Under DDP the hooks run on rank 0 only; ``should_stop`` is polled on every rank 
 current iteration (an exact mid-epoch resume point) and returns with status ``"stopped"``.
 
 :class:`StopFlag` is the stop switch that signal handlers and workers set; :class:`ProgressCallback` is the
-CLI's tqdm display; :class:`JsonlEvents` writes the run's events as JSON lines for a process that tails them
-(``daik train --events FILE``, read by the job worker).
+CLI's tqdm display; :class:`JsonlEvents` writes the run's typed events (:mod:`daik_core.events`) as JSON
+lines for a process that tails them (``daik train --events FILE``, read by the job worker).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
@@ -37,6 +36,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from daik_core.eval.dota import DotaResult
+from daik_core.events import Checkpoint, End, Epoch, Eval, Event, EventWriter, Progress, Start
 
 __all__ = ["Callback", "CallbackList", "JsonlEvents", "ProgressCallback", "StopFlag", "TrainInfo"]
 
@@ -238,31 +238,12 @@ class ProgressCallback(Callback):
             self._bar = None
 
 
-def _finite(x: Any) -> Any:
-    """``x`` with every non-finite float (NaN, inf) replaced by ``None``, recursively: strict JSON."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 class JsonlEvents(Callback):
-    """The run's events as JSON lines appended to ``path``, each flushed at once, for a process that tails
-    the file (the job worker turns them into database rows). One object per line; epochs are 1-based and
-    ``step`` counts the optimiser steps done; non-finite numbers are written as ``null``::
-
-        {"event": "start", "epochs": E, "iters_per_epoch": I, "epoch": e0, "step": s0}   (e0, s0 > 0: resumed)
-        {"event": "progress", "epoch": e, "iteration": i, "iters_per_epoch": I, "step": s, "loss": x,
-         "images_per_s": y}                                       (at most one per ``progress_interval`` s)
-        {"event": "eval", "epoch": e, "step": s, "map50": m, "map50_95": m, "ap50": {cls: ap | null},
-         "ap50_95": {...}}
-        {"event": "epoch", "epoch": e, "step": s, "metrics": {"loss_cls": .., ..., "loss": .., "lr": ..,
-         "images_per_s": ..}}
-        {"event": "checkpoint", "epoch": e, "step": s, "path": "/abs/.../weights/last.pt", "is_best": b}
-        {"event": "end", "status": "completed" | "stopped", "results": {...}}   (results.json's content)
+    """The run's events (:mod:`daik_core.events`) appended to ``path`` as JSON lines, each written at once,
+    for a process that tails the file (the job worker turns them into database rows): ``Start``,
+    ``Progress`` (at most one per ``progress_interval`` s), ``Eval``, ``Epoch``, ``Checkpoint`` and ``End``
+    (``results.json``'s content). Epochs are 1-based and ``step`` counts the optimiser steps done;
+    non-finite numbers are written as ``null``.
 
     In one epoch the trainer reports ``eval`` before ``epoch`` and then the checkpoints (``last.pt``, then
     ``best.pt`` when it is the best). The file is opened on the first event, so that under DDP only rank 0
@@ -272,23 +253,19 @@ class JsonlEvents(Callback):
     def __init__(self, path: str | Path, progress_interval: float = 2.0) -> None:
         self.path = Path(path)
         self.progress_interval = progress_interval
-        self._file: TextIO | None = None
+        self._writer = EventWriter(self.path)
         self._iters = 0
         self._step = 0
         self._last_progress = -math.inf
 
-    def _emit(self, event: str, **fields: Any) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps(_finite({"event": event, **fields}), allow_nan=False) + "\n")
-        self._file.flush()
+    def _emit(self, event: Event) -> None:
+        self._writer.write(event)
 
     def on_train_start(self, info: TrainInfo) -> None:
         self._iters = info.iterations_per_epoch
         self._step = info.start_step
         self._emit(
-            "start", epochs=info.epochs, iters_per_epoch=self._iters, epoch=info.start_epoch, step=self._step
+            Start(epochs=info.epochs, iters_per_epoch=self._iters, epoch=info.start_epoch, step=self._step)
         )
 
     def on_batch_end(self, epoch: int, iteration: int, logs: Mapping[str, float]) -> None:
@@ -298,40 +275,40 @@ class JsonlEvents(Callback):
             return
         self._last_progress = now
         self._emit(
-            "progress",
-            epoch=epoch,
-            iteration=iteration,
-            iters_per_epoch=self._iters,
-            step=self._step,
-            loss=logs.get("loss"),
-            images_per_s=logs.get("images_per_s"),
+            Progress(
+                epoch=epoch,
+                iteration=iteration,
+                iters_per_epoch=self._iters,
+                step=self._step,
+                loss=logs.get("loss"),
+                images_per_s=logs.get("images_per_s"),
+            )
         )
 
     def on_eval(self, epoch: int, result: DotaResult) -> None:
         self._emit(
-            "eval",
-            epoch=epoch,
-            step=self._step,
-            map50=result.map,
-            map50_95=result.map_50_95,
-            ap50=dict(result.per_class),
-            ap50_95=dict(result.per_class_50_95 or {}),
+            Eval(
+                epoch=epoch,
+                step=self._step,
+                map50=result.map,
+                map50_95=result.map_50_95,
+                ap50=dict(result.per_class),
+                ap50_95=dict(result.per_class_50_95 or {}),
+            )
         )
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
         self._step = int(metrics.get("step", self._step))
         values = {k: v for k, v in metrics.items() if k.startswith("loss_")}
         values.update({k: metrics[k] for k in ("loss", "lr", "images_per_s") if k in metrics})
-        self._emit("epoch", epoch=epoch, step=self._step, metrics=values)
+        self._emit(Epoch(epoch=epoch, step=self._step, metrics=values))
 
     def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
-        self._emit("checkpoint", epoch=epoch, step=self._step, path=str(path.resolve()), is_best=is_best)
+        self._emit(Checkpoint(epoch=epoch, step=self._step, path=str(path.resolve()), is_best=is_best))
 
     def on_train_end(self, results: Mapping[str, Any]) -> None:
-        self._emit("end", status=results.get("status"), results=dict(results))
+        self._emit(End(status=results.get("status", "completed"), results=dict(results)))
         self.close()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._writer.close()

@@ -211,7 +211,9 @@ def plan_jobs(body: BatchCreate, cells: Sequence[Cell], field: str = "grid") -> 
             # the dataset as the client named it: a registered name without val brings its own val folder
             data["dataset"] = {k: v for k, v in data["dataset"].items() if k in base.dataset.model_fields_set}
             data["teacher"] = teacher if data["kind"] == "distill" else None
-            data.update(resources=base.resources.model_dump(), max_restarts=base.max_restarts)
+            data.update(
+                resources=base.resources.model_dump(exclude_none=True), max_restarts=base.max_restarts
+            )
             try:
                 job_body = JobCreate.model_validate(data)
             except ValidationError as err:

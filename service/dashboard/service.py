@@ -228,11 +228,16 @@ def _inside(root: Path, path: Path) -> Path | None:
 
 
 def gallery_file(settings: Settings, job: Job) -> Path | None:
-    """The job's ``gallery.json`` when its output folder, and the file, are inside the artifact root."""
+    """The ``gallery.json`` of the job's latest attempt (the trainer's output is the attempt's folder,
+    ``attempt-<n>``; a job run before attempts had their own folders has it in its output folder), when the
+    folder and the file are inside the artifact root."""
     if not job.output_dir:
         return None
-    path = _inside(settings.artifact_dir, Path(job.output_dir) / GALLERY_FILE)
-    return path if path is not None and path.is_file() else None
+    for folder in (Path(job.output_dir) / f"attempt-{job.attempt}", Path(job.output_dir)):
+        path = _inside(settings.artifact_dir, folder / GALLERY_FILE)
+        if path is not None and path.is_file():
+            return path
+    return None
 
 
 def _number(value: Any) -> float | None:

@@ -110,6 +110,8 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # fencing token, = the latest attempt number
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # resources.timeout: set by the first claim (database time), cleared by a retry
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     force_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
     # progress of the running attempt

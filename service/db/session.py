@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["make_engine", "make_sessionmaker", "session_scope"]
+from service.db.base import utcnow
+
+__all__ = ["db_now", "make_engine", "make_sessionmaker", "session_scope"]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -48,3 +51,15 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The database's clock, in UTC: PostgreSQL's ``now()`` (the start of the session's transaction), so
+    that a lease written by a worker on one host and judged by the reaper on another depends on neither
+    host's clock; SQLite (the embedded database, one machine) has no clock of its own: this machine's."""
+    if session.get_bind().dialect.name != "postgresql":
+        return utcnow()
+    now = session.scalar(select(func.now()))
+    if not isinstance(now, dt.datetime):
+        raise TypeError(f"SELECT now() returned {now!r}")
+    return now.astimezone(dt.timezone.utc)

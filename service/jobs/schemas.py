@@ -27,6 +27,13 @@ class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     gpus: int = Field(default=0, ge=0, le=64, description="GPUs the job needs (0: CPU); picks the queue")
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="the job's deadline, in seconds from its first start (retries included, a retry by the "
+        "client starts a new one): a trainer still running then is stopped with a checkpoint and the job "
+        "fails as `timeout`, not retried; none: no deadline",
+    )
 
 
 class JobCreate(JobSpec):
@@ -95,6 +102,9 @@ class JobOut(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     updated_at: dt.datetime
+    deadline_at: dt.datetime | None = Field(
+        default=None, description="resources.timeout after the first start: the job fails as timeout then"
+    )
 
 
 class JobList(BaseModel):

@@ -272,7 +272,7 @@ def build_job(
         kind=body.kind,
         status=JobStatus.queued.value,
         spec=spec,
-        resources=body.resources.model_dump(),
+        resources=body.resources.model_dump(exclude_none=True),
         max_restarts=body.max_restarts,
         restarts=0,
         attempt=0,
@@ -418,6 +418,7 @@ def job_out(job: Job, latest: dict[str, float | None], waiting: str | None = Non
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        deadline_at=job.deadline_at,
     )
 
 
@@ -584,13 +585,15 @@ def cancel_job(session: Session, job: Job, *, force: bool = False) -> Job:
 def retry_job(session: Session, settings: Settings, job: Job, *, start: str = "checkpoint") -> Job:
     """Queue a failed or cancelled job again, with a fresh restart budget, and send its task.
 
-    ``start="checkpoint"``: the next attempt resumes from the job's ``weights/last.pt`` when there is one
-    (its metrics past that point are archived as on any resume). ``start="scratch"``: nothing of the
-    earlier attempts carries over: their weights folder is kept aside as ``weights.retired-<attempt>``
-    (the files stay, for the user), their metric rows move to the archive, their evaluations and
-    checkpoint rows are dropped, and progress and the final mAP are reset. A job already queued is left
-    as it is; a running, cancelling or succeeded job raises
-    :class:`~service.db.states.IllegalTransition` (409)."""
+    ``start="checkpoint"``: the next attempt resumes from the newest ``last.pt`` an earlier attempt
+    recorded, when there is one (its metrics past that point are archived as on any resume).
+    ``start="scratch"``: nothing of the earlier attempts carries over: their checkpoint rows are dropped
+    (so the next attempt starts afresh, in its own ``attempt-<n>`` folder; the earlier attempts' folders
+    stay, for the user, and the ``weights`` folder of a job that ran before attempts had their own folders
+    is kept aside as ``weights.retired-<attempt>``), their metric rows move to the archive, their
+    evaluations are dropped, and progress and the final mAP are reset. Either way the job gets a new
+    deadline (``resources.timeout``) at its next start. A job already queued is left as it is; a running,
+    cancelling or succeeded job raises :class:`~service.db.states.IllegalTransition` (409)."""
     session.refresh(job, with_for_update=True)  # the worker's claim waits for this decision
     current = JobStatus(job.status)
     if current == JobStatus.queued:
@@ -610,6 +613,7 @@ def retry_job(session: Session, settings: Settings, job: Job, *, start: str = "c
     job.restarts = 0
     job.lease_owner = None
     job.lease_expires_at = None
+    job.deadline_at = None  # a retry runs with a new deadline (resources.timeout), set by its first claim
     job.dispatched_at = None
     add_event(
         session,

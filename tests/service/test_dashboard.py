@@ -365,8 +365,12 @@ def test_unknown_job_is_a_404_page(ui: TestClient, make_token: TokenFactory) -> 
 # ------------------------------------------------------------------------------------------------ gallery
 
 
-def _gallery(job: dict[str, Any], settings: Settings, images: list[str]) -> Path:
+def _gallery(job: dict[str, Any], settings: Settings, images: list[str], attempt: int | None = None) -> Path:
+    """``gallery.json`` in the folder of attempt ``attempt`` (where the trainer writes it), or, for
+    ``None``, in the job's folder (a job run before attempts had folders of their own)."""
     out = settings.artifact_dir / "jobs" / job["id"]
+    if attempt is not None:
+        out = out / f"attempt-{attempt}"
     out.mkdir(parents=True, exist_ok=True)
     entries = [
         {
@@ -389,6 +393,7 @@ def test_gallery_draws_polygons_and_serves_images_only_from_the_data_root(
     settings: Settings,
     data_dir: Path,
     tmp_path: Path,
+    db: sessionmaker[Session],
 ) -> None:
     job = submit(name="gallery")
     val = Path(job["spec"]["dataset"]["val"])
@@ -396,6 +401,7 @@ def test_gallery_draws_polygons_and_serves_images_only_from_the_data_root(
     secret.write_bytes(PNG_1X1)
     (val / "images" / "escape.png").symlink_to(secret)  # a symlink out of the data root
     (val / "images" / "notes.txt").write_text("not an image")
+    _gallery(job, settings, ["images/missing.png"], attempt=1)  # an earlier attempt's: not shown
     _gallery(
         job,
         settings,
@@ -407,7 +413,9 @@ def test_gallery_draws_polygons_and_serves_images_only_from_the_data_root(
             "images/notes.txt",
             "images/missing.png",
         ],
+        attempt=2,
     )
+    set_job(db, job["id"], attempt=2)  # the gallery of the job's latest attempt
     login(ui, make_token("jobs:read"))
 
     html = ui.get(f"/ui/jobs/{job['id']}").text

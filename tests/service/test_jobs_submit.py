@@ -69,6 +69,12 @@ def test_submit_commits_the_job_and_its_event(
     assert got.status_code == 200 and got.json()["id"] == job["id"] and got.json()["spec"] == spec
 
 
+def test_a_deadline_is_kept_in_the_job_s_resources(submit: Submit) -> None:
+    """``resources.timeout``: the worker's first claim sets ``deadline_at`` from it (tests/worker)."""
+    job = submit(resources={"gpus": 0, "timeout": 3600})
+    assert job["resources"] == {"gpus": 0, "timeout": 3600.0} and job["deadline_at"] is None
+
+
 def test_the_task_message_reaches_redis(submit: Submit, broker: redis.Redis) -> None:
     cpu = submit()
     gpu = submit(resources={"gpus": 2})
@@ -95,6 +101,7 @@ def test_unknown_or_malformed_job_id_is_404(client: TestClient, admin: dict[str,
         ({"kind": "finetune"}, "kind"),
         ({"output": "/tmp/elsewhere"}, "output"),
         ({"resources": {"gpus": -1}}, "resources.gpus"),
+        ({"resources": {"gpus": 0, "timeout": 0}}, "resources.timeout"),
         ({"resources": {"gpus": 1, "tpus": 1}}, "resources.tpus"),
         ({"max_restarts": 101}, "max_restarts"),
         ({"max_restarts": -1}, "max_restarts"),

@@ -127,13 +127,15 @@ def fake_command(*behaviour: str) -> Any:
     """A command factory (see :func:`worker.pipelines.train`) running the fake trainer with ``behaviour``."""
 
     def command(files: Any, gpus: int) -> list[str]:
+        resume = ["--resume", str(files.resume_from)] if files.resume_from is not None else []
         return [
             sys.executable,
             str(FAKE_TRAINER),
             "--events",
             str(files.events),
             "--output",
-            str(files.output),
+            str(files.folder),
+            *resume,
             *behaviour,
         ]
 
@@ -191,10 +193,11 @@ class Procs:
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        """``daik ARGS`` (``prefix``: a command that runs it, e.g. one that first joins a cgroup)."""
         log = (self.tmp / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
+            [*prefix, sys.executable, "-m", "daik_core.cli", *args, "--loglevel", "info"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -228,3 +231,66 @@ def wait_for(what: str, cond: Callable[[], Any], procs: Procs, timeout: float) -
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}\n{procs.logs()}")
         time.sleep(0.2)
+
+
+class BlackholeProxy:
+    """A TCP proxy on 127.0.0.1 to ``host:port`` (threads of the test process). :meth:`cut` turns it into a
+    black hole, as a network partition or a hung server looks to a client: connections stay open, what the
+    client sends is swallowed, nothing comes back, and new connections are accepted and never answered."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._cut = threading.Event()
+        self._closed = threading.Event()
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        """``url`` (a SQLAlchemy URL) pointing at the proxy instead."""
+        return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+    def cut(self) -> None:
+        self._cut.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        for sock in [self.listener, *self._socks]:
+            sock.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._socks.append(client)
+            if self._cut.is_set():
+                threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
+                continue
+            server = socket.create_connection(self.upstream)
+            self._socks.append(server)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                if not self._cut.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def _swallow(self, sock: Any) -> None:
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass

@@ -1,15 +1,19 @@
 """A scripted stand-in for ``daik train`` (the worker only sees its event file, its log and its exit code).
 
-It writes ``start``, then per epoch ``progress`` / ``eval`` / ``epoch`` / ``checkpoint`` (real files under
-``<output>/weights``), then ``end`` and exits 0. Options make it misbehave: ``--hang`` sleeps after the
-first epoch until signalled; ``--on-term`` ``obey`` checkpoints, writes ``end`` stopped and exits 143, or
-``ignore`` ignores SIGTERM; ``--child`` starts a grandchild that ignores SIGTERM (a stuck loader worker) and
-writes its pid to ``<output>/child.pid``; ``--fail CODE --message TEXT`` prints TEXT to stderr and exits
-CODE after the first epoch; ``--sleep S`` spends S seconds per epoch; ``--record-env`` writes the
-environment it was given to ``<output>/trainer_env.json`` (what a worker passes to its trainers).
-Checkpoints hold ``epoch=N step=M``, and ``--resume`` goes on after that epoch, as the real trainer does.
-A completed run with ``--val`` (the spec's ``dataset.val``) writes ``gallery.json`` of its first images, as
-the real trainer does.
+It writes typed events (:mod:`daik_core.events`): ``start``, then per epoch ``progress`` / ``eval`` /
+``epoch`` / ``checkpoint`` (real files under ``<output>/weights``), then ``end`` and exits 0. Options make it
+misbehave: ``--hang`` sleeps after the first epoch until signalled (writing nothing); ``--on-term`` ``obey``
+checkpoints, writes ``end`` stopped and exits 143, or ``ignore`` ignores SIGTERM; ``--child`` starts a
+grandchild that ignores SIGTERM (a stuck loader worker) and writes its pid to ``<output>/child.pid``;
+``--fail CODE --message TEXT`` prints TEXT to stderr and exits CODE after the first epoch, having reported
+it as a ``failure`` event of ``--failure`` ``error`` or ``oom`` (``none``: it reports nothing, as a trainer
+that dies before it can); ``--eat-memory`` allocates memory after the first epoch until the kernel kills
+it; ``--gate FILE`` waits before its last epoch until FILE exists; ``--sleep S`` spends S seconds per
+epoch; ``--record-env`` writes the environment it was given to ``<output>/trainer_env.json`` (what a worker
+passes to its trainers). Checkpoints hold ``epoch=N step=M`` (``best.pt``: ``best epoch=N``, 100 bytes),
+and ``--resume [PATH]`` goes on after that epoch of PATH (default ``<output>/weights/last.pt``), as the real
+trainer does. A completed run with ``--val`` (the spec's ``dataset.val``) writes ``gallery.json`` of its
+first images, as the real trainer does.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from daik_core.events import Checkpoint, End, Epoch, Eval, Event, EventWriter, Failure, Progress, Start
 
 
 def _parse() -> argparse.Namespace:
@@ -44,10 +50,13 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--child", action="store_true")
     p.add_argument("--fail", type=int, default=None)
     p.add_argument("--message", default="")
+    p.add_argument("--failure", choices=("error", "oom", "none"), default="error")
+    p.add_argument("--eat-memory", action="store_true")
+    p.add_argument("--gate", default=None)
     p.add_argument("--map50", type=float, default=0.5)
     p.add_argument("--record-env", action="store_true")
     p.add_argument("-q", action="store_true")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", nargs="?", const="", default=None)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--val", default=None, help="the validation folder: gallery.json lists its first images")
     argv = sys.argv[1:]
@@ -67,19 +76,19 @@ def main() -> int:
     out = Path(args.output)
     weights = out / "weights"
     weights.mkdir(parents=True, exist_ok=True)
-    events = open(args.events, "a", encoding="utf-8")  # noqa: SIM115
+    writer = EventWriter(args.events)
     if args.record_env:
         (out / "trainer_env.json").write_text(json.dumps(dict(os.environ)))
 
-    def emit(event: str, **fields: Any) -> None:
-        events.write(json.dumps({"event": event, **fields}) + "\n")
-        events.flush()
+    def emit(event: Event) -> None:
+        writer.write(event)
 
     step = 0
     state = {"epoch": 0}
     first = 1
-    if args.resume:  # the checkpoint holds "epoch=N step=M": go on after epoch N
-        saved = dict(kv.split("=") for kv in (weights / "last.pt").read_text().split())
+    if args.resume is not None:  # the checkpoint holds "epoch=N step=M": go on after epoch N
+        path = Path(args.resume) if args.resume else weights / "last.pt"
+        saved = dict(kv.split("=") for kv in path.read_text().split() if "=" in kv)
         state["epoch"], step = int(saved["epoch"]), int(saved["step"])
         first = state["epoch"] + 1
 
@@ -88,8 +97,8 @@ def main() -> int:
 
     def on_term(signum: int, frame: Any) -> None:
         (weights / "last.pt").write_bytes(checkpoint_bytes() + b" stopped=1")
-        emit("checkpoint", epoch=state["epoch"], step=step, path=str(weights / "last.pt"), is_best=False)
-        emit("end", status="stopped", results={"status": "stopped", "epoch": state["epoch"]})
+        emit(Checkpoint(epoch=state["epoch"], step=step, path=str(weights / "last.pt"), is_best=False))
+        emit(End(status="stopped", results={"status": "stopped", "epoch": state["epoch"]}))
         print("daik: SIGTERM: stopping", file=sys.stderr, flush=True)
         sys.exit(143)
 
@@ -100,50 +109,61 @@ def main() -> int:
         (out / "child.pid").write_text(str(child.pid))
 
     print("fake trainer: start", flush=True)
-    emit("start", epochs=args.epochs, iters_per_epoch=args.iters, epoch=state["epoch"], step=step)
+    emit(Start(epochs=args.epochs, iters_per_epoch=args.iters, epoch=state["epoch"], step=step))
     for epoch in range(first, args.epochs + 1):
+        if args.gate is not None and epoch == args.epochs:
+            while not Path(args.gate).exists():
+                time.sleep(0.05)
         time.sleep(args.sleep)
         for it in range(1, args.iters + 1):
             step += 1
             emit(
-                "progress",
-                epoch=epoch,
-                iteration=it,
-                iters_per_epoch=args.iters,
-                step=step,
-                loss=1.0 / step,
-                images_per_s=10.0,
+                Progress(
+                    epoch=epoch,
+                    iteration=it,
+                    iters_per_epoch=args.iters,
+                    step=step,
+                    loss=1.0 / step,
+                    images_per_s=10.0,
+                )
             )
         m50 = args.map50 * epoch / args.epochs
         emit(
-            "eval",
-            epoch=epoch,
-            step=step,
-            map50=m50,
-            map50_95=m50 / 2,
-            ap50={"a": m50, "b": None},
-            ap50_95={"a": m50 / 2, "b": None},
+            Eval(
+                epoch=epoch,
+                step=step,
+                map50=m50,
+                map50_95=m50 / 2,
+                ap50={"a": m50, "b": None},
+                ap50_95={"a": m50 / 2, "b": None},
+            )
         )
-        emit(
-            "epoch",
-            epoch=epoch,
-            step=step,
-            metrics={
-                "loss_cls": 1.0 / epoch,
-                "loss_box": 2.0 / epoch,
-                "loss": 3.0 / epoch,
-                "lr": 0.01,
-                "images_per_s": 10.0,
-            },
-        )
+        metrics = {
+            "loss_cls": 1.0 / epoch,
+            "loss_box": 2.0 / epoch,
+            "loss": 3.0 / epoch,
+            "lr": 0.01,
+            "images_per_s": 10.0,
+        }
+        emit(Epoch(epoch=epoch, step=step, metrics=metrics))
         state["epoch"] = epoch
         (weights / "last.pt").write_bytes(checkpoint_bytes())
-        emit("checkpoint", epoch=epoch, step=step, path=str(weights / "last.pt"), is_best=False)
-        (weights / "best.pt").write_bytes(b"x" * 100)
-        emit("checkpoint", epoch=epoch, step=step, path=str(weights / "best.pt"), is_best=True)
+        emit(Checkpoint(epoch=epoch, step=step, path=str(weights / "last.pt"), is_best=False))
+        (weights / "best.pt").write_bytes(f"best epoch={epoch}".encode().ljust(100, b"."))
+        emit(Checkpoint(epoch=epoch, step=step, path=str(weights / "best.pt"), is_best=True))
         if args.fail is not None:
+            if args.failure != "none":
+                emit(Failure(kind=args.failure, message=args.message))
             print(args.message, file=sys.stderr, flush=True)
             return args.fail
+        if args.eat_memory:
+            print("fake trainer: eating memory", flush=True)
+            Path("/proc/self/oom_score_adj").write_text(
+                "1000"
+            )  # the OOM killer's first choice, not the worker
+            hoard = []
+            while True:
+                hoard.append(b"\x01" * (32 * 2**20))  # written: every page is touched
         if args.hang:
             print("fake trainer: hanging", flush=True)
             while True:
@@ -158,7 +178,7 @@ def main() -> int:
     }
     if args.val is not None:  # as the real trainer's final evaluation does (daik_core.engine.gallery)
         _write_gallery(out, Path(args.val))
-    emit("end", status="completed", results=results)
+    emit(End(status="completed", results=results))
     return 0
 
 

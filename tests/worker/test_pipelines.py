@@ -6,12 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from daik_core.events import Checkpoint as CheckpointEvent
+from daik_core.events import End, Epoch, Eval, Failure, Progress, RankExit, Start
 from service.db.base import utcnow
 from service.db.models import Attempt, EvalResult, FailureKind, Job, JobStatus, Metric, MetricArchive
 from service.db.session import session_scope
@@ -20,12 +23,13 @@ from tests.worker.conftest import add_job, ago, get_job, job_events
 from worker.pipelines import (
     ClaimedJob,
     Outcome,
+    Stop,
     claim_job,
-    classify_exit,
     heartbeat,
     judge,
     last_error_line,
     prepare_run,
+    resume_point,
     tail_lines,
     trainer_command,
 )
@@ -148,7 +152,7 @@ def test_every_reporter_write_moves_the_job_row_s_version(
     assert claimed is not None
     rep = Reporter(db, claimed.fence, settings.artifact_dir)
     before = get_job(db, job_id).updated_at
-    rep.write([{"event": "eval", "epoch": 1, "step": 5, "map50": 0.5, "map50_95": 0.2, "ap50": {"a": 0.5}}])
+    rep.write([Eval(epoch=1, step=5, map50=0.5, map50_95=0.2, ap50={"a": 0.5})])
     after = get_job(db, job_id).updated_at
     assert after > before
     assert _metrics(db, job_id)[("map50", 5)] == (0.5, 1)
@@ -160,19 +164,19 @@ def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_
     job_id = add_job(db, artifact_root=settings.artifact_dir)
     claimed = claim_job(db, settings, job_id)
     assert claimed is not None
-    ckpt = settings.artifact_dir / "jobs" / str(job_id) / "weights" / "last.pt"
+    ckpt = settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "weights" / "last.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"12345")
     rep = Reporter(db, claimed.fence, settings.artifact_dir)
     rep.write(
         [
-            {"event": "start", "epochs": 4, "iters_per_epoch": 5, "epoch": 0, "step": 0},
-            {"event": "progress", "epoch": 1, "iteration": 2, "iters_per_epoch": 5, "step": 2, "loss": 1.0},
-            {"event": "progress", "epoch": 1, "iteration": 4, "iters_per_epoch": 5, "step": 4, "loss": 1.0},
-            {"event": "eval", "epoch": 1, "step": 5, "map50": 0.25, "map50_95": None, "ap50": {"a": 0.25}},
-            {"event": "epoch", "epoch": 1, "step": 5, "metrics": {"loss_cls": 2.0, "loss": float("nan")}},
-            {"event": "checkpoint", "epoch": 1, "step": 5, "path": str(ckpt), "is_best": False},
-            {"event": "epoch", "epoch": 2, "step": 10, "metrics": {"loss_cls": 1.0, "loss": 1.5}},
+            Start(epochs=4, iters_per_epoch=5, epoch=0, step=0),
+            Progress(epoch=1, iteration=2, iters_per_epoch=5, step=2, loss=1.0),
+            Progress(epoch=1, iteration=4, iters_per_epoch=5, step=4, loss=1.0),
+            Eval(epoch=1, step=5, map50=0.25, map50_95=None, ap50={"a": 0.25}),
+            Epoch(epoch=1, step=5, metrics={"loss_cls": 2.0, "loss": float("nan")}),
+            CheckpointEvent(epoch=1, step=5, path=str(ckpt), is_best=False),
+            Epoch(epoch=2, step=10, metrics={"loss_cls": 1.0, "loss": 1.5}),
         ]
     )
     job = get_job(db, job_id)
@@ -198,7 +202,9 @@ def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_
     assert [t for t, _ in events] == ["status", "progress", "eval", "epoch", "checkpoint", "epoch"]
     assert events[1][1] == {"epoch": 1, "iteration": 2, "iters_per_epoch": 5, "progress": 0.1}
     assert events[3][1]["metrics"] == {"loss_cls": 2.0, "loss": None}
-    assert events[4][1] == {"epoch": 1, "step": 5, "path": f"jobs/{job_id}/weights/last.pt", "is_best": False}
+    path = f"jobs/{job_id}/attempt-1/weights/last.pt"
+    assert events[4][1] == {"epoch": 1, "step": 5, "path": path, "is_best": False}
+    assert rep.written == 7
 
     # attempt 2 resumes from step 5 (after epoch 1): attempt 1's rows past step 5 are archived
     with session_scope(db) as s:
@@ -206,7 +212,7 @@ def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_
     second = claim_job(db, settings, job_id)
     assert second is not None and second.attempt == 2
     Reporter(db, second.fence, settings.artifact_dir).write(
-        [{"event": "start", "epochs": 4, "iters_per_epoch": 5, "epoch": 1, "step": 5}]
+        [Start(epochs=4, iters_per_epoch=5, epoch=1, step=5)]
     )
     assert set(_metrics(db, job_id)) == {("loss_cls", 5), ("loss", 5), ("map50", 5), ("map50_95", 5)}
     with db() as s:
@@ -219,15 +225,19 @@ def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_
     assert (job.epoch, job.step, job.progress) == (1, 5, 0.25)
 
 
-def test_event_tailer_reads_complete_lines_only(tmp_path: Path) -> None:
+def test_event_tailer_reads_complete_lines_only_as_typed_events(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     tail = EventTailer(path)
     assert tail.read() == []  # no file yet
-    path.write_text('{"event": "start"}\n{"event": "prog')
-    assert tail.read() == [{"event": "start"}]
+    path.write_text('{"event": "start", "epochs": 2, "iters_per_epoch": 3}\n{"event": "prog')
+    assert tail.read() == [Start(epochs=2, iters_per_epoch=3)]
     with path.open("a") as f:
-        f.write('ress", "step": 1}\nnot json\n[1]\n{"event": "end"}\n')
-    assert tail.read() == [{"event": "progress", "step": 1}, {"event": "end"}]
+        f.write('ress", "epoch": 1, "iteration": 1, "iters_per_epoch": 3, "step": 1}\nnot json\n[1]\n')
+        f.write('{"event": "epoch", "epoch": "one", "step": 3}\n{"event": "end", "status": "stopped"}\n')
+    assert tail.read() == [
+        Progress(epoch=1, iteration=1, iters_per_epoch=3, step=1),
+        End(status="stopped"),
+    ]
     assert tail.read() == []
 
 
@@ -236,51 +246,135 @@ def _claimed(job_id: object, attempt: int, output: Path | None) -> ClaimedJob:
     return ClaimedJob(job_id, attempt, spec, {"gpus": 0}, "h:1")  # type: ignore[arg-type]
 
 
-def test_prepare_run_writes_the_spec_and_resumes_only_a_later_attempt(settings: Settings) -> None:
+def test_prepare_run_gives_each_attempt_its_own_folder(settings: Settings) -> None:
     import uuid
 
     job_id = uuid.uuid4()
     out = settings.artifact_dir / "jobs" / str(job_id)
     files = prepare_run(settings, _claimed(job_id, 1, None))  # no output in the spec: the default folder
-    assert files.output == out and yaml.safe_load(files.spec.read_text())["output"] == str(out)
-    assert (files.resume, files.overwrite) == (False, False)
+    assert (files.output, files.folder) == (out, out / "attempt-1")
+    assert yaml.safe_load(files.spec.read_text())["output"] == str(out / "attempt-1")
+    assert (files.spec.parent, files.events.name, files.log.name) == (
+        files.folder,
+        "events.jsonl",
+        "trainer.log",
+    )
     cmd = trainer_command(files, gpus=0)
     assert cmd == [
         sys.executable, "-m", "daik_core.cli", "train", str(files.spec), "--events", str(files.events), "-q"
     ]  # fmt: skip
-    assert files.events.name == "attempt-1.events.jsonl" and files.log.name == "attempt-1.log"
-    (out / "weights").mkdir()
-    (out / "weights" / "last.pt").write_bytes(b"x")
+    (files.folder / "weights").mkdir()
+    (files.folder / "weights" / "last.pt").write_bytes(b"x")  # not this attempt's: never resumed by accident
     assert trainer_command(prepare_run(settings, _claimed(job_id, 1, out)), 0)[-1] == "--overwrite"
-    again = prepare_run(settings, _claimed(job_id, 2, out))
-    assert again.resume and trainer_command(again, 0)[-1] == "--resume"
-    assert trainer_command(again, 2)[1:5] == [
+    last = files.folder / "weights" / "last.pt"
+    again = prepare_run(settings, _claimed(job_id, 2, out), resume_from=last)
+    assert again.folder == out / "attempt-2" and trainer_command(again, 0)[-2:] == ["--resume", str(last)]
+    assert trainer_command(again, 2)[1:9] == [
         "-m",
-        "torch.distributed.run",
+        "daik_core.engine.launch",
+        "--events",
+        str(again.events),
         "--standalone",
         "--nproc-per-node=2",
+        f"--log-dir={again.folder / 'torchrun'}",
+        "-m",
     ]
 
 
-def test_exit_classification_and_the_reason_line(tmp_path: Path) -> None:
+def test_resume_point_is_the_newest_recorded_last_checkpoint_of_an_earlier_attempt(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    job_id = add_job(db, artifact_root=settings.artifact_dir, max_restarts=5)
+    out = settings.artifact_dir / "jobs" / str(job_id)
+
+    def claim() -> ClaimedJob:
+        claimed = claim_job(db, settings, job_id)
+        assert claimed is not None
+        return claimed
+
+    def run(claimed: ClaimedJob, *checkpoints: tuple[str, int, bool]) -> None:
+        """The attempt records ``checkpoints`` (name, epoch, is_best) in its folder, then is re-queued."""
+        events = []
+        for name, epoch, best in checkpoints:
+            path = out / f"attempt-{claimed.attempt}" / "weights" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            events.append(CheckpointEvent(epoch=epoch, step=10 * epoch, path=str(path), is_best=best))
+        Reporter(db, claimed.fence, settings.artifact_dir).write(events)
+        with session_scope(db) as s:
+            s.execute(update(Job).where(Job.id == job_id).values(status="queued"))
+
+    first = claim()
+    assert resume_point(db, settings, first) is None  # a first attempt starts afresh
+    run(first, ("last.pt", 2, False), ("best.pt", 3, True))
+    second = claim()
+    run(second, ("last.pt", 1, False))  # attempt 2 started over (say) and recorded less
+    third = claim()
+    assert resume_point(db, settings, third) == out / "attempt-1" / "weights" / "last.pt"
+    (out / "attempt-1" / "weights" / "last.pt").unlink()  # a recorded file that is gone is skipped
+    assert resume_point(db, settings, third) == out / "attempt-2" / "weights" / "last.pt"
+
+
+def test_the_log_s_last_lines_and_the_reason_line(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("epoch 1\r 50%\r100%\nTraceback...\ndaik: error: data/x: no images\n\n")
     lines = tail_lines(log)
     assert lines[0] == "100%" and last_error_line(lines) == "daik: error: data/x: no images"
     assert last_error_line(["Traceback", "  File x", "RuntimeError: boom", ""]) == "RuntimeError: boom"
     assert last_error_line([]) is None
-    assert classify_exit(143, []) == classify_exit(-9, []) == classify_exit(130, []) == FailureKind.preempted
-    assert classify_exit(1, ["torch.OutOfMemoryError: CUDA out of memory."]) == FailureKind.oom
-    assert classify_exit(2, ["daik: error: x"]) == FailureKind.user_error
-    completed = {"status": "completed", "results": {"map50": 0.5, "map50_95": 0.25}}
-    ok = judge(Outcome(0, completed), [])
+
+
+def test_judge_from_typed_events() -> None:
+    completed = End(status="completed", results={"map50": 0.5, "map50_95": 0.25})
+    ok = judge(Outcome(0), [completed], [])
     assert ok.status == JobStatus.succeeded and ok.job_values["final_map50"] == 0.5
-    no_map = judge(Outcome(0, {"status": "completed", "results": {"map50": None}}), [])
+    no_map = judge(Outcome(0), [End(status="completed", results={"map50": None})], [])
     assert (no_map.status, no_map.kind) == (JobStatus.failed, FailureKind.user_error)
-    assert judge(Outcome(0, None), []).kind == FailureKind.infra
-    assert judge(Outcome(143, None, cancelled=True), []).status == JobStatus.cancelled
-    pre = judge(Outcome(143, None, shutdown=True), [])
+    assert judge(Outcome(0), [], []).kind == FailureKind.infra
+    assert judge(Outcome(143, Stop.cancel), [], []).status == JobStatus.cancelled
+    pre = judge(Outcome(143, Stop.shutdown), [], [])
     assert pre.retryable and pre.reason == "preempted: the worker shut down (exit code 143)"
+    stopped = End(status="stopped")
+
+    def kind(outcome: Outcome, *events: Any) -> tuple[FailureKind | None, bool]:
+        v = judge(outcome, events, ["last line"])
+        return v.kind, v.retryable
+
+    # torchrun stopped by SIGTERM exits 1, but rank 0 reported a stop with a checkpoint: a preemption
+    assert kind(Outcome(1), stopped) == (FailureKind.preempted, True)
+    assert kind(Outcome(143)) == kind(Outcome(-9)) == kind(Outcome(130)) == (FailureKind.preempted, True)
+    # a rank killed by SIGKILL: the OOM killer when the cgroup's count went up, else a preemption
+    killed = RankExit(rank=1, exitcode=-9, first=True)
+    gloo = Failure(kind="error", message="RuntimeError: Connection closed by peer", rank=0)
+    assert kind(Outcome(1, oom_kills=1), killed, gloo) == (FailureKind.oom, False)
+    assert kind(Outcome(1, oom_kills=0), killed, gloo) == (FailureKind.preempted, True)
+    assert kind(Outcome(1), killed, gloo) == (FailureKind.preempted, True)  # the count is unknown
+    assert kind(Outcome(-9, oom_kills=2)) == (FailureKind.oom, False)  # a one-process trainer
+    assert kind(Outcome(-15, oom_kills=2)) == (FailureKind.preempted, True)  # not SIGKILL: not the OOM killer
+    # the trainer's own failure events
+    assert kind(Outcome(1), Failure(kind="oom", message="CUDA out of memory", rank=1)) == (
+        FailureKind.oom,
+        False,
+    )
+    # the rank that failed first decides, not the peers torchrun then stopped (SIGTERM) or that saw it go
+    ranks = [
+        RankExit(rank=0, exitcode=-15),
+        RankExit(rank=1, exitcode=1, message="ValueError: x", first=True),
+    ]
+    v = judge(Outcome(1), [*ranks, Failure(kind="error", message="bad", rank=1), stopped], [])
+    assert (v.kind, v.retryable, v.reason) == (FailureKind.user_error, False, "rank 1: bad")
+    assert judge(Outcome(1), ranks, []).reason == "rank 1: ValueError: x"  # its error file's message
+    killed_first = [RankExit(rank=0, exitcode=-15, first=True), killed]  # a tie torchrun broke the wrong way
+    v = judge(Outcome(1), [*killed_first, gloo], [])
+    assert (v.kind, v.reason) == (
+        FailureKind.preempted,
+        "preempted: rank 1 was killed by SIGKILL (exit code 1)",
+    )
+    assert judge(Outcome(2), [], ["daik: error: x", ""]).reason == "daik: error: x"  # no event: the log
+    # the supervisor's own stops
+    assert kind(Outcome(143, Stop.deadline), stopped) == (FailureKind.timeout, False)
+    assert kind(Outcome(143, Stop.stalled), stopped) == (FailureKind.timeout, True)
+    assert kind(Outcome(-9, Stop.lease, oom_kills=1)) == (FailureKind.lost, True)
 
 
 def test_the_attempt_table_keeps_one_row_per_claim(db: sessionmaker[Session], settings: Settings) -> None:

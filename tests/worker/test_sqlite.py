@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from daik_core.events import Epoch, Start
 from service import migrate
 from service.db.models import Job, JobStatus, Metric, MetricArchive
 from service.db.session import make_engine, make_sessionmaker, session_scope
@@ -33,10 +34,8 @@ def test_claim_report_and_finish_on_sqlite(lite: tuple[sessionmaker[Session], Se
     job_id = add_job(db)
     first = claim_job(db, settings, job_id)
     assert first is not None and first.attempt == 1 and claim_job(db, settings, job_id) is None
-    epoch = {"event": "epoch", "epoch": 1, "step": 4, "metrics": {"loss": 2.0}}
-    Reporter(db, first.fence, settings.artifact_dir).write(
-        [{"event": "start", "epochs": 2, "iters_per_epoch": 4, "epoch": 0, "step": 0}, epoch]
-    )
+    epoch = Epoch(epoch=1, step=4, metrics={"loss": 2.0})
+    Reporter(db, first.fence, settings.artifact_dir).write([Start(epochs=2, iters_per_epoch=4), epoch])
     with session_scope(db) as s:  # the worker died and the job went back to the queue
         s.execute(update(Job).where(Job.id == job_id).values(status="queued"))
     second = claim_job(db, settings, job_id)
@@ -53,7 +52,7 @@ def test_claim_report_and_finish_on_sqlite(lite: tuple[sessionmaker[Session], Se
         put("loss", 4, 9.0, 1)
         put("lr", 8, 0.1, 1)
     Reporter(db, second.fence, settings.artifact_dir).write(
-        [{"event": "start", "epochs": 2, "iters_per_epoch": 4, "epoch": 1, "step": 4}]  # resumed at step 4
+        [Start(epochs=2, iters_per_epoch=4, epoch=1, step=4)]  # resumed at step 4
     )
     with db() as s:
         assert [(m.key, m.value, m.attempt) for m in s.scalars(select(Metric))] == [("loss", 3.0, 2)]

@@ -78,8 +78,8 @@ def test_a_completed_run_succeeds_with_its_rows(db: sessionmaker[Session], setti
     keys = {"loss_cls", "loss_box", "loss", "lr", "images_per_s", "map50", "map50_95"}
     assert metrics == {(k, s) for k in keys for s in (3, 6)}
     assert [(c.path, c.is_best, c.epoch, c.size_bytes) for c in ckpts] == [
-        (f"jobs/{job_id}/weights/best.pt", True, 2, 100),
-        (f"jobs/{job_id}/weights/last.pt", False, 2, len(b"epoch=2 step=6")),
+        (f"jobs/{job_id}/attempt-1/weights/best.pt", True, 2, 100),
+        (f"jobs/{job_id}/attempt-1/weights/last.pt", False, 2, len(b"epoch=2 step=6")),
     ]
     assert sorted(e.epoch for e in evals) == [1, 2]
     types = [t for t, _ in job_events(db, job_id)]
@@ -108,7 +108,7 @@ def _cancel_test(
     _wait_for(lambda: _hanging(db, job_id))
     pgid = _trainer_pid(db, job_id)
     assert pgid is not None
-    child = int((settings.artifact_dir / "jobs" / str(job_id) / "child.pid").read_text())
+    child = int((settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "child.pid").read_text())
     assert os.getpgid(child) == pgid and len(group_alive(pgid)) == 2  # the trainer and its child
     t0 = time.monotonic()
     _cancel(db, job_id, force=force)
@@ -130,7 +130,7 @@ def test_cancel_stops_the_trainer_with_a_checkpoint_and_leaves_no_process(
     took, job = _cancel_test(db, settings)
     assert took < settings.cancel_grace_seconds  # the trainer obeyed SIGTERM: no waiting for the grace
     assert job.attempts[0].exit_code == 143
-    last = settings.artifact_dir / "jobs" / str(job.id) / "weights" / "last.pt"
+    last = settings.artifact_dir / "jobs" / str(job.id) / "attempt-1" / "weights" / "last.pt"
     assert last.read_bytes().endswith(b"stopped=1")  # written by the trainer's SIGTERM handler
 
 
@@ -150,13 +150,13 @@ def test_a_forced_cancel_kills_at_once(db: sessionmaker[Session], settings: Sett
 
 def test_a_trainer_error_fails_the_job_with_its_reason(db: sessionmaker[Session], settings: Settings) -> None:
     job_id = add_job(db, artifact_root=settings.artifact_dir)
-    cmd = fake_command("--fail", "2", "--message", "daik: error: data/train: no images")
+    cmd = fake_command("--fail", "2", "--message", "data/train: no images")
     assert train(db, settings, job_id, command=cmd, poll_s=POLL) == JobStatus.failed
     job = get_job(db, job_id)
     assert (job.status, job.failure_kind, job.error) == (
         "failed",
         "user_error",
-        "daik: error: data/train: no images",
+        "data/train: no images",  # the trainer's typed failure event, not its log
     )
     (attempt,) = job.attempts
     assert (attempt.status, attempt.exit_code, attempt.failure_kind) == ("failed", 2, "user_error")
@@ -166,19 +166,33 @@ def test_a_trainer_error_fails_the_job_with_its_reason(db: sessionmaker[Session]
 
 
 def test_out_of_memory_is_not_retried(db: sessionmaker[Session], settings: Settings) -> None:
+    """The trainer reports a CUDA OOM as a typed ``failure`` event of kind ``oom`` (not the log's text)."""
     job_id = add_job(db, artifact_root=settings.artifact_dir)
-    cmd = fake_command("--fail", "1", "--message", "torch.OutOfMemoryError: CUDA out of memory. Tried ...")
+    message = "OutOfMemoryError: CUDA out of memory. Tried ..."
+    cmd = fake_command("--fail", "1", "--failure", "oom", "--message", message)
     assert train(db, settings, job_id, command=cmd, poll_s=POLL) == JobStatus.failed
     job = get_job(db, job_id)
-    assert (job.failure_kind, job.restarts) == ("oom", 0)
-    assert job.error is not None and job.error.startswith("torch.OutOfMemoryError")
+    assert (job.failure_kind, job.restarts, job.error) == ("oom", 0, f"oom: {message}")
+
+
+def test_a_failure_is_judged_by_its_event_not_by_the_log_s_text(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    """A log line that mentions memory does not make an error an OOM (the classification used to search the
+    log for "out of memory")."""
+    job_id = add_job(db, artifact_root=settings.artifact_dir)
+    message = "ValueError: dataset.train: out of memory budget for the cache (raise cache_mb)"
+    cmd = fake_command("--fail", "1", "--failure", "error", "--message", message)
+    assert train(db, settings, job_id, command=cmd, poll_s=POLL) == JobStatus.failed
+    job = get_job(db, job_id)
+    assert (job.failure_kind, job.error) == ("user_error", message)
 
 
 def test_a_signalled_trainer_is_requeued_and_sent_again_until_the_restarts_run_out(
     db: sessionmaker[Session], settings: Settings, broker: redis.Redis
 ) -> None:
     job_id = add_job(db, artifact_root=settings.artifact_dir, max_restarts=1)
-    cmd = fake_command("--fail", "143", "--message", "daik: SIGTERM: stopping")
+    cmd = fake_command("--fail", "143", "--failure", "none", "--message", "daik: SIGTERM: stopping")
     assert train(db, settings, job_id, command=cmd, poll_s=POLL) == JobStatus.queued
     job = get_job(db, job_id)
     assert (job.status, job.restarts, job.failure_kind, job.lease_expires_at) == (
@@ -191,12 +205,12 @@ def test_a_signalled_trainer_is_requeued_and_sent_again_until_the_restarts_run_o
     assert (job.attempts[0].status, job.attempts[0].failure_kind) == ("failed", "preempted")
     assert sent_jobs(broker) == [str(job_id)]
     assert job_events(db, job_id)[-1][1] == {"status": "queued", "attempt": 1, "error": job.error}
-    # the second attempt resumes (weights/last.pt exists) and is preempted again: no restarts left
+    # the second attempt resumes (from the first's last.pt) and is preempted again: no restarts left
     assert train(db, settings, job_id, command=cmd, poll_s=POLL) == JobStatus.failed
     job = get_job(db, job_id)
     assert (job.status, job.restarts, job.attempt, job.failure_kind) == ("failed", 1, 2, "preempted")
     assert job.attempts[1].resumed_from == str(
-        settings.artifact_dir / "jobs" / str(job_id) / "weights" / "last.pt"
+        settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "weights" / "last.pt"
     )
     assert sent_jobs(broker) == [str(job_id)]  # not sent again
 
@@ -240,5 +254,5 @@ def test_the_worker_shutting_down_requeues_its_job(
         "preempted: the worker shut down (exit code 143)",
     )
     assert sent_jobs(broker) == [str(job_id)]
-    last = Path(settings.artifact_dir / "jobs" / str(job_id) / "weights" / "last.pt")
+    last = Path(settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "weights" / "last.pt")
     assert last.read_bytes().endswith(b"stopped=1")

@@ -32,7 +32,10 @@ pytestmark = pytest.mark.slow
 
 LEASE_S = 5
 # secrets in the worker's environment that must never reach a trainer
-SECRETS = {"DAIK_BOOTSTRAP_TOKEN": "bootstrap-secret-0123456789", "DAIK_SESSION_SECRET": "session-secret-42"}
+SECRETS = {
+    "DAIK_BOOTSTRAP_TOKEN": "bootstrap-secret-0123456789-abcdef",  # 32+ characters, as required
+    "DAIK_SESSION_SECRET": "session-secret-42",
+}
 
 
 @pytest.fixture
@@ -46,7 +49,14 @@ def procs(settings: Settings, broker: redis.Redis, tmp_path: Path) -> Any:
 
 
 def _env_file(settings: Settings, job_id: uuid.UUID) -> Path:
-    return settings.artifact_dir / "jobs" / str(job_id) / "trainer_env.json"
+    """The file of the job's latest attempt that recorded one (each attempt has its own folder)."""
+    found = (settings.artifact_dir / "jobs" / str(job_id)).glob("attempt-*/trainer_env.json")
+    files = sorted(found, key=lambda p: int(p.parent.name.removeprefix("attempt-")))
+    return (
+        files[-1]
+        if files
+        else settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "trainer_env.json"
+    )
 
 
 def _trainer_env(settings: Settings, job_id: uuid.UUID) -> dict[str, str] | None:

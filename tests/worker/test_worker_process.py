@@ -152,10 +152,10 @@ def test_a_real_worker_runs_the_real_trainer_and_requeues_on_warm_shutdown(
     assert [(e.epoch, e.step) for e in evals] == list(steps.items())
     assert set(evals[-1].per_class["ap50"]) == set(SYNTH_CLASSES) and evals[-1].map50 == job.final_map50
     paths = {c.path: c for c in ckpts}
-    last = f"jobs/{job_id}/weights/last.pt"
+    last = f"jobs/{job_id}/attempt-1/weights/last.pt"
     assert last in paths and paths[last].epoch == 2 and paths[last].size_bytes
     assert (settings.artifact_dir / last).is_file()
-    assert f"jobs/{job_id}/weights/best.pt" in paths
+    assert f"jobs/{job_id}/attempt-1/weights/best.pt" in paths
 
     events = job_events(db, job_id)
     kinds = [k for k, _ in events if k != "progress"]
@@ -182,7 +182,7 @@ def test_a_real_worker_runs_the_real_trainer_and_requeues_on_warm_shutdown(
     assert (job.status, job.restarts, job.failure_kind) == ("queued", 1, "preempted"), job.error
     assert job.error == "preempted: the worker shut down (exit code 143)"
     assert (job.attempts[0].status, job.attempts[0].exit_code) == ("failed", 143)
-    assert (settings.artifact_dir / "jobs" / str(job2) / "weights" / "last.pt").is_file()
+    assert (settings.artifact_dir / "jobs" / str(job2) / "attempt-1" / "weights" / "last.pt").is_file()
     assert sent_jobs(broker) == [str(job2)]  # sent again for the next worker
     with db() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.status == "running")) == 0

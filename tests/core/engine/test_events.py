@@ -11,6 +11,7 @@ import yaml
 
 from daik_core.cli import main
 from daik_core.engine.callbacks import JsonlEvents
+from daik_core.events import Failure, decode
 from tests.core.engine.conftest import make_spec
 
 
@@ -83,3 +84,19 @@ def test_non_finite_numbers_are_written_as_null(tmp_path: Path) -> None:
             "results": {"status": "completed", "map50": None, "ap50": {"a": None, "b": 0.5}},
         },
     ]
+
+
+def test_a_training_that_raises_reports_a_typed_failure(data_root: Path, tmp_path: Path) -> None:
+    """``daik train --events`` reports why it failed as a ``failure`` event (the worker judges by it, not by
+    the log's text): here a train folder without images, an ``error``."""
+    spec = make_spec(data_root, tmp_path / "run", epochs=1).model_dump(mode="json")
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "labelTxt").mkdir()
+    spec["dataset"]["train"] = str(tmp_path / "empty")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    events = tmp_path / "events.jsonl"
+    assert main(["train", str(spec_path), "--events", str(events), "-q"]) == 2
+    (failure,) = [decode(line) for line in events.read_text().splitlines()]
+    assert isinstance(failure, Failure) and (failure.kind, failure.rank) == ("error", 0)
+    assert str(tmp_path / "empty") in failure.message
