@@ -123,9 +123,11 @@ def test_distillation_losses_default_off_with_documented_values() -> None:
     assert (losses.ad.weight, losses.ad.tau, losses.ad.sigmoid_softmax) == (1.0, 10.0, False)
     assert (losses.aal.form, losses.aal.r, losses.aal.beta, losses.aal.gamma) == ("table", 3.0, 4.0, 3.0)
     assert (losses.sad.kl_weight, losses.sad.tau) == (0.0, 20.0)
-    assert (losses.ld.weight, losses.ld.tau) == (0.25, 20.0)
+    assert (losses.ld.weight, losses.ld.tau) == (1.0, 20.0)
     ck = losses.cls_kd
-    assert (ck.weight, ck.temperature, ck.scope, ck.form) == (1.0, 10.0, "all", "softmax")
+    assert (ck.weight, ck.temperature, ck.scope, ck.form) == (4.0, 1.0, "all", "binary")
+    softmax = parse_spec({"name": "x", "dataset": {"train": "t"}, "losses": {"cls_kd": {"form": "softmax"}}})
+    assert softmax.losses.cls_kd.temperature == 10.0  # the softmax form's own default
     binary = parse_spec({"name": "x", "dataset": {"train": "t"}, "losses": {"cls_kd": {"form": "binary"}}})
     assert binary.losses.cls_kd.temperature == 1.0  # the binary form's own default
     explicit = {"cls_kd": {"form": "binary", "tau": 2.5}}
@@ -133,7 +135,7 @@ def test_distillation_losses_default_off_with_documented_values() -> None:
         parse_spec({"name": "x", "dataset": {"train": "t"}, "losses": explicit}).losses.cls_kd.temperature
         == 2.5
     )
-    assert losses.logit_kd.tau == 4.0 and losses.feat.tau == 4.0 and losses.decay == "cosine"
+    assert losses.logit_kd.tau == 4.0 and losses.feat.tau == 4.0 and losses.decay == "none"
 
 
 @pytest.mark.parametrize(

@@ -206,13 +206,17 @@ def test_cls_kd_over_all_anchors_is_summed_and_divided_by_the_positives() -> Non
 
 
 def test_cls_kd_on_the_positives_is_a_weighted_mean() -> None:
-    got, s_out, t_out, assign, _ = cls_kd_loss({"form": "sigmoid_softmax", "scope": "positives"})
+    got, s_out, t_out, assign, _ = cls_kd_loss(
+        {"form": "sigmoid_softmax", "scope": "positives", "weight": 1.0}
+    )
     b, a = assign.fg_mask.nonzero(as_tuple=True)
     w = assign.target_scores[b, a].sum(-1)
     per = class_kd(s_out.cls_logits[b, a], t_out.cls_logits[b, a], 10.0, "sigmoid_softmax")
     assert b.numel() > 1
     assert val(got) == pytest.approx(val((per * w).sum() / w.sum().clamp_min(1.0)), rel=1e-5)
-    uniform, *_ = cls_kd_loss({"form": "sigmoid_softmax", "scope": "positives"}, weighting="uniform")
+    uniform, *_ = cls_kd_loss(
+        {"form": "sigmoid_softmax", "scope": "positives", "weight": 1.0}, weighting="uniform"
+    )
     assert val(uniform) == pytest.approx(val(per.mean()), rel=1e-5)
 
 
@@ -220,7 +224,7 @@ def test_cls_kd_teacher_foreground_takes_the_positives_and_the_teachers_confiden
     _, s_out, t_out, assign, _ = cls_kd_loss({"form": "binary"})
     t_best = t_out.cls_logits[0].sigmoid().amax(-1)  # (A,)
     thr = float(t_best.quantile(0.9))
-    got, *_ = cls_kd_loss({"form": "binary", "scope": "teacher_fg", "fg_thr": thr})
+    got, *_ = cls_kd_loss({"form": "binary", "scope": "teacher_fg", "fg_thr": thr, "weight": 1.0})
     selected = assign.fg_mask[0] | (t_best >= thr)
     assert 0 < int(selected.sum()) < selected.numel()
     per = class_kd(s_out.cls_logits[0][selected], t_out.cls_logits[0][selected], 1.0, "binary")
@@ -326,7 +330,7 @@ def test_weights_loss_spec_and_decay_multiply() -> None:
     b, a = assign.fg_mask.nonzero(as_tuple=True)
     t_hat = assign.target_scores[b, a].sum(-1)
     raw = val(angle_kd(student.angle_logits[b, a], teacher.angle_logits[b, a], t_hat, 10.0))
-    spec = DistillSpec.model_validate({"ad": {"enabled": True, "weight": 2.0}})
+    spec = DistillSpec.model_validate({"ad": {"enabled": True, "weight": 2.0}, "decay": "cosine"})
     kd = DistillationLoss(spec, loss_spec=DetectionLossSpec(w_angle=0.05))
     assert val(kd(student, teacher, assign, 0, 10)["loss_ad"]) == pytest.approx(0.1 * raw, rel=1e-5)
     assert val(kd(student, teacher, assign, 10, 10)["loss_ad"]) == pytest.approx(0.001 * raw, rel=1e-5)
