@@ -20,7 +20,6 @@ from daik_core.data.transforms import Objects
 from daik_core.errors import DataFormatError
 
 PI = math.pi
-EXAMPLE = Path("/work/shared/data/dota_example")
 HEAVY = AugmentSpec(hflip=0.5, vflip=0.5, rot90=0.5, rotate_deg=45, scale=0.4, hsv_h=0, hsv_s=0, hsv_v=0)
 
 
@@ -347,9 +346,8 @@ def test_tiling_matches_split_label(tmp_path: Path) -> None:
         assert sorted(got.difficult.tolist()) == flags
 
 
-@pytest.mark.skipif(not EXAMPLE.is_dir(), reason="DOTA example images not available")
-def test_real_dota_example_maps_back() -> None:
-    ds = DotaDataset(EXAMPLE, DOTA_V1_0, 512, split=SplitSpec(size=512, gap=128), train=False)
+def test_real_dota_example_maps_back(dota_example: Path) -> None:
+    ds = DotaDataset(dota_example, DOTA_V1_0, 512, split=SplitSpec(size=512, gap=128), train=False)
     assert ds.num_images == 2 and len(ds) > 2
     check_maps_back(ds, min_side=1.0)
 
@@ -406,12 +404,10 @@ def test_augmented_boxes_sit_on_their_objects(tmp_path: Path, mosaic_p: float) -
             ds.get(0).meta.to_source(np.zeros((0, 5)))
 
 
-def test_labels_of_the_example_are_read_once() -> None:
+def test_labels_of_the_example_are_read_once(dota_example: Path) -> None:
     # the dataset's objects are those of the label files (of known classes)
-    if not EXAMPLE.is_dir():
-        pytest.skip("DOTA example images not available")
-    ds = DotaDataset(EXAMPLE, DOTA_V1_0, 512, train=False)
+    ds = DotaDataset(dota_example, DOTA_V1_0, 512, train=False)
     total = sum(
-        len(read_label_file(p, DOTA_V1_0).objects) for p in sorted((EXAMPLE / "labelTxt").glob("*.txt"))
+        len(read_label_file(p, DOTA_V1_0).objects) for p in sorted((dota_example / "labelTxt").glob("*.txt"))
     )
     assert ds.num_objects == total

@@ -17,8 +17,6 @@ from daik_core.data.merge import merge_detections, merge_task1_dir, patch_to_ful
 from daik_core.data.split import parse_patch_name, patch_name, patch_windows, scaled_size
 from daik_core.errors import DaikError, DataFormatError
 
-EXAMPLE = Path("/work/shared/data/dota_example")
-
 
 def rbox(cx: float, cy: float, w: float, h: float, a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
@@ -106,10 +104,8 @@ def test_merge_restores_one_detection_per_object() -> None:
     assert (np.diff(merged.scores) <= 0).all()  # one image: descending scores
 
 
-def test_merge_on_dota_example_objects() -> None:
-    if not (EXAMPLE / "labelTxt" / "P0706.txt").is_file():
-        pytest.skip(f"DOTA example labels not found at {EXAMPLE}")
-    label = read_label_file(EXAMPLE / "labelTxt" / "P0706.txt")
+def test_merge_on_dota_example_objects(dota_example: Path) -> None:
+    label = read_label_file(dota_example / "labelTxt" / "P0706.txt")
     # one Task1 file holds one class: the ships, minus any that overlaps another one by IoU > 0.1 (which
     # NMS could rightly remove; there is none in this image)
     polys = np.array([o.poly for o in label.objects if o.name == "ship"], dtype=np.float64)

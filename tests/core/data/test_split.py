@@ -30,8 +30,6 @@ from daik_core.data.split import (
 )
 from daik_core.errors import DaikError, DataFormatError
 
-EXAMPLE = Path("/work/shared/data/dota_example")
-
 
 def label_of(*objs: tuple[tuple[float, ...], int]) -> DotaLabel:
     return DotaLabel([DotaObject(tuple(map(float, p)), "ship", d) for p, d in objs], "GoogleEarth", 0.25)
@@ -323,11 +321,9 @@ def read_patch(dst: Path, name: str) -> tuple[np.ndarray, DotaLabel]:
 
 
 @pytest.fixture(scope="module")
-def example_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (EXAMPLE / "images").is_dir() or not (EXAMPLE / "labelTxt").is_dir():
-        pytest.skip(f"DOTA example images not found at {EXAMPLE}")
+def example_split(tmp_path_factory: pytest.TempPathFactory, dota_example: Path) -> Path:
     dst = tmp_path_factory.mktemp("split") / "out"
-    summary = split_dataset(EXAMPLE, dst, size=512, gap=128, progress=False)
+    summary = split_dataset(dota_example, dst, size=512, gap=128, progress=False)
     assert summary.images == 2 and summary.patches == 9 + 4
     assert summary.source_objects == 538 - 2 + 66 - 2  # header lines
     assert "2 images into 13 patches" in summary.describe()
@@ -335,11 +331,11 @@ def example_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", ["P0706", "P1888"])
-def test_round_trip_on_dota_example(example_split: Path, name: str) -> None:
+def test_round_trip_on_dota_example(example_split: Path, dota_example: Path, name: str) -> None:
     dst = example_split
-    image = imread(EXAMPLE / "images" / f"{name}.png")
+    image = imread(dota_example / "images" / f"{name}.png")
     height, width = image.shape[:2]
-    source = read_label_file(EXAMPLE / "labelTxt" / f"{name}.txt")
+    source = read_label_file(dota_example / "labelTxt" / f"{name}.txt")
     windows = patch_windows(width, height, 512, 128)
     assert len(windows) > 1
     assert sorted(p.stem for p in (dst / "images").glob(f"{name}__*.png")) == sorted(

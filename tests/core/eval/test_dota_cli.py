@@ -14,8 +14,6 @@ from daik_core.data.dota import DotaLabel, DotaObject, read_label_dir, write_lab
 from daik_core.errors import DataFormatError
 from daik_core.eval import evaluate_dota_dirs
 
-EXAMPLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "dota_example" / "labelTxt"
-
 
 def write_self_detections(ann_dir: Path, det_dir: Path) -> dict[str, int]:
     """Every annotated object as a detection with score 1.0; returns the object count per class."""
@@ -31,14 +29,15 @@ def write_self_detections(ann_dir: Path, det_dir: Path) -> dict[str, int]:
     return {name: len(ids) for name, (ids, _) in per_class.items()}
 
 
-def test_dota_example_against_itself_is_perfect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not EXAMPLE.is_dir():
-        pytest.skip(f"the shared DOTA example is not there: {EXAMPLE}")
+def test_dota_example_against_itself_is_perfect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dota_example: Path
+) -> None:
+    labels = dota_example / "labelTxt"
     det_dir = tmp_path / "det"
-    counts = write_self_detections(EXAMPLE, det_dir)
+    counts = write_self_detections(labels, det_dir)
     assert counts
     out = tmp_path / "out" / "eval.json"
-    rc = main(["eval", "dota", "--ann-dir", str(EXAMPLE), "--det-dir", str(det_dir), "--json", str(out)])
+    rc = main(["eval", "dota", "--ann-dir", str(labels), "--det-dir", str(det_dir), "--json", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "mAP50 (voc07" in printed and "mAP50:95" in printed

@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,11 @@ from tests.core.ops._reference import exact_convex_iou
 PI = math.pi
 F64 = torch.float64
 DTYPES = [torch.float32, torch.float64]
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def cuda(test: Any) -> Any:
+    """Marks ``test`` as a GPU test, skipped without a CUDA device."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))
 
 
 def obb(*rows: tuple[float, ...], dtype: torch.dtype = F64) -> torch.Tensor:

@@ -1,5 +1,6 @@
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,11 @@ from tests.core.ops._data import random_quads
 from tests.core.ops._reference import greedy_nms
 
 F64 = torch.float64
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def cuda(test: Any) -> Any:
+    """Marks ``test`` as a GPU test, skipped without a CUDA device."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))
 
 
 def obb(*rows: tuple[float, ...]) -> torch.Tensor:

@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -8,7 +9,11 @@ from tests.core.ops._data import random_obb
 
 PI = math.pi
 F64 = torch.float64
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def cuda(test: Any) -> Any:
+    """Marks ``test`` as a GPU test, skipped without a CUDA device."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))
 
 
 def obb(*rows: tuple[float, ...], dtype: torch.dtype = F64) -> torch.Tensor:

@@ -120,7 +120,11 @@ def test_normalize_keeps_the_same_rectangle(b: tuple[float, float, float, float,
     [
         "cpu",
         pytest.param(
-            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+            ],
         ),
     ],
 )
