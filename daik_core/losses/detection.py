@@ -8,9 +8,10 @@ Shape letters: B images, A anchor points, C classes, M objects, R = reg_max + 1,
 
 Steps:
 
-1. **Decode** (no grad) the predicted boxes for the assigner: distances ``dfl_expectation(box_logits) *
-   stride``, angle = centre of the argmax CSL bin (:func:`~daik_core.models.decode.csl_bin_to_angle`),
-   :func:`~daik_core.models.decode.distances_to_obb`; scores = ``sigmoid(cls_logits)``.
+1. **Decode** (no grad) the predicted boxes for the assigner with
+   :func:`~daik_core.models.decode.decode_boxes`, the one decoding that inference, SAD's teacher ranking and
+   the assigner share (distances ``dfl_expectation(box_logits) * stride``, angle = centre of the argmax CSL
+   bin); scores = ``sigmoid(cls_logits)``.
 2. **Assign** with the rotated task-aligned assigner (:mod:`daik_core.assigners.tal`): per anchor a GT or
    background and the normalised target ``t_hat`` on the GT's class (``target_scores (B, A, C)``).
 3. **Losses**, each normalised by ``S = max(sum t_hat, 1)`` over the batch:
@@ -51,7 +52,7 @@ from daik_core.assigners import AssignResult, RotatedTaskAlignedAssigner, build_
 from daik_core.assigners.tal import RankMetricFn
 from daik_core.config import AssignerSpec, DetectionLossSpec
 from daik_core.losses.functional import csl_bce, csl_targets, dfl_loss, varifocal_loss
-from daik_core.models.decode import csl_bin_to_angle, dfl_expectation, distances_to_obb, obb_to_distances
+from daik_core.models.decode import decode_boxes, dfl_expectation, distances_to_obb, obb_to_distances
 from daik_core.models.detector import DetectorOutput
 from daik_core.ops import probiou_aligned, rotated_iou_aligned
 from daik_core.structures.targets import Targets
@@ -96,8 +97,7 @@ class DetectionLoss(nn.Module):
         pred_dist = dfl_expectation(box_logits)  # (B, A, 4) stride units, differentiable
 
         with torch.no_grad():
-            pred_angle = csl_bin_to_angle(angle_logits.argmax(dim=-1), num_bins)  # (B, A)
-            pred_boxes = distances_to_obb(pred_dist * strides[:, None], pred_angle, anchors)  # (B, A, 5)
+            pred_boxes = decode_boxes(box_logits, angle_logits, anchors, strides)  # (B, A, 5)
             assign = self.assigner.assign(
                 cls_logits.sigmoid(), pred_boxes, anchors, targets, rank_metric=rank_metric
             )

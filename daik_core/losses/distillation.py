@@ -56,7 +56,7 @@ from daik_core.assigners import (
     normalized_alignment,
 )
 from daik_core.config import DetectionLossSpec, DistillSpec
-from daik_core.models.decode import csl_bin_to_angle, dfl_expectation, distances_to_obb
+from daik_core.models.decode import decode_boxes
 from daik_core.models.detector import DetectorOutput
 from daik_core.structures.targets import Targets
 
@@ -278,12 +278,7 @@ def decode_predictions(outputs: DetectorOutput) -> tuple[Tensor, Tensor]:
     """Scores ``sigmoid(cls_logits) (B, A, C)`` and boxes ``(B, A, 5)`` obb px of a detector's output, decoded
     as :class:`~daik_core.losses.DetectionLoss` does for its assigner (DFL expectation, angle = centre of the
     argmax CSL bin). Differentiable in the scores and the distances unless called under ``no_grad``."""
-    angle_logits = outputs.angle_logits
-    dist = dfl_expectation(outputs.box_logits.float())  # (B, A, 4) stride units
-    angle = csl_bin_to_angle(angle_logits.argmax(dim=-1), angle_logits.shape[-1])  # (B, A)
-    boxes = distances_to_obb(
-        dist * outputs.strides.float()[:, None], angle, outputs.anchor_points.float()
-    )  # (B, A, 5)
+    boxes = decode_boxes(outputs.box_logits, outputs.angle_logits, outputs.anchor_points, outputs.strides)
     return outputs.cls_logits.float().sigmoid(), boxes
 
 
