@@ -102,7 +102,15 @@ def list_files(job: ValidJob, settings: SettingsDep) -> JobFileList:
 @router.get(
     "/{job_id}/files/{file_path:path}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}},
+    responses={
+        200: {
+            "content": {
+                t.split(";")[0]: {}
+                for t in ("application/octet-stream", *dict.fromkeys(MEDIA_TYPES.values()))
+            },
+            "description": "the file (its media type from its suffix)",
+        }
+    },
 )
 def download_file(
     job: ValidJob,

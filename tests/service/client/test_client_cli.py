@@ -228,6 +228,8 @@ def test_file_routes_stay_inside_the_job_folder(cli: Cli, service: Service, tmp_
     assert (tmp_path / "o" / "model.onnx").read_bytes() == b"onnx"
 
     headers = {"Authorization": f"Bearer {service.token}"}
+    paths = httpx.get(f"{service.url}/openapi.json").json()["paths"]
+    assert {"/jobs/{job_id}/files", "/jobs/{job_id}/files/{file_path}", "/jobs/{job_id}/logs"} <= set(paths)
     base = f"{service.url}/jobs/{job['id']}/files"
     assert httpx.get(f"{base}/attempt-9/results.json", headers=headers).json() == {"map50": 0.1}
     for bad in (
