@@ -1,5 +1,6 @@
-"""``daik api``, ``daik up``, ``daik db ...`` and ``daik token ...`` (registered with the ``daik`` command
-through the ``daik.commands`` entry point group; heavy imports happen inside the handlers).
+"""``daik api``, ``daik up``, ``daik db ...``, ``daik token ...`` and the service's client, ``daik jobs ...``
+and ``daik batches ...`` (:mod:`service.client.cli`), registered with the ``daik`` command through the
+``daik.commands`` entry point group; heavy imports happen inside the handlers.
 
 User mistakes end as one line on stderr and a non-zero exit, never a traceback: the service extra not
 installed (which extra to install), a bad ``DAIK_*`` setting (named by its variable), a database URL that
@@ -174,3 +175,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     q.add_argument("--expires-days", type=float, default=None, help="lifetime in days (default: none)")
     q.set_defaults(handler=_cmd_token_create)
+
+    from service.client.cli import register as register_client  # the standard library only, at import
+
+    register_client(sub)

@@ -1,8 +1,9 @@
-"""Response bodies of the checkpoint routes."""
+"""Response bodies of the checkpoint, run-folder file and log routes."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from pydantic import BaseModel, Field
 
@@ -19,3 +20,29 @@ class CheckpointOut(BaseModel):
 
 class CheckpointList(BaseModel):
     items: list[CheckpointOut]
+
+
+class JobFileOut(BaseModel):
+    path: str = Field(description="relative to the job's run folder (`attempt-<n>/results.json`)")
+    size: int = Field(description="bytes")
+    kind: str = Field(
+        description="from the name: results | metrics | log | events | plot | onnx | checkpoint | spec | "
+        "other"
+    )
+    attempt: int | None = Field(description="the attempt whose folder holds it; null: the run folder itself")
+    modified_at: dt.datetime
+    download_url: str = Field(description="GET it with the same bearer token")
+
+
+class JobFileList(BaseModel):
+    items: list[JobFileOut]
+    truncated: bool = Field(description="the listing stopped at its limit; more files exist")
+
+
+class LogTailOut(BaseModel):
+    job_id: uuid.UUID
+    attempt: int | None = Field(description="the attempt whose log this is; null: the job has not run yet")
+    path: str | None = Field(
+        description="the log file in the run folder; null: the tail the database kept, or no log at all"
+    )
+    lines: list[str] = Field(description="the last lines, oldest first")

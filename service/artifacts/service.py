@@ -1,28 +1,48 @@
-"""Files under the artifact root: checkpoint rows, their files (never outside the root) and the rule for
-checkpoint paths a client gives (``teacher.checkpoint``, ``student.weights``)."""
+"""Files under the artifact root: checkpoint rows, their files (never outside the root), the rule for
+checkpoint paths a client gives (``teacher.checkpoint``, ``student.weights``), and the files of a job's run
+folder (``<artifact_root>/jobs/<id>``: each attempt's results, metrics, log, plots, exported ONNX and
+weights) listed and served only from inside that folder."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
+import stat
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.datasets.service import confine
-from service.db.models import Checkpoint
+from service.db.models import Attempt, Checkpoint
 from service.errors import invalid
 from service.settings import Settings
 
 __all__ = [
+    "MAX_LISTED_FILES",
+    "JobFile",
+    "LogTail",
+    "attempt_logs",
     "best_checkpoint",
     "checkpoint_file",
+    "file_kind",
     "get_checkpoint",
+    "job_file",
     "job_output_dir",
     "list_checkpoints",
+    "list_job_files",
+    "log_tail",
     "resolve_artifact_file",
 ]
+
+MAX_LISTED_FILES = 5000  # a run folder holds tens of files; a listing stops here
+LOG_FILE = "trainer.log"  # each attempt's log, in its folder (worker.pipelines.prepare_run)
+_ATTEMPT = re.compile(r"^attempt-(\d{1,9})$")
+PLOT_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 
 def job_output_dir(settings: Settings, job_id: uuid.UUID) -> Path:
@@ -73,3 +93,180 @@ def checkpoint_file(settings: Settings, row: Checkpoint) -> Path | None:
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path
+
+
+# --------------------------------------------------------------------------------------- run folder
+
+
+@dataclass(frozen=True)
+class JobFile:
+    path: str  # relative to the job's run folder, with "/"
+    size: int
+    kind: str
+    attempt: int | None  # the attempt folder it is in (attempt-<n>); None: the run folder itself
+    modified_at: dt.datetime
+
+
+def file_kind(name: str) -> str:
+    """What a file of a run folder is, from its name: results, metrics, log, events, plot, onnx,
+    checkpoint, spec or other."""
+    lower = name.lower()
+    suffix = PurePosixPath(lower).suffix
+    if lower == "results.json":
+        return "results"
+    if lower == "metrics.jsonl":
+        return "metrics"
+    if lower == "events.jsonl":
+        return "events"
+    if suffix == ".log":
+        return "log"
+    if suffix in PLOT_SUFFIXES:
+        return "plot"
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in (".pt", ".pth"):
+        return "checkpoint"
+    if suffix in (".yaml", ".yml"):
+        return "spec"
+    return "other"
+
+
+def _attempt_number(name: str) -> int | None:
+    match = _ATTEMPT.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _attempt_of(rel: PurePosixPath) -> int | None:
+    """The attempt whose folder holds ``rel`` (``attempt-<n>/...``); None for the run folder's own files."""
+    return _attempt_number(rel.parts[0]) if len(rel.parts) > 1 else None
+
+
+def list_job_files(settings: Settings, job_id: uuid.UUID) -> tuple[list[JobFile], bool]:
+    """The regular files under the job's run folder (symlinks are not followed nor listed), sorted by
+    path, at most :data:`MAX_LISTED_FILES`; the flag says whether the listing was cut there. An absent
+    folder (a job not started yet) lists nothing."""
+    root = job_output_dir(settings, job_id)
+    if not root.is_dir():
+        return [], False
+    out: list[JobFile] = []
+    truncated = False
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            full = Path(folder) / name
+            try:
+                st = full.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if len(out) >= MAX_LISTED_FILES:
+                truncated = True
+                break
+            rel = PurePosixPath(full.relative_to(root).as_posix())
+            out.append(
+                JobFile(
+                    path=str(rel),
+                    size=st.st_size,
+                    kind=file_kind(name),
+                    attempt=_attempt_of(rel),
+                    modified_at=dt.datetime.fromtimestamp(st.st_mtime, tz=dt.timezone.utc),
+                )
+            )
+        if truncated:
+            break
+    out.sort(key=lambda f: f.path)
+    return out, truncated
+
+
+def job_file(settings: Settings, job_id: uuid.UUID, value: str) -> Path | None:
+    """The regular file ``value`` (relative, ``/``-separated) of the job's run folder, or None: for an
+    absolute path, ``..``, a backslash or NUL, a symlink anywhere on the way, or anything that is not a
+    regular file inside the folder."""
+    if not value or "\x00" in value or "\\" in value:
+        return None
+    rel = PurePosixPath(value)
+    if rel.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")):
+        return None
+    root = job_output_dir(settings, job_id)
+    path = root / rel
+    try:
+        # no symlink on the way: each component is checked without following links
+        current = root
+        for part in rel.parts:
+            current = current / part
+            if current.is_symlink():
+                return None
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not resolved.is_relative_to(root) or not resolved.is_file():
+        return None
+    return resolved
+
+
+@dataclass(frozen=True)
+class LogTail:
+    attempt: int | None
+    path: str | None  # the log file, relative to the run folder; None: the database's copy or nothing
+    lines: list[str]
+
+
+_TAIL_BLOCK = 64 * 1024
+MAX_TAIL_BYTES = 8 * 1024 * 1024  # a tail never reads more than this of a log
+
+
+def _tail_lines(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of a text file, read backwards in blocks (at most :data:`MAX_TAIL_BYTES`)."""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        data = b""
+        pos = end
+        while pos > 0 and data.count(b"\n") <= n and end - pos < MAX_TAIL_BYTES:
+            step = min(_TAIL_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if pos > 0 and lines:
+        lines = lines[1:]  # the first line read is cut
+    return lines[-n:] if n > 0 else []
+
+
+def attempt_logs(session: Session, job_id: uuid.UUID) -> list[tuple[int, str | None]]:
+    """(number, log tail stored when it ended) of each of the job's attempts."""
+    rows = session.execute(select(Attempt.number, Attempt.log_tail).where(Attempt.job_id == job_id)).all()
+    return [(number, text) for number, text in rows]
+
+
+def log_tail(
+    settings: Settings,
+    job_id: uuid.UUID,
+    attempts: Sequence[tuple[int, str | None]],
+    *,
+    tail: int,
+    attempt: int | None = None,
+) -> LogTail | None:
+    """The last ``tail`` lines of an attempt's log: ``attempt`` (None: the latest attempt that has a log
+    file, or the database's tail of the latest one). ``attempts``: (number, log_tail) of the job's attempts
+    from the database. None when ``attempt`` names an attempt that does not exist."""
+    numbers = sorted({n for n, _ in attempts})
+    stored = dict(attempts)
+    root = job_output_dir(settings, job_id)
+    if attempt is not None:
+        candidates = [attempt]
+        if attempt not in stored and not (root / f"attempt-{attempt}").is_dir():
+            return None
+    else:
+        on_disk = [_attempt_number(p.name) for p in root.glob("attempt-*")] if root.is_dir() else []
+        candidates = sorted({*numbers, *(n for n in on_disk if n is not None)}, reverse=True)
+    for number in candidates:
+        rel = f"attempt-{number}/{LOG_FILE}"
+        path = job_file(settings, job_id, rel)
+        if path is not None:
+            return LogTail(number, rel, _tail_lines(path, tail))
+        text = stored.get(number)
+        if text:
+            return LogTail(number, None, text.splitlines()[-tail:] if tail > 0 else [])
+    return LogTail(candidates[0] if candidates else None, None, [])

@@ -13,12 +13,14 @@ epoch; ``--record-env`` writes the environment it was given to ``<output>/traine
 passes to its trainers). Checkpoints hold ``epoch=N step=M`` (``best.pt``: ``best epoch=N``, 100 bytes),
 and ``--resume [PATH]`` goes on after that epoch of PATH (default ``<output>/weights/last.pt``), as the real
 trainer does. A completed run with ``--val`` (the spec's ``dataset.val``) writes ``gallery.json`` of its
-first images, as the real trainer does.
+first images, as the real trainer does. Like the real trainer it appends a line per epoch to
+``<output>/metrics.jsonl`` and, when the run completes, writes ``results.json`` and a plot (``results.png``).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shlex
@@ -32,6 +34,11 @@ from typing import Any
 import yaml
 
 from daik_core.events import Checkpoint, End, Epoch, Eval, Event, EventWriter, Failure, Progress, Start
+
+# a 1x1 PNG: what the trainer's plots are, in miniature
+PNG_1X1 = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
 
 
 def _parse() -> argparse.Namespace:
@@ -146,6 +153,8 @@ def main() -> int:
             "images_per_s": 10.0,
         }
         emit(Epoch(epoch=epoch, step=step, metrics=metrics))
+        with (out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps({"epoch": epoch, "step": step, **metrics, "map50": m50}) + "\n")
         state["epoch"] = epoch
         (weights / "last.pt").write_bytes(checkpoint_bytes())
         emit(Checkpoint(epoch=epoch, step=step, path=str(weights / "last.pt"), is_best=False))
@@ -178,6 +187,8 @@ def main() -> int:
     }
     if args.val is not None:  # as the real trainer's final evaluation does (daik_core.engine.gallery)
         _write_gallery(out, Path(args.val))
+    (out / "results.json").write_text(json.dumps(results))
+    (out / "results.png").write_bytes(PNG_1X1)
     emit(End(status="completed", results=results))
     return 0
 
