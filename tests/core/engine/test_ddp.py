@@ -15,9 +15,9 @@ of the parameters' change from their initial values; measured ~0.5 %). The angle
 its bins here: the default sum gives the angle branch ~180x the gradient, and its flips of argmax angle
 bins amplify the all-reduce's rounding to ~0.3 % of ``loss_cls`` after one step and ~2 % of the
 parameters' change after four, which a comparison at these tolerances cannot tell from a bug; how the
-gradients are reduced across processes does not depend on the loss's reduction. BatchNorm running variances are not
-compared: they use the unbiased estimate ``n / (n - 1)`` with n the number of values of the process's
-batch, which differs by design.
+gradients are reduced across processes does not depend on the loss's reduction. BatchNorm running
+variances are not compared: they use the unbiased estimate ``n / (n - 1)`` with n the number of values of
+the process's batch, which differs by design.
 """
 
 from __future__ import annotations
