@@ -201,7 +201,7 @@ def test_resuming_continues_the_same_mlflow_run(data_root: Path, tmp_path: Path)
         def should_stop(self) -> bool:
             return self.done
 
-    uri = (tmp_path / "mlruns").as_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     spec = make_spec(data_root, tmp_path / "run", mlflow=uri, val=False)
     # the first part with a callback of our own: the batch's terms at every step (the default: every 10th)
     mine = tracking_mod.MlflowCallback(uri, spec, step_interval=1)
@@ -236,7 +236,7 @@ def test_a_dead_tracking_server_costs_a_warning_not_the_run(
 # ------------------------------------------------------------------------------------------- batches
 def test_ablate_is_a_parent_run_with_a_child_run_per_trained_run(data_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
-    uri = (tmp_path / "mlruns").as_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     spec = make_spec(data_root, tmp_path / "base", epochs=1, mlflow=uri, name="abl")
     grid = parse_grid([{"name": "baseline"}, {"name": "+AAL", "losses": {"aal": {"enabled": True}}}])
     result = run_ablation(spec, grid, [0], tmp_path / "out", log=io.StringIO())
@@ -269,7 +269,7 @@ def test_a_service_batch_has_one_parent_run_for_its_jobs(tmp_path: Path) -> None
     """The worker's trainers of one batch (``DAIK_BATCH_ID``) find or make the same parent run, the later
     of two made at once deleted."""
     pytest.importorskip("mlflow")
-    client = _client((tmp_path / "mlruns").as_uri())
+    client = _client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("b")
     first = tracking_mod.batch_parent_run(client, exp, "b-1", "nightly")
     assert tracking_mod.batch_parent_run(client, exp, "b-1", "nightly") == first
