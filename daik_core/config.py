@@ -43,6 +43,7 @@ from daik_core.errors import DaikError
 __all__ = [
     "DEFAULT_NMS_IOU",
     "SPEC_PATH_FIELDS",
+    "TRACKING_HPARAMS",
     "AssignerSpec",
     "AugmentSpec",
     "DatasetSpec",
@@ -74,6 +75,11 @@ __all__ = [
 # `daik predict`; chosen by measurement (bench/README.md, "NMS threshold"). Merging tiles of a large image
 # is a separate step with the DOTA devkit's 0.1.
 DEFAULT_NMS_IOU = 0.45
+
+#: The ``hparams`` fields that say where a run is reported (MLflow, TensorBoard), not what it trains: left
+#: out of the training hash (:func:`daik_core.ablation.grid.config_hash`), so turning tracking on or off
+#: never makes a finished run train again, and specs written before these fields hash as they did.
+TRACKING_HPARAMS = ("mlflow", "tensorboard")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 #: The overlap ``u`` of the assigner's metric (see ``daik_core.assigners.tal``).
@@ -374,6 +380,20 @@ class HParams(_Strict):
         "checkpoint's value by default",
     )
     max_det: PositiveInt = 1000
+    # experiment tracking (daik_core.engine.tracking): where the run is reported, not what it trains, so
+    # neither is part of a run's training hash (TRACKING_HPARAMS)
+    mlflow: str | None = Field(
+        default=None,
+        min_length=1,
+        description="MLflow tracking URI (http(s)://host:port, file:///abs/mlruns, sqlite:////abs/mlflow.db) "
+        "that the run logs its parameters, metrics and artifacts to (the mlflow extra: pip install "
+        "'daik[mlflow]'); unset: the environment's DAIK_MLFLOW_TRACKING_URI, else no MLflow logging",
+    )
+    tensorboard: bool = Field(
+        default=False,
+        description="write TensorBoard event files to <output>/tensorboard (the tensorboard extra: pip "
+        "install 'daik[tensorboard]'); DAIK_TENSORBOARD=1 in the environment does the same",
+    )
 
     @field_validator("imgsz")
     @classmethod

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh dev,export,service,worker
+bash scripts/setup.sh dev,export,service,worker,mlflow,tensorboard
 VPY=.venv/bin/python
 
 # The services the tests need (PostgreSQL, Redis); started only when down.

@@ -11,7 +11,8 @@ Celery. :func:`train` runs them in order::
     launch       ``python -m daik_core.cli train SPEC --events FILE -q [--resume PATH]`` (for several GPUs
                  under :mod:`daik_core.engine.launch`, torchrun) in its own session / process group, stdout
                  and stderr to the log, with only the environment it needs, its own devices and CPU threads
-                 (:mod:`worker.resources`); the trainer gets SIGTERM if this process dies
+                 (:mod:`worker.resources`) plus what experiment tracking tags its run with
+                 (:func:`tracking_environ`); the trainer gets SIGTERM if this process dies
                  (PR_SET_PDEATHSIG), so it never trains unsupervised
     supervise    tails the event file into the database and heartbeats (extends the lease, reads the cancel
                  flag) from a thread of its own (:class:`DatabaseLink`), and stops the trainer (:class:`Stop`)
@@ -81,7 +82,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from daik_core.events import End, Event, Failure, RankExit
 from service.db.holds import held_by_batch
-from service.db.models import Attempt, Checkpoint, FailureKind, Job, JobStatus
+from service.db.models import Attempt, Batch, BatchCell, Checkpoint, FailureKind, Job, JobStatus
 from service.db.session import db_now, session_scope
 from service.queue import send_train
 from service.settings import Settings
@@ -304,6 +305,23 @@ def prepare_run(settings: Settings, claimed: ClaimedJob, resume_from: Path | Non
     events = folder / "events.jsonl"
     events.unlink(missing_ok=True)
     return RunFiles(output, folder, spec_path, events, folder / "trainer.log", resume_from)
+
+
+def tracking_environ(db: sessionmaker[Session], claimed: ClaimedJob) -> dict[str, str]:
+    """What the trainer's experiment tracking (``daik_core.engine.tracking``, whose names these are; the
+    worker does not import it, it loads torch) tags its run with: the job's id and attempt, and for a job
+    of a batch the batch's id and name and the job's configuration (MLflow nests the job's run under the
+    batch's parent run)."""
+    env = {"DAIK_JOB_ID": str(claimed.job_id), "DAIK_JOB_ATTEMPT": str(claimed.attempt)}
+    with db() as s:
+        row = s.execute(
+            select(BatchCell.batch_id, BatchCell.config, Batch.name)
+            .join(Batch, Batch.id == BatchCell.batch_id)
+            .where(BatchCell.job_id == claimed.job_id)
+        ).one_or_none()
+    if row is not None:
+        env.update(DAIK_BATCH_ID=str(row.batch_id), DAIK_BATCH_NAME=row.name, DAIK_BATCH_CONFIG=row.config)
+    return env
 
 
 def trainer_command(files: RunFiles, gpus: int, prefix: str | None = None) -> list[str]:
@@ -952,6 +970,7 @@ def train(
     try:
         files = prepare_run(settings, claimed, resume_point(db, settings, claimed))
         env = dict(trainer_environ(os.environ, settings.trainer_env, claimed.gpus, grant))
+        env.update(tracking_environ(db, claimed))
         if claimed.gpus > 1:  # torchrun's own error file (its ranks' are in its --log-dir)
             files.torchrun_logs.mkdir(parents=True, exist_ok=True)
             env["TORCHELASTIC_ERROR_FILE"] = str(files.torchrun_logs / "error.json")

@@ -23,8 +23,10 @@ on divided by the concurrency (:func:`threads_per_job`). A job of several GPUs r
 
 Environment. A trainer gets only what training needs (:func:`trainer_environ`): the system's basics (PATH,
 HOME, locale, time zone, temp folder, library path), Python's, CUDA's, NCCL's, torch's and the thread
-libraries' variables, and the names listed in ``DAIK_TRAINER_ENV``; never the database or broker URL, the
-tokens or any other ``DAIK_*`` setting.
+libraries' variables, experiment tracking's settings (``DAIK_MLFLOW_TRACKING_URI``,
+``DAIK_MLFLOW_EXPERIMENT``, ``DAIK_TENSORBOARD`` and the MLflow client's ``MLFLOW_*``, its tracking server's
+credentials included), and the names listed in ``DAIK_TRAINER_ENV``; never the database or broker URL, the
+service's tokens or any other ``DAIK_*`` setting.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ PASSED_NAMES = frozenset(
         "XDG_CACHE_HOME",
         "SSL_CERT_FILE",
         "SSL_CERT_DIR",
+        # experiment tracking (daik_core.engine.tracking): where runs are reported, set by the operator
+        "DAIK_MLFLOW_TRACKING_URI",
+        "DAIK_MLFLOW_EXPERIMENT",
+        "DAIK_TENSORBOARD",
     }
 )
 #: passed to trainers as they are (name prefixes): locale, Python, CUDA and its libraries, NCCL / Gloo,
@@ -92,6 +98,7 @@ PASSED_PREFIXES = (
     "MKL_",
     "OPENBLAS_",
     "KMP_",
+    "MLFLOW_",  # the MLflow client's own settings: the tracking server's credentials, TLS, timeouts
 )
 NVIDIA_SMI_TIMEOUT_S = 30.0
 

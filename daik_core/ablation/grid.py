@@ -25,7 +25,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from daik_core.config import DistillSpec, JobSpec, format_validation_error, parse_spec, relative_spec_paths
+from daik_core.config import (
+    TRACKING_HPARAMS,
+    DistillSpec,
+    JobSpec,
+    format_validation_error,
+    parse_spec,
+    relative_spec_paths,
+)
 from daik_core.errors import DaikError
 
 __all__ = [
@@ -231,10 +238,13 @@ def cell_spec(base: JobSpec, cell: Cell, seed: int, output: str, teacher_checkpo
 
 
 def config_hash(spec: JobSpec) -> str:
-    """A hash of what a run trains (the spec without its name and output): a finished run whose record
-    carries the same hash is reused, a changed spec trains again."""
+    """A hash of what a run trains (the spec without its name, its output and where it is reported:
+    :data:`~daik_core.config.TRACKING_HPARAMS`): a finished run whose record carries the same hash is
+    reused, a changed spec trains again."""
     data = relative_spec_paths(spec.model_dump(mode="json"))  # as hashed when specs kept relative paths
     data.pop("name", None)
     data.pop("output", None)
+    for key in TRACKING_HPARAMS:  # tracking changes nothing trained; and the hashes of older specs stay
+        data["hparams"].pop(key, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

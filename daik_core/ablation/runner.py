@@ -26,6 +26,11 @@ The command is resumable: a run whose scores carry the hash of the same training
 trained before is only scored on a new split, a run stopped part-way (Ctrl-C, SIGTERM) continues from its
 ``last.pt``, and a changed spec trains again.
 
+MLflow (when the spec's ``hparams.mlflow`` or ``DAIK_MLFLOW_TRACKING_URI`` is set;
+:mod:`daik_core.engine.tracking`): the ablation is a parent run (found again by its output folder, so a
+resumed ablation goes on in it), each run trained a child run with its final scores (``final/map50`` ...),
+and the table's files are the parent's artifacts.
+
 Cost columns: parameters and GFLOPs of the fused model at the spec's image size, and its CPU latency: the
 median of 20 timed forward passes of one image (fused network, no NMS) after 3 warm-ups, with
 ``latency_threads`` intra-op threads. The table's JSON also records the schedule of the students and of
@@ -55,6 +60,7 @@ from daik_core.data.dataset import DotaDataset
 from daik_core.engine.callbacks import Callback
 from daik_core.engine.checkpoint import load_detector
 from daik_core.engine.evaluate import dataset_ground_truth, detections_to_task1, predict_dataset
+from daik_core.engine.tracking import MlflowBatch
 from daik_core.engine.trainer import Trainer, TrainResult, resolve_device
 from daik_core.errors import DaikError
 from daik_core.eval.dota import DotaEvalWarning, evaluate_dota
@@ -442,15 +448,45 @@ def run_ablation(
     plan = plan_runs(spec, cells, seeds, out, teacher_path)
     meta = ablation_meta(spec, seeds, split, teacher_path, log)
     device = resolve_device(spec.hparams.device)
+    out.mkdir(parents=True, exist_ok=True)
+    # MLflow (when configured): one parent run for the ablation, a child run per trained run
+    batch = MlflowBatch.for_ablation(spec, out)
+    try:
+        result = _run_plan(
+            plan, spec, cells, out, split, teacher_path, meta, device, callbacks, latency_threads, log, batch
+        )
+    except BaseException:
+        if batch is not None:
+            batch.finish("failed")
+        raise
+    if batch is not None:
+        batch.finish(result.status, [out / f"ablation.{ext}" for ext in ("md", "json", "csv")])
+    return result
+
+
+def _run_plan(
+    plan: Sequence[PlannedRun],
+    spec: JobSpec,
+    cells: Sequence[Cell],
+    out: Path,
+    split: Path,
+    teacher_path: Path | None,
+    meta: Mapping[str, Any],
+    device: torch.device,
+    callbacks: Callable[[], list[Callback]],
+    latency_threads: int,
+    log: TextIO,
+    batch: MlflowBatch | None,
+) -> AblationResult:
     costs: dict[tuple[str, int, int, int], dict[str, Any]] = {}
     order = [c.name for c in cells]
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     run_seconds: list[float] = []  # of the runs trained by this call: the estimate of the time left
     for k, run in enumerate(plan, 1):
         t_run = time.perf_counter()
         label = f"[{k}/{len(plan)}] {run.label}"
         digest = _run_digest(run, teacher_path)
+        child: Callback | None = None  # this run's MLflow child run
         old = _read_record(run.record_path(split))
         if old is not None and old.extra.get("hash") == digest:
             print(f"ablate {label}: done before (mAP50 {old.map50})", file=log)
@@ -460,7 +496,11 @@ def run_ablation(
             print(f"ablate {label}: evaluating {teacher_path}", file=log)
             weights = teacher_path
         else:
-            result = train_run(run, callbacks(), log)
+            if batch is not None:
+                child = batch.child(
+                    run.spec, {"daik.batch_config": run.cell.name, "daik.seed": str(run.seed)}
+                )
+            result = train_run(run, [*callbacks(), *([child] if child is not None else [])], log)
             if result is not None and result.status != "completed":
                 print(f"ablate {label}: stopped; run the same command again to continue", file=log)
                 records = collect_records(out, cells, split)
@@ -479,6 +519,9 @@ def run_ablation(
             costs=costs,
             latency_threads=latency_threads,
         )
+        if batch is not None and run.spec is not None:
+            scores = {"map50": record.map50, "map50_all": record.map50_all, "map50_95": record.map50_95}
+            batch.log_scores(child, scores, run.spec.hparams.epochs)
         left = sum(1 for r in plan[k:] if r.spec is not None and not _done(r, split))
         eta = f", ~{statistics.fmean(run_seconds) * left / 60:.0f} min left" if left and run_seconds else ""
         elapsed = time.perf_counter() - t_start

@@ -11,6 +11,8 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs (every 
     on_eval(epoch, result: DotaResult)              after each validation
     on_checkpoint(path, epoch, is_best)             after last.pt / best.pt is written
     on_train_end(results)                           once: results.json's content, with "status"
+    on_train_error(error)                           instead of on_train_end when training raised (the
+                                                    error is re-raised after the hooks)
     should_stop() -> bool                           polled before every iteration
 
 Under DDP the hooks run on rank 0 only; ``should_stop`` is polled on every rank and the ranks stop together
@@ -87,6 +89,9 @@ class Callback:
     def on_train_end(self, results: Mapping[str, Any]) -> None:
         pass
 
+    def on_train_error(self, error: BaseException) -> None:
+        pass
+
     def should_stop(self) -> bool:
         return False
 
@@ -124,6 +129,10 @@ class CallbackList(Callback):
     def on_train_end(self, results: Mapping[str, Any]) -> None:
         for cb in self.callbacks:
             cb.on_train_end(results)
+
+    def on_train_error(self, error: BaseException) -> None:
+        for cb in self.callbacks:
+            cb.on_train_error(error)
 
     def should_stop(self) -> bool:
         return any(cb.should_stop() for cb in self.callbacks)

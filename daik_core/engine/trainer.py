@@ -27,6 +27,10 @@ step), ``images_per_s`` (all ranks, training loop only), ``epoch_time_s``; after
 ``map50``, ``map50_95``, ``ap50`` and ``ap50_95`` (per class; ``null`` for a class without ground truth),
 ``eval_time_s``, ``is_best``.
 
+Tracking: rank 0 adds the MLflow and TensorBoard callbacks that the spec (``hparams.mlflow``,
+``hparams.tensorboard``) or the environment asks for (:mod:`daik_core.engine.tracking`); when training
+raises, the callbacks' ``on_train_error`` runs before the error goes on.
+
 Stopping: callbacks' ``should_stop()`` is polled before every iteration (all ranks agree: any rank's stop
 stops all). On a stop the trainer writes ``last.pt`` *at the current iteration* (model, optimiser, EMA, RNG,
 the position in the epoch and the epoch's running sums) and returns status ``"stopped"``; resuming from it
@@ -88,6 +92,7 @@ from daik_core.engine.ema import ModelEMA
 from daik_core.engine.evaluate import EvalOutput, evaluate_model
 from daik_core.engine.gallery import build_gallery, write_gallery
 from daik_core.engine.teacher import load_teacher
+from daik_core.engine.tracking import check_tracking, tracking_callbacks
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_text
 from daik_core.losses.detection import DetectionLoss
@@ -303,6 +308,14 @@ class Trainer:
         owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
         try:
             return self._fit()
+        except BaseException as err:
+            hooks: CallbackList | None = getattr(self, "hooks", None)
+            if hooks is not None:
+                try:
+                    hooks.on_train_error(err)
+                except Exception as hook_err:  # the training error is the one to report
+                    warnings.warn(f"a callback failed on the training error: {hook_err}", stacklevel=2)
+            raise
         finally:
             if torch.are_deterministic_algorithms_enabled() != was_deterministic:
                 torch.use_deterministic_algorithms(was_deterministic)
@@ -319,11 +332,14 @@ class Trainer:
                 f"{self.output_dir}: already holds a run (weights/last.pt); resume it with --resume, or "
                 "start afresh with --overwrite or another output folder"
             )
+        check_tracking(spec)  # a configured tracker without its extra: an error before any work
         seed_everything(hp.seed, hp.deterministic)
         self.dist: DistInfo = init_distributed(device)
         self.device = device
         self.is_main = self.dist.is_main
-        self.hooks = self.callbacks if self.is_main else CallbackList()
+        # rank 0 alone calls the hooks, the tracking ones (MLflow, TensorBoard) of the spec included
+        tracking = tracking_callbacks(spec, self.callbacks.callbacks) if self.is_main else []
+        self.hooks = CallbackList([*self.callbacks.callbacks, *tracking]) if self.is_main else CallbackList()
         world = self.dist.world_size
         if hp.batch < world:
             raise DaikError(

@@ -106,7 +106,16 @@ def _looks_like_name(value: str) -> bool:
 def resolve_spec(session: Session, settings: Settings, body: JobCreate, job_id: uuid.UUID) -> dict[str, Any]:
     """The JobSpec the worker runs, as JSON: absolute dataset folders under the data root (a registered
     dataset's name brings its folders and classes), the teacher as an absolute checkpoint path, and
-    ``output`` = the job's folder. 422 problems name the field."""
+    ``output`` = the job's folder; ``hparams.mlflow``, when given, an MLflow server's http(s) URI. 422
+    problems name the field."""
+    mlflow = body.hparams.mlflow
+    if mlflow is not None and not mlflow.lower().startswith(("http://", "https://")):
+        # a file: or sqlite: store would be written wherever the URI says, on the worker's disks
+        raise invalid(
+            "hparams.mlflow",
+            "a job of the service logs to an MLflow server (an http:// or https:// URI); a local tracking "
+            "store is the operator's choice (DAIK_MLFLOW_TRACKING_URI on the workers)",
+        )
     ds = body.dataset
     registered = get_dataset(session, ds.train) if _looks_like_name(ds.train) else None
     if registered is not None:

@@ -110,6 +110,8 @@ def test_unknown_or_malformed_job_id_is_404(client: TestClient, admin: dict[str,
         ({"teacher": {"kind": "distill"}}, "teacher.kind"),
         ({"surprise": 1}, "surprise"),
         ({"hparams": {"epochs": 10**6}}, "hparams.epochs"),  # beyond what job.total_epochs stores
+        ({"hparams": {"mlflow": "file:///srv/elsewhere"}}, "hparams.mlflow"),  # writes on the worker's disk
+        ({"hparams": {"mlflow": "sqlite:////tmp/x.db"}}, "hparams.mlflow"),
         (
             {"dataset": {"train": "x", "val": "y", "classes": "a,b\u0000"}},
             "dataset.classes",

@@ -16,7 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from daik_core.events import Checkpoint as CheckpointEvent
 from daik_core.events import End, Epoch, Eval, Failure, Progress, RankExit, Start
 from service.db.base import utcnow
-from service.db.models import Attempt, EvalResult, FailureKind, Job, JobStatus, Metric, MetricArchive
+from service.db.models import (
+    Attempt,
+    Batch,
+    BatchCell,
+    EvalResult,
+    FailureKind,
+    Job,
+    JobStatus,
+    Metric,
+    MetricArchive,
+)
 from service.db.session import session_scope
 from service.settings import Settings
 from tests.worker.conftest import add_job, ago, get_job, job_events
@@ -31,6 +41,7 @@ from worker.pipelines import (
     prepare_run,
     resume_point,
     tail_lines,
+    tracking_environ,
     trainer_command,
 )
 from worker.reporting import EventTailer, Fence, FencedOut, Reporter, upsert_metrics
@@ -49,6 +60,31 @@ def test_claim_takes_a_queued_job_once(db: sessionmaker[Session], settings: Sett
     assert job.lease_expires_at - job.started_at == dt.timedelta(seconds=settings.lease_seconds)
     assert [(a.number, a.worker, a.status) for a in job.attempts] == [(1, "host:1", "running")]
     assert job_events(db, job_id) == [("status", {"status": "running", "attempt": 1, "error": None})]
+
+
+def test_tracking_environ_names_the_job_and_its_batch(db: sessionmaker[Session], settings: Settings) -> None:
+    """What the trainer's MLflow run is tagged with: the job (and attempt); a job of a batch also names the
+    batch, whose parent run its run nests under."""
+    job_id = add_job(db)
+    claimed = claim_job(db, settings, job_id)
+    assert claimed is not None
+    assert tracking_environ(db, claimed) == {"DAIK_JOB_ID": str(job_id), "DAIK_JOB_ATTEMPT": "1"}
+    in_batch = add_job(db)
+    with session_scope(db) as s:
+        batch = Batch(name="nightly", spec={}, cells=[])
+        s.add(batch)
+        s.flush()
+        s.add(BatchCell(batch_id=batch.id, config="+AD", seed=0, config_hash="h", job_id=in_batch))
+        batch_id = batch.id
+    claimed = claim_job(db, settings, in_batch)
+    assert claimed is not None
+    assert tracking_environ(db, claimed) == {
+        "DAIK_JOB_ID": str(in_batch),
+        "DAIK_JOB_ATTEMPT": "1",
+        "DAIK_BATCH_ID": str(batch_id),
+        "DAIK_BATCH_NAME": "nightly",
+        "DAIK_BATCH_CONFIG": "+AD",
+    }
 
 
 @pytest.mark.parametrize("status", ["cancelled", "succeeded", "failed", "cancelling"])

@@ -114,6 +114,33 @@ def test_a_trainer_gets_only_what_it_needs() -> None:
         trainer_environ(environ, [], 3, grant)
 
 
+def test_trainer_environ_passes_experiment_tracking_settings() -> None:
+    """MLflow / TensorBoard settings reach the trainer (the operator sets them for every job); the
+    service's own secrets still do not."""
+    environ = {
+        "PATH": "/usr/bin",
+        "DAIK_MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "DAIK_MLFLOW_EXPERIMENT": "daik-prod",
+        "DAIK_TENSORBOARD": "1",
+        "MLFLOW_TRACKING_TOKEN": "tok",
+        "MLFLOW_TRACKING_USERNAME": "u",
+        "MLFLOW_TRACKING_PASSWORD": "pw",
+        "DAIK_DATABASE_URL": "postgresql://daik:pw@db/daik",
+        "DAIK_ADMIN_TOKEN": "secret",
+    }
+    env = trainer_environ(environ, [], 0, None)
+    for name in (
+        "DAIK_MLFLOW_TRACKING_URI",
+        "DAIK_MLFLOW_EXPERIMENT",
+        "DAIK_TENSORBOARD",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
+        assert env[name] == environ[name]
+    assert "DAIK_DATABASE_URL" not in env and "DAIK_ADMIN_TOKEN" not in env
+
+
 def _hold_in_child(pool: DevicePool, n: int) -> tuple[subprocess.Popen[bytes], list[str]]:
     """Take ``n`` devices, then start a process that inherits their locks (as a trainer does) and release
     this process's own descriptors: the devices stay held by the child alone."""

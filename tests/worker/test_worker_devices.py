@@ -79,8 +79,12 @@ def _worker_row(db: sessionmaker[Session]) -> Worker | None:
         return row
 
 
+#: the DAIK_* names a trainer does get: the fake trainer's script, and its job for experiment tracking
+ALLOWED_DAIK = {"DAIK_FAKE_TRAINER", "DAIK_JOB_ID", "DAIK_JOB_ATTEMPT"}
+
+
 def _assert_no_secrets(env: dict[str, str]) -> None:
-    assert not any(k.startswith("DAIK_") for k in env if k != "DAIK_FAKE_TRAINER"), sorted(env)
+    assert not any(k.startswith("DAIK_") for k in env if k not in ALLOWED_DAIK), sorted(env)
     values = "\n".join(env.values())
     for secret in (PG_URL, REDIS_URL, *SECRETS.values()):
         assert secret not in values
@@ -170,6 +174,7 @@ def test_a_cpu_job_sees_no_gpu_and_gets_its_share_of_the_cores(
     wait_for("the job to start", lambda: _started(settings, [job_id], envs), procs, timeout=120)
     env = envs[job_id]
     _assert_no_secrets(env)
+    assert (env["DAIK_JOB_ID"], env["DAIK_JOB_ATTEMPT"]) == (str(job_id), "1")  # experiment tracking's tags
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
 
