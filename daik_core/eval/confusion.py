@@ -74,8 +74,8 @@ def confusion_matrix(
         g_matched = np.zeros(len(g_cls), dtype=bool)
         d_matched = np.zeros(len(d_cls), dtype=bool)
         if len(g_cls) and len(d_cls):
-            gi, di = np.meshgrid(np.arange(len(g_cls)), np.arange(len(d_cls)), indexing="ij")
-            gi, di = gi.ravel(), di.ravel()
+            gi = np.repeat(np.arange(len(g_cls)), len(d_cls))
+            di = np.tile(np.arange(len(d_cls)), len(g_cls))
             iou = quad_pair_iou(prepare_quads(g_polys), gi, prepare_quads(d_polys), di)
             hit = np.flatnonzero(iou > iou_thr)
             order = hit[np.argsort(-iou[hit], kind="stable")]
@@ -87,8 +87,8 @@ def confusion_matrix(
                 if not g_diff[g]:
                     matrix[g_cls[g], d_cls[d]] += 1
         missed = ~g_matched & (g_diff == 0)
-        np.add.at(matrix, (g_cls[missed], num), 1)
-        np.add.at(matrix, (num, d_cls[~d_matched]), 1)
+        matrix[:num, num] += np.bincount(g_cls[missed], minlength=num)
+        matrix[num, :num] += np.bincount(d_cls[~d_matched], minlength=num)
     return matrix
 
 

@@ -1,4 +1,4 @@
-"""Response bodies of the checkpoint routes."""
+"""Response bodies of the checkpoint and plot routes."""
 
 from __future__ import annotations
 
@@ -19,3 +19,15 @@ class CheckpointOut(BaseModel):
 
 class CheckpointList(BaseModel):
     items: list[CheckpointOut]
+
+
+class PlotOut(BaseModel):
+    name: str = Field(
+        description="results.png, pr_curve.png, confusion_matrix.png, labels.png, val_pred_<i>.jpg"
+    )
+    size_bytes: int
+    url: str = Field(description="GET it with the same bearer token")
+
+
+class PlotList(BaseModel):
+    items: list[PlotOut]

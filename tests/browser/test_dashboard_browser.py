@@ -105,7 +105,7 @@ def _drive(base: str, token: str, dataset: dict[str, Any]) -> None:
 
             page.goto(f"{base}/ui/jobs/new")
             page.fill('[name="name"]', "browser-job")
-            page.fill('[name="dataset"]', "browser-ds")
+            page.select_option('[name="dataset"]', "browser-ds")
             page.fill('[name="epochs"]', "0")
             page.fill('[name="imgsz"]', "128")
             page.fill('[name="batch"]', "4")
