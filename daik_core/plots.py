@@ -207,13 +207,13 @@ def plot_pr_curves(
     fig, ax = plt.subplots(figsize=(9, 6))
     envelopes = []
     shown = [(name, c) for name, c in curves.items() if c.npos > 0]
-    cmap = plt.get_cmap("tab20")
+    cmap = plt.get_cmap("tab10" if len(shown) <= 10 else "tab20")
     for k, (name, c) in enumerate(shown):
         rec = np.r_[0.0, np.asarray(c.recall, dtype=np.float64)]
         prec = np.r_[1.0, np.asarray(c.precision, dtype=np.float64)] if len(c.recall) else np.r_[0.0]
         ap = aps.get(name) if aps is not None else None
         label = f"{name} {ap:.3f}" if ap is not None else name
-        ax.plot(rec, prec, linewidth=1.2, color=cmap(k % 20), label=label)
+        ax.plot(rec, prec, linewidth=1.2, color=cmap(k % cmap.N), label=label)
         envelopes.append(_envelope_on_grid(c.recall, c.precision))
     if envelopes:
         mean_ap = [a for a in (aps or {}).values() if a is not None]
@@ -329,8 +329,8 @@ def plot_labels(polys: np.ndarray, labels: np.ndarray, classes: Sequence[str], p
     st = label_stats(polys, labels, len(classes))
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     ax = axes[0, 0]
-    cmap = plt.get_cmap("tab20")
-    ax.bar(range(len(classes)), st["counts"], color=[cmap(k % 20) for k in range(len(classes))])
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    ax.bar(range(len(classes)), st["counts"], color=[cmap(k % cmap.N) for k in range(len(classes))])
     ax.set_xticks(range(len(classes)), list(classes), rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("instances")
     ax.set_title(f"{int(st['counts'].sum())} instances of {len(classes)} classes")
@@ -375,16 +375,19 @@ def draw_predictions(
     gt: Iterable[tuple[Sequence[float], str]] = (),
     detections: Iterable[tuple[Sequence[float], str, float]] = (),
     max_side: int = 1024,
+    min_side: int = 512,
 ) -> Path:
     """Draw ``image`` with its ground truth (``(poly of 8 coordinates, class)``, thin white outlines) and
     ``detections`` (``(poly, class, score)``, in the class's colour with ``class score``) into ``out`` (a
-    JPEG), scaled down so that its longer side is at most ``max_side``."""
+    JPEG), scaled so that its longer side is at most ``max_side`` and, for a small image, at least
+    ``min_side`` (so that the labels stay readable)."""
     from PIL import Image, ImageDraw
 
     with Image.open(image) as src:
         img = src.convert("RGB")
-    scale = min(1.0, max_side / max(img.size))
-    if scale < 1.0:
+    longest = max(img.size)
+    scale = min(max_side / longest, max(1.0, min_side / longest))
+    if scale != 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
     draw = ImageDraw.Draw(img)
     index = {name: k for k, name in enumerate(classes)}

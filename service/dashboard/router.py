@@ -3,8 +3,10 @@
 
 Pages: login / logout (the cookie session of :mod:`service.auth.session`), the jobs list (filters, live
 status and progress from ``GET /jobs/events``), a job (metric charts, per-class AP, attempts with their log
-tail, checkpoints, cancel / retry, the gallery of predicted boxes) and the submit form (which POSTs to
-``/jobs`` and shows the API's field errors), the batches list, a batch (its ablation table from the same
+tail, checkpoints, cancel / retry, the gallery of predicted boxes, the run's plots), the compare view of
+jobs ticked in the list (their curves overlaid, their specs' differing fields), the submit form (a
+registered dataset and a succeeded teacher picked from lists; it POSTs to ``/jobs`` and shows the API's
+field errors), the batches list, a batch (its ablation table from the same
 results function as ``GET /batches/{id}/results``, a bar chart of mAP50 mean ± std, its jobs, and the
 batch verbs), and the schedules list (with an enable / disable toggle). The pages' scripts call the JSON
 API with the session cookie and the session's CSRF token (and ``If-Match`` with the ETag the page was

@@ -27,7 +27,7 @@ def test_a_completed_run_writes_its_pictures(data_root: Path, tmp_path: Path) ->
     from PIL import Image
 
     with Image.open(out / "val_pred_0.jpg") as im:
-        assert im.format == "JPEG" and im.size == (160, 160)
+        assert im.format == "JPEG" and im.size == (512, 512)  # 160 px images drawn at 512 px
     assert not list(out.glob(".*"))  # no temporary file left
 
 
