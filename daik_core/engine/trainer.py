@@ -277,7 +277,8 @@ class Trainer:
     / ``False`` starts afresh. ``overwrite``: start afresh even when the output folder already holds a run
     (otherwise that is an error, so that a run is never overwritten by accident). ``callbacks``: see
     :mod:`daik_core.engine.callbacks`. ``plots``: draw the run's pictures when it completes (a
-    :class:`~daik_core.engine.callbacks.PlotsCallback` after the given callbacks).
+    :class:`~daik_core.engine.callbacks.PlotsCallback`, called before the given callbacks, so that the
+    pictures exist when they hear of the end).
     """
 
     def __init__(

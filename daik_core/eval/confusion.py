@@ -74,9 +74,17 @@ def confusion_matrix(
         g_matched = np.zeros(len(g_cls), dtype=bool)
         d_matched = np.zeros(len(d_cls), dtype=bool)
         if len(g_cls) and len(d_cls):
-            gi = np.repeat(np.arange(len(g_cls)), len(d_cls))
-            di = np.tile(np.arange(len(d_cls)), len(g_cls))
-            iou = quad_pair_iou(prepare_quads(g_polys), gi, prepare_quads(d_polys), di)
+            gq, dq = prepare_quads(g_polys), prepare_quads(d_polys)
+            gh, dh = gq.hbb[:, None, :], dq.hbb[None, :, :]
+            # only pairs whose enclosing boxes overlap can have a positive IoU (a crowded image has many)
+            overlap = (
+                (gh[..., 0] < dh[..., 2])
+                & (dh[..., 0] < gh[..., 2])
+                & (gh[..., 1] < dh[..., 3])
+                & (dh[..., 1] < gh[..., 3])
+            )
+            gi, di = np.nonzero(overlap)
+            iou = quad_pair_iou(gq, gi, dq, di)
             hit = np.flatnonzero(iou > iou_thr)
             order = hit[np.argsort(-iou[hit], kind="stable")]
             for k in order.tolist():
