@@ -94,6 +94,15 @@ def _cmd_eval_dota(args: argparse.Namespace) -> int:
     for w in caught:  # one line each, like the errors
         print(f"daik: warning: {w.message}", file=sys.stderr)
     print(result.format_table())
+    print(result.format_best_f1())
+    if args.plots:
+        from daik_core.data.dota import read_label_dir_arrays, read_task1_dir
+        from daik_core.plots import write_eval_plots
+
+        gt = read_label_dir_arrays(Path(args.ann_dir))
+        dets = read_task1_dir(Path(args.det_dir), classes)
+        written = write_eval_plots(Path(args.plots), result, gt, dets, classes, conf=args.plot_conf)
+        print(f"-> {', '.join(str(p) for p in written)}")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +152,19 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
         progress=not args.model_quiet,
     )
     print(out.result.format_table())
+    print(out.result.format_best_f1())
+    if args.model_plots:
+        from daik_core.plots import write_eval_plots
+
+        written = write_eval_plots(
+            Path(args.model_plots),
+            out.result,
+            out.ground_truth,
+            out.detections,
+            tuple(out.result.per_class),
+            conf=args.model_plot_conf,
+        )
+        print(f"-> {', '.join(str(p) for p in written)}")
     if args.model_json:
         report = {"weights": str(args.model_weights), "data": str(args.model_data), **out.result.to_dict()}
         path = Path(args.model_json)
@@ -360,7 +382,9 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise DaikError(f"--versus: {err}") from None
         print("\n".join(lines))
-    print(f"-> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.json'}")
+    print(
+        f"-> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.json'}, {out / 'ablation.png'}"
+    )
     return 0
 
 
@@ -566,6 +590,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--save-dir", dest="model_save_dir", metavar="DIR", default=None, help="write the Task1 files here"
     )
+    p.add_argument(
+        "--plots",
+        dest="model_plots",
+        metavar="DIR",
+        default=None,
+        help="write pr_curve.png and confusion_matrix.png here",
+    )
+    p.add_argument(
+        "--plot-conf",
+        dest="model_plot_conf",
+        metavar="X",
+        type=float,
+        default=0.25,
+        help="confidence threshold of the confusion matrix (0.25)",
+    )
     p.add_argument("-q", "--quiet", dest="model_quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_eval_model)
     eval_sub = p.add_subparsers(dest="eval_command", required=False, metavar="FORMAT")
@@ -578,6 +617,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--classes", default="dota1.0", help="dota1.0 | dota1.5 | dota2.0 | a,b,c")
     e.add_argument("--json", default=None, help="write mAP, per-class AP and counts to this file")
+    e.add_argument(
+        "--plots", default=None, metavar="DIR", help="write pr_curve.png, confusion_matrix.png here"
+    )
+    e.add_argument(
+        "--plot-conf",
+        type=float,
+        default=0.25,
+        metavar="X",
+        help="confidence threshold of the confusion matrix (0.25)",
+    )
     e.set_defaults(handler=_cmd_eval_dota)
 
     p = sub.add_parser("train", help="train a detector from a job spec (YAML or JSON)")

@@ -587,6 +587,11 @@ class DotaDataset(Dataset[Sample]):
         """Objects in the label files (of the known classes), counted once per source image."""
         return len(self._polys)
 
+    def all_objects(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(polys (N, 8), class ids (N,))`` of every object of every source image (what the label
+        statistics of ``labels.png`` are made of)."""
+        return self._polys, self._labels
+
     def source_objects(self, image: int) -> Objects:
         """The objects of source image ``image`` as annotated (full-image pixels, unclipped): the ground
         truth that predictions mapped back with :meth:`SampleMeta.to_source` are evaluated against."""

@@ -5,7 +5,15 @@ Import the submodules for the full API; the names here are the ones other packag
 use.
 """
 
-from daik_core.engine.callbacks import Callback, CallbackList, ProgressCallback, StopFlag, TrainInfo
+from daik_core.engine.callbacks import (
+    Callback,
+    CallbackList,
+    EvalPredictions,
+    PlotsCallback,
+    ProgressCallback,
+    StopFlag,
+    TrainInfo,
+)
 from daik_core.engine.checkpoint import (
     FORMAT_VERSION,
     CheckpointMeta,
@@ -23,7 +31,9 @@ __all__ = [
     "CallbackList",
     "CheckpointMeta",
     "EvalOutput",
+    "EvalPredictions",
     "ModelEMA",
+    "PlotsCallback",
     "ProgressCallback",
     "StopFlag",
     "TrainInfo",

@@ -9,6 +9,8 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs (every 
                                                     batch, "loss", "lr", "images_per_s" (floats)
     on_epoch_end(epoch, metrics)                    the line written to metrics.jsonl (see Trainer)
     on_eval(epoch, result: DotaResult)              after each validation
+    on_predictions(epoch, preds: EvalPredictions)   right after on_eval: the detections it scored and
+                                                    the ground truth (full-image pixels)
     on_checkpoint(path, epoch, is_best)             after last.pt / best.pt is written
     on_train_end(results)                           once: results.json's content, with "status"
     on_train_error(error)                           instead of on_train_end when training raised (the
@@ -21,26 +23,40 @@ current iteration (an exact mid-epoch resume point) and returns with status ``"s
 
 :class:`StopFlag` is the stop switch that signal handlers and workers set; :class:`ProgressCallback` is the
 CLI's tqdm display; :class:`JsonlEvents` writes the run's typed events (:mod:`daik_core.events`) as JSON
-lines for a process that tails them (``daik train --events FILE``, read by the job worker).
+lines for a process that tails them (``daik train --events FILE``, read by the job worker);
+:class:`PlotsCallback` draws the run's pictures (:mod:`daik_core.plots`) when it completes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 from tqdm import tqdm
 
+from daik_core.data.dota import DotaLabel, Task1Detections
 from daik_core.eval.dota import DotaResult
 from daik_core.events import Checkpoint, End, Epoch, Eval, Event, EventWriter, Progress, Start
 
-__all__ = ["Callback", "CallbackList", "JsonlEvents", "ProgressCallback", "StopFlag", "TrainInfo"]
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "EvalPredictions",
+    "JsonlEvents",
+    "PlotsCallback",
+    "ProgressCallback",
+    "StopFlag",
+    "TrainInfo",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,16 @@ class TrainInfo:
     start_step: int = 0  # optimiser steps before this run (0 unless resumed)
 
 
+@dataclass(frozen=True)
+class EvalPredictions:
+    """What an evaluation scored (:meth:`Callback.on_predictions`): the detections per class and the
+    ground truth per image id, in full-image pixels, and each image's file."""
+
+    detections: Mapping[str, Task1Detections]
+    ground_truth: Mapping[str, DotaLabel]
+    images: Mapping[str, Path]
+
+
 class Callback:
     """Base class of trainer callbacks: every hook is a no-op (see the module docstring)."""
 
@@ -81,6 +107,9 @@ class Callback:
         pass
 
     def on_eval(self, epoch: int, result: DotaResult) -> None:
+        pass
+
+    def on_predictions(self, epoch: int, predictions: EvalPredictions) -> None:
         pass
 
     def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
@@ -121,6 +150,10 @@ class CallbackList(Callback):
     def on_eval(self, epoch: int, result: DotaResult) -> None:
         for cb in self.callbacks:
             cb.on_eval(epoch, result)
+
+    def on_predictions(self, epoch: int, predictions: EvalPredictions) -> None:
+        for cb in self.callbacks:
+            cb.on_predictions(epoch, predictions)
 
     def on_checkpoint(self, path: Path, epoch: int, is_best: bool) -> None:
         for cb in self.callbacks:
@@ -321,3 +354,121 @@ class JsonlEvents(Callback):
 
     def close(self) -> None:
         self._writer.close()
+
+
+class PlotsCallback(Callback):
+    """Draws the run's pictures in its output folder when it completes (:mod:`daik_core.plots`):
+    ``results.png`` from ``metrics.jsonl``; from the last evaluation ``pr_curve.png``,
+    ``confusion_matrix.png`` (at IoU ``iou_thr`` and confidence ``conf``) and ``val_pred_<i>.jpg`` (the
+    first ``val_images`` validation images, boxes scoring at least ``conf``); ``labels.png`` from
+    ``train_labels()`` (``(polys (N, 8), class ids (N,))`` of the training set).
+
+    A picture that cannot be drawn is skipped with a warning: plotting never fails a run.
+    """
+
+    def __init__(
+        self,
+        train_labels: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+        *,
+        conf: float = 0.25,
+        iou_thr: float = 0.5,
+        val_images: int | None = None,
+        max_boxes: int = 100,
+    ) -> None:
+        from daik_core.plots import VAL_PRED_IMAGES
+
+        self.train_labels = train_labels
+        self.conf = conf
+        self.iou_thr = iou_thr
+        self.val_images = VAL_PRED_IMAGES if val_images is None else val_images
+        self.max_boxes = max_boxes
+        self.output_dir: Path | None = None
+        self.classes: tuple[str, ...] = ()
+        self.name = ""
+        self.result: DotaResult | None = None
+        self.predictions: EvalPredictions | None = None
+        self.written: list[Path] = []
+
+    def on_train_start(self, info: TrainInfo) -> None:
+        self.output_dir, self.classes, self.name = info.output_dir, tuple(info.classes), info.name
+
+    def on_eval(self, epoch: int, result: DotaResult) -> None:
+        self.result = result
+
+    def on_predictions(self, epoch: int, predictions: EvalPredictions) -> None:
+        self.predictions = predictions
+
+    def on_train_end(self, results: Mapping[str, Any]) -> None:
+        if results.get("status", "completed") == "completed" and self.output_dir is not None:
+            self.write(self.output_dir)
+
+    def _try(self, what: str, draw: Callable[[], Any]) -> None:
+        try:
+            out = draw()
+        except Exception as err:  # a picture is never worth a failed run
+            warnings.warn(f"plots: cannot draw {what}: {type(err).__name__}: {err}", stacklevel=3)
+            return
+        if isinstance(out, Path):
+            self.written.append(out)
+
+    def write(self, out: Path) -> list[Path]:
+        """Draw every picture that has its data into ``out``; returns the files written."""
+        from daik_core import plots
+
+        self.written = []
+        metrics = out / "metrics.jsonl"
+        if metrics.is_file():
+            self._try(
+                "results.png",
+                lambda: plots.plot_results(plots.read_metrics(metrics), out / "results.png", self.name),
+            )
+        if self.train_labels is not None:
+            labels = self.train_labels
+
+            def draw_labels() -> Path:
+                polys, ids = labels()
+                return plots.plot_labels(polys, ids, self.classes, out / "labels.png")
+
+            self._try("labels.png", draw_labels)
+        result = self.result
+        if result is not None and result.curves:
+            self._try(
+                "pr_curve.png",
+                lambda: plots.plot_pr_curves(
+                    result.curves, out / "pr_curve.png", result.per_class, result.iou_thr
+                ),
+            )
+        preds = self.predictions
+        if preds is not None:
+            self._try("confusion_matrix.png", lambda: self._confusion(preds, out))
+            for i, image_id in enumerate(list(preds.ground_truth)[: self.val_images]):
+                name = plots.val_pred_name(i)
+                self._try(name, functools.partial(self._val_pred, preds, image_id, out / name))
+        return list(self.written)
+
+    def _confusion(self, preds: EvalPredictions, out: Path) -> Path:
+        from daik_core.eval.confusion import confusion_matrix
+        from daik_core.plots import plot_confusion_matrix
+
+        matrix = confusion_matrix(
+            preds.ground_truth, preds.detections, self.classes, iou_thr=self.iou_thr, conf=self.conf
+        )
+        path = out / "confusion_matrix.png"
+        plot_confusion_matrix(matrix, self.classes, path, iou_thr=self.iou_thr, conf=self.conf)
+        return path
+
+    def _val_pred(self, preds: EvalPredictions, image_id: str, path: Path) -> Path:
+        from daik_core.plots import draw_predictions
+
+        dets: list[tuple[list[float], str, float]] = []
+        for name, d in preds.detections.items():
+            for j in np.flatnonzero(
+                (np.asarray(d.image_ids, dtype=object) == image_id) & (d.scores >= self.conf)
+            ).tolist():
+                dets.append((d.polys[j].tolist(), name, float(d.scores[j])))
+        dets.sort(key=lambda t: -t[2])
+        label = preds.ground_truth.get(image_id, DotaLabel())
+        gt = [(list(o.poly), o.name) for o in label.objects]
+        return draw_predictions(
+            preds.images[image_id], path, classes=self.classes, gt=gt, detections=dets[: self.max_boxes]
+        )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,13 @@ __all__ = [
 
 @dataclass
 class EvalOutput:
-    """The evaluation, the merged full-image detections per class, and how long it took."""
+    """The evaluation, the merged full-image detections per class, how long it took, and the ground truth
+    it was scored against (keyed by image id)."""
 
     result: DotaResult
     detections: dict[str, Task1Detections]
     seconds: float
+    ground_truth: dict[str, DotaLabel] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,12 +213,11 @@ def evaluate_model(
         progress=progress,
     )
     detections = detections_to_task1(per_image, dataset.classes)
+    gt = dataset_ground_truth(dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DotaEvalWarning)  # every detection is on an annotated image
-        result = evaluate_dota(
-            dataset_ground_truth(dataset), detections, dataset.classes, iou_thr=iou_thr, metric=metric
-        )
-    return EvalOutput(result=result, detections=detections, seconds=time.perf_counter() - t0)
+        result = evaluate_dota(gt, detections, dataset.classes, iou_thr=iou_thr, metric=metric)
+    return EvalOutput(result=result, detections=detections, seconds=time.perf_counter() - t0, ground_truth=gt)
 
 
 def _yolo_val_split(data: str | Path, classes: tuple[str, ...]) -> Path:

@@ -20,6 +20,8 @@ One run, in order:
    (one line per epoch), ``weights/last.pt`` every epoch and ``weights/best.pt`` (atomic writes; format in
    :mod:`daik_core.engine.checkpoint`), and ``results.json`` when the run completes (its ``params`` and
    ``gflops`` are those of the fused inference model, as ``daik info`` and the ablation table count them).
+   Then, unless ``plots=False``, the pictures of :class:`~daik_core.engine.callbacks.PlotsCallback`:
+   ``results.png``, ``pr_curve.png``, ``confusion_matrix.png``, ``labels.png`` and ``val_pred_<i>.jpg``.
 
 ``metrics.jsonl`` lines: ``epoch`` (1-based), ``step`` (optimiser steps so far), every ``loss_*`` term and
 ``loss`` (their sum) as epoch means (over iterations, and over ranks under DDP), ``lr`` (of the epoch's last
@@ -69,7 +71,7 @@ from torch import Tensor, nn
 from daik_core.config import HParams, JobSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.loader import Batch, EpochLoader, build_dataloader
-from daik_core.engine.callbacks import Callback, CallbackList, TrainInfo
+from daik_core.engine.callbacks import Callback, CallbackList, EvalPredictions, PlotsCallback, TrainInfo
 from daik_core.engine.checkpoint import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -279,7 +281,9 @@ class Trainer:
     ``resume``: ``True`` continues from ``<output>/weights/last.pt``, a path from that checkpoint, ``None``
     / ``False`` starts afresh. ``overwrite``: start afresh even when the output folder already holds a run
     (otherwise that is an error, so that a run is never overwritten by accident). ``callbacks``: see
-    :mod:`daik_core.engine.callbacks`.
+    :mod:`daik_core.engine.callbacks`. ``plots``: draw the run's pictures when it completes (a
+    :class:`~daik_core.engine.callbacks.PlotsCallback`, called before the given callbacks, so that the
+    pictures exist when they hear of the end).
     """
 
     def __init__(
@@ -289,9 +293,11 @@ class Trainer:
         *,
         resume: bool | str | Path | None = None,
         overwrite: bool = False,
+        plots: bool = True,
     ) -> None:
         self.spec = spec
         self.callbacks = CallbackList(callbacks)
+        self.plots = plots
         self.resume = resume
         self.overwrite = overwrite
         self.output_dir = spec.output_dir()
@@ -399,6 +405,9 @@ class Trainer:
                 train=False,
             )
         self.val_set = val_set
+        if self.plots and self.is_main:
+            # first: the pictures exist before the other callbacks report the end (the worker's End event)
+            self.hooks = CallbackList([PlotsCallback(train_set.all_objects), *self.hooks.callbacks])
         self.loader: EpochLoader = build_dataloader(
             train_set,
             self.batch,
@@ -670,6 +679,15 @@ class Trainer:
                 metrics["is_best"] = is_best
                 self.last_eval, self.last_eval_epoch = out, epoch
                 self.hooks.on_eval(epoch, res)
+                out_images = self.val_set.images if self.val_set is not None else []
+                self.hooks.on_predictions(
+                    epoch,
+                    EvalPredictions(
+                        out.detections,
+                        out.ground_truth,
+                        {rec.image_id: rec.path for rec in out_images},
+                    ),
+                )
             elif self.val_set is None:
                 is_best = True  # no validation: best.pt follows last.pt
                 self.best_epoch = epoch
@@ -954,6 +972,7 @@ def train(
     *,
     resume: bool | str | Path | None = None,
     overwrite: bool = False,
+    plots: bool = True,
 ) -> TrainResult:
-    """``Trainer(spec, callbacks, resume=..., overwrite=...).fit()``."""
-    return Trainer(spec, callbacks, resume=resume, overwrite=overwrite).fit()
+    """``Trainer(spec, callbacks, resume=..., overwrite=..., plots=...).fit()``."""
+    return Trainer(spec, callbacks, resume=resume, overwrite=overwrite, plots=plots).fit()

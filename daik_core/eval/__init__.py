@@ -6,6 +6,7 @@ from daik_core.eval.dota import (
     ClassCounts,
     DotaEvalWarning,
     DotaResult,
+    PRCurve,
     evaluate_dota,
     evaluate_dota_dirs,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "ClassCounts",
     "DotaEvalWarning",
     "DotaResult",
+    "PRCurve",
     "average_precision",
     "evaluate_dota",
     "evaluate_dota_dirs",

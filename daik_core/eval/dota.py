@@ -85,6 +85,7 @@ __all__ = [
     "ClassCounts",
     "DotaEvalWarning",
     "DotaResult",
+    "PRCurve",
     "evaluate_dota",
     "evaluate_dota_dirs",
 ]
@@ -135,6 +136,33 @@ class ClassCounts:
         }
 
 
+@dataclass(frozen=True)
+class PRCurve:
+    """The precision-recall curve of one class at the main IoU threshold: after each detection in
+    descending score order, its ``score``, the ``recall`` and ``precision`` so far (the arrays the AP is
+    computed from; detections on difficult objects count as neither true nor false positives, so they
+    repeat the previous point). ``npos``: non-difficult objects (0: the class has no curve, empty arrays)."""
+
+    scores: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+    npos: int
+
+    def best_f1(self) -> tuple[float, float, float, float] | None:
+        """``(confidence, precision, recall, f1)`` at the detection with the highest F1 (the first on
+        ties, i.e. the highest such confidence): keeping the detections scoring at least ``confidence``
+        gives that precision and recall. ``None`` without ground truth or detections."""
+        if self.npos == 0 or len(self.scores) == 0:
+            return None
+        p, r = self.precision, self.recall
+        f1 = 2.0 * p * r / np.maximum(p + r, 1e-16)
+        # a cut inside a run of equal scores is not a threshold: only the last detection of each score
+        last_of_score = np.r_[self.scores[1:] != self.scores[:-1], True]
+        f1_at = np.where(last_of_score, f1, -1.0)
+        i = int(np.argmax(f1_at))
+        return float(self.scores[i]), float(p[i]), float(r[i]), float(f1[i])
+
+
 @dataclass
 class DotaResult:
     """The outcome of a DOTA Task1 evaluation.
@@ -153,6 +181,22 @@ class DotaResult:
     per_class_50_95: dict[str, float | None] | None = None
     num_images: int = 0
     unannotated_images: list[str] = field(default_factory=list)
+    #: per class, the precision-recall curve at ``iou_thr`` (what ``pr_curve.png`` draws)
+    curves: dict[str, PRCurve] = field(default_factory=dict, repr=False)
+
+    def best_f1(self) -> dict[str, dict[str, float] | None]:
+        """Per class, the confidence with the best F1 and the precision and recall there (``None`` for a
+        class without ground truth or detections): see :meth:`PRCurve.best_f1`."""
+        out: dict[str, dict[str, float] | None] = {}
+        for name in self.per_class:
+            curve = self.curves.get(name)
+            best = curve.best_f1() if curve is not None else None
+            out[name] = (
+                None
+                if best is None
+                else {"conf": best[0], "precision": best[1], "recall": best[2], "f1": best[3]}
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: ``mAP``, ``per_class``, ``counts``, ``iou_thr``, ``metric`` (and ``mAP50_95``,
@@ -166,11 +210,28 @@ class DotaResult:
             "num_images": self.num_images,
             "unannotated_images": list(self.unannotated_images),
         }
+        if self.curves:
+            out["best_f1"] = self.best_f1()
         if self.map_50_95 is not None:
             out["mAP50_95"] = _none_if_nan(self.map_50_95)
             out["per_class_50_95"] = dict(self.per_class_50_95 or {})
             out["iou_thrs_50_95"] = IOU_THRS_50_95.tolist()
         return out
+
+    def format_best_f1(self) -> str:
+        """Per class, the confidence with the best F1 and the precision and recall there, as a table."""
+        width = max([len("class"), *(len(n) for n in self.per_class)])
+        head = f"{'class':<{width}} {'conf':>6} {'P':>6} {'R':>6} {'F1':>6}"
+        lines = [f"precision and recall at the best-F1 confidence (IoU > {self.iou_thr:g})", head]
+        for name, best in self.best_f1().items():
+            if best is None:
+                lines.append(f"{name:<{width}} {'-':>6} {'-':>6} {'-':>6} {'-':>6}")
+            else:
+                lines.append(
+                    f"{name:<{width}} {best['conf']:>6.3f} {best['precision']:>6.3f} {best['recall']:>6.3f} "
+                    f"{best['f1']:>6.3f}"
+                )
+        return "\n".join(lines)
 
     def format_table(self) -> str:
         """A per-class table (counts, AP in percent) followed by the mAP line(s)."""
@@ -306,6 +367,7 @@ class _Detections:
     quads: Quads  # (D) prepared polygons
     cls: np.ndarray  # (D,) int64
     img: np.ndarray  # (D,) int64, -1 for an image without annotation
+    scores: np.ndarray  # (D,) float64
     class_start: np.ndarray  # (C + 1,) detections of class c are class_start[c]:class_start[c + 1]
 
 
@@ -352,6 +414,7 @@ def _gather_detections(
         quads=prepare_quads(polys[order]),
         cls=cls,
         img=img[order],
+        scores=scores[order],
         class_start=np.searchsorted(cls, np.arange(len(classes) + 1), side="left"),
     )
     return dets, sorted(unannotated)
@@ -545,16 +608,26 @@ class _Targets:
 
 
 def _class_aps(
-    tp: np.ndarray, fp: np.ndarray, class_start: np.ndarray, npos: np.ndarray, metric: str
+    tp: np.ndarray,
+    fp: np.ndarray,
+    class_start: np.ndarray,
+    npos: np.ndarray,
+    metric: str,
+    curves: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[float | None]:
+    """AP per class; ``curves`` (when given) receives each class's ``(recall, precision)``."""
     aps: list[float | None] = []
     for c in range(len(npos)):
         if npos[c] == 0:
             aps.append(None)
+            if curves is not None:
+                curves.append((np.zeros(0), np.zeros(0)))
             continue
         s, e = int(class_start[c]), int(class_start[c + 1])
         rec, prec = precision_recall(tp[s:e], fp[s:e], int(npos[c]))
         aps.append(average_precision(rec, prec, metric))
+        if curves is not None:
+            curves.append((rec, prec))
     return aps
 
 
@@ -611,7 +684,8 @@ def evaluate_dota(
 
     targets = _Targets.build(best_iou, best_gt, gtruth.difficult)
     tp, fp = targets.classify(thr)
-    aps = _class_aps(tp, fp, dets.class_start, npos, metric)
+    pr: list[tuple[np.ndarray, np.ndarray]] = []
+    aps = _class_aps(tp, fp, dets.class_start, npos, metric, pr)
     counts = {}
     for c, name in enumerate(classes):
         s, e = int(dets.class_start[c]), int(dets.class_start[c + 1])
@@ -633,6 +707,15 @@ def evaluate_dota(
         metric=metric,
         num_images=len(image_ids),
         unannotated_images=unannotated,
+        curves={
+            name: PRCurve(
+                scores=dets.scores[dets.class_start[c] : dets.class_start[c + 1]] if npos[c] else np.zeros(0),
+                recall=pr[c][0],
+                precision=pr[c][1],
+                npos=int(npos[c]),
+            )
+            for c, name in enumerate(classes)
+        },
     )
     if map_50_95:
         per_thr = []

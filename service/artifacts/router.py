@@ -1,6 +1,7 @@
 """``/jobs/{id}/checkpoints``: list a job's checkpoints and download one; ``/jobs/{id}/files``: list the
 files of its run folder (results.json, metrics.jsonl, logs, plots, exported ONNX, weights) and download one;
-``/jobs/{id}/logs``: the tail of an attempt's log (scope ``jobs:read``)."""
+``/jobs/{id}/logs``: the tail of an attempt's log; ``/jobs/{id}/plots``: the pictures a completed run drew
+(scope ``jobs:read``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
 
 from service.artifacts import service
-from service.artifacts.schemas import CheckpointList, CheckpointOut, JobFileList, JobFileOut, LogTailOut
+from service.artifacts.schemas import (
+    CheckpointList,
+    CheckpointOut,
+    JobFileList,
+    JobFileOut,
+    LogTailOut,
+    PlotList,
+    PlotOut,
+)
 from service.auth.dependencies import require
 from service.dependencies import SessionDep, SettingsDep
 from service.jobs.dependencies import ValidJob
@@ -99,6 +108,17 @@ def list_files(job: ValidJob, settings: SettingsDep) -> JobFileList:
     )
 
 
+@router.get("/{job_id}/plots", response_model=PlotList)
+def list_plots(job: ValidJob, settings: SettingsDep) -> PlotList:
+    """The pictures the job's run has drawn so far (written when the run completes)."""
+    return PlotList(
+        items=[
+            PlotOut(name=name, size_bytes=path.stat().st_size, url=f"/jobs/{job.id}/plots/{name}")
+            for name, path in service.list_plots(settings, job)
+        ]
+    )
+
+
 @router.get(
     "/{job_id}/files/{file_path:path}",
     response_class=FileResponse,
@@ -143,3 +163,22 @@ def job_logs(
     if found is None:
         raise Problem(404, f"job {job.id} has no attempt {attempt}")
     return LogTailOut(job_id=job.id, attempt=found.attempt, path=found.path, lines=found.lines)
+
+
+@router.get(
+    "/{job_id}/plots/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "the picture"}},
+)
+def get_plot(job: ValidJob, name: Annotated[str, Path(max_length=40)], settings: SettingsDep) -> FileResponse:
+    """One picture by its name (only the names of ``GET /jobs/{id}/plots``: no other file is served)."""
+    if name not in service.PLOT_NAMES:
+        raise Problem(404, f"{name!r} is not a plot name ({', '.join(service.PLOT_NAMES)})")
+    path = service.job_output_file(settings, job, name)
+    if path is None:
+        raise Problem(404, f"job {job.id} has no {name} (plots are drawn when the run completes)")
+    return FileResponse(
+        path,
+        media_type=service.PLOT_MEDIA_TYPES["." + name.rsplit(".", 1)[1]],
+        headers={"Cache-Control": "private, max-age=60", "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,4 +1,4 @@
-"""Response bodies of the checkpoint, run-folder file and log routes."""
+"""Response bodies of the checkpoint, run-folder file, log and plot routes."""
 
 from __future__ import annotations
 
@@ -46,3 +46,15 @@ class LogTailOut(BaseModel):
         description="the log file in the run folder; null: the tail the database kept, or no log at all"
     )
     lines: list[str] = Field(description="the last lines, oldest first")
+
+
+class PlotOut(BaseModel):
+    name: str = Field(
+        description="results.png, pr_curve.png, confusion_matrix.png, labels.png, val_pred_<i>.jpg"
+    )
+    size_bytes: int
+    url: str = Field(description="GET it with the same bearer token")
+
+
+class PlotList(BaseModel):
+    items: list[PlotOut]

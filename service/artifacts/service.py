@@ -18,12 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.datasets.service import confine
-from service.db.models import Attempt, Checkpoint
+from service.db.models import Attempt, Checkpoint, Job
 from service.errors import invalid
 from service.settings import Settings
 
 __all__ = [
     "MAX_LISTED_FILES",
+    "PLOT_MEDIA_TYPES",
+    "PLOT_NAMES",
     "JobFile",
     "LogTail",
     "attempt_logs",
@@ -33,8 +35,10 @@ __all__ = [
     "get_checkpoint",
     "job_file",
     "job_output_dir",
+    "job_output_file",
     "list_checkpoints",
     "list_job_files",
+    "list_plots",
     "log_tail",
     "resolve_artifact_file",
 ]
@@ -43,6 +47,20 @@ MAX_LISTED_FILES = 5000  # a run folder holds tens of files; a listing stops her
 LOG_FILE = "trainer.log"  # each attempt's log, in its folder (worker.pipelines.prepare_run)
 _ATTEMPT = re.compile(r"^attempt-(\d{1,9})$")
 PLOT_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+
+#: The pictures a training run writes in its output folder (``daik_core.plots``: ``RUN_PLOT_FILES`` and the
+#: ``val_pred_<i>.jpg`` of ``VAL_PRED_IMAGES``; not imported, it loads numpy): the only names served.
+PLOT_NAMES: tuple[str, ...] = (
+    "results.png",
+    "pr_curve.png",
+    "confusion_matrix.png",
+    "labels.png",
+    "val_pred_0.jpg",
+    "val_pred_1.jpg",
+    "val_pred_2.jpg",
+)
+PLOT_MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg"}
 
 
 def job_output_dir(settings: Settings, job_id: uuid.UUID) -> Path:
@@ -270,3 +288,30 @@ def log_tail(
         if text:
             return LogTail(number, None, text.splitlines()[-tail:] if tail > 0 else [])
     return LogTail(candidates[0] if candidates else None, None, [])
+
+
+def job_output_file(settings: Settings, job: Job, name: str) -> Path | None:
+    """The file ``name`` of the job's latest attempt (the trainer's output is the attempt's folder,
+    ``attempt-<n>``; a job run before attempts had their own folders has it in its output folder), when
+    the file resolves inside the artifact root (symlinks followed). ``name`` is a bare file name."""
+    if not job.output_dir or not name or "/" in name or "\\" in name or name in (".", ".."):
+        return None
+    root = settings.artifact_dir.resolve()
+    for folder in (Path(job.output_dir) / f"attempt-{job.attempt}", Path(job.output_dir)):
+        try:
+            path = (folder / name).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if path.is_relative_to(root) and path.is_file():
+            return path
+    return None
+
+
+def list_plots(settings: Settings, job: Job) -> list[tuple[str, Path]]:
+    """The pictures of :data:`PLOT_NAMES` that the job's run has written, in that order."""
+    found = []
+    for name in PLOT_NAMES:
+        path = job_output_file(settings, job, name)
+        if path is not None:
+            found.append((name, path))
+    return found

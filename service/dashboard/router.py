@@ -3,8 +3,10 @@
 
 Pages: login / logout (the cookie session of :mod:`service.auth.session`), the jobs list (filters, live
 status and progress from ``GET /jobs/events``), a job (metric charts, per-class AP, attempts with their log
-tail, checkpoints, cancel / retry, the gallery of predicted boxes) and the submit form (which POSTs to
-``/jobs`` and shows the API's field errors), the batches list, a batch (its ablation table from the same
+tail, checkpoints, cancel / retry, the gallery of predicted boxes, the run's plots), the compare view of
+jobs ticked in the list (their curves overlaid, their specs' differing fields), the submit form (a
+registered dataset and a succeeded teacher picked from lists; it POSTs to ``/jobs`` and shows the API's
+field errors), the batches list, a batch (its ablation table from the same
 results function as ``GET /batches/{id}/results``, a bar chart of mAP50 mean ± std, its jobs, and the
 batch verbs), and the schedules list (with an enable / disable toggle). The pages' scripts call the JSON
 API with the session cookie and the session's CSRF token (and ``If-Match`` with the ETag the page was
@@ -28,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from service.artifacts.service import list_checkpoints
+from service.artifacts.service import list_checkpoints, list_plots
 from service.auth.service import (
     TokenCache,
     authenticate_cached,
@@ -53,6 +55,7 @@ from service.dashboard.service import (
     line_chart,
     loss_keys,
     read_gallery,
+    spec_differences,
 )
 from service.datasets.service import list_datasets
 from service.db.models import ApiToken, Batch, Job, JobStatus
@@ -75,6 +78,7 @@ CSP = (
 )
 STATUSES = [s.value for s in JobStatus]
 PAGE_SIZE = 50
+COMPARE_MAX = 8  # jobs overlaid in one compare view
 LOGIN_FORM_MAX_BYTES = 8192
 
 
@@ -277,7 +281,57 @@ def jobs_page(
 @router.get("/jobs/new", response_class=HTMLResponse)
 def new_job_page(request: Request, user: User, session: SessionDep) -> HTMLResponse:
     datasets = [d.name for d in list_datasets(session)]
-    return _render(request, "new_job.html", {"user": user, "datasets": datasets})
+    # the teachers a distill job may name: succeeded jobs, newest first
+    teachers, _ = jobs.list_jobs(session, statuses=[JobStatus.succeeded.value], limit=200)
+    context = {"user": user, "datasets": datasets, "teachers": teachers}
+    return _render(request, "new_job.html", context)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    user: User,
+    session: SessionDep,
+    job: Annotated[list[str] | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    """Jobs side by side: their loss terms and mAP overlaid per epoch, and the fields where their specs
+    differ (the jobs list's checkboxes link here with ``?job=ID&job=ID``)."""
+    wanted = list(dict.fromkeys(job or []))
+    if len(wanted) < 2:
+        raise PageError(400, "select at least two jobs to compare (the checkboxes of the jobs list)")
+    if len(wanted) > COMPARE_MAX:
+        raise PageError(400, f"compare at most {COMPARE_MAX} jobs at once, not {len(wanted)}")
+    rows = [_job_or_404(session, j) for j in wanted]
+    labels = [f"{j.name} ({str(j.id)[:8]})" for j in rows]
+    series = [jobs.get_metrics(session, j.id, max_points=400)["series"] for j in rows]
+    keys: list[str] = []
+    for s in series:
+        keys += [k for k in s if k not in keys]
+
+    def overlay(key: str, title: str) -> Any:
+        return line_chart(
+            title,
+            {
+                label: [(p["epoch"] if p["epoch"] is not None else p["step"], p["value"]) for p in s[key]]
+                for label, s in zip(labels, series, strict=True)
+                if key in s
+            },
+            x_label="epoch",
+            width=420,
+            height=220,
+        )
+
+    charts = [overlay(k, title) for k, title in (("map50", "mAP50"), ("map50_95", "mAP50:95")) if k in keys]
+    charts += [overlay(k, k) for k in loss_keys(keys)]
+    latest = jobs.latest_metrics(session, [j.id for j in rows])
+    context = {
+        "user": user,
+        "jobs": [jobs.job_out(j, latest[j.id]) for j in rows],
+        "labels": labels,
+        "charts": charts,
+        "differences": spec_differences([j.spec or {} for j in rows]),
+    }
+    return _render(request, "compare.html", context)
 
 
 def _job_context(session: Session, settings: Settings, job: Job) -> dict[str, Any]:
@@ -309,6 +363,7 @@ def _job_context(session: Session, settings: Settings, job: Job) -> dict[str, An
         "attempts": jobs.list_attempts(session, job.id),
         "checkpoints": list_checkpoints(session, job.id),
         "gallery": read_gallery(settings, job),
+        "plots": [name for name, _ in list_plots(settings, job)],
     }
 
 

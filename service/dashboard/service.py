@@ -27,10 +27,12 @@ __all__ = [
     "GalleryBox",
     "GalleryImage",
     "bar_chart",
+    "flatten_spec",
     "gallery_image_file",
     "line_chart",
     "loss_keys",
     "read_gallery",
+    "spec_differences",
 ]
 
 GALLERY_FILE = "gallery.json"
@@ -314,3 +316,32 @@ def job_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+
+def flatten_spec(value: Any, prefix: str = "") -> dict[str, str]:
+    """A job spec as ``{"hparams.epochs": "30", ...}``: nested mappings joined with dots, every leaf (lists
+    too) written as compact JSON, so that two specs compare key by key."""
+    if isinstance(value, Mapping):
+        out: dict[str, str] = {}
+        for key in sorted(value, key=str):
+            out.update(flatten_spec(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        if not value and prefix:
+            out[prefix] = "{}"
+        return out
+    return {prefix or "(spec)": json.dumps(value, sort_keys=True, separators=(",", ":"))}
+
+
+def spec_differences(specs: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str | None]]]:
+    """The flattened keys whose values are not the same in every spec (a key missing from a spec counts as
+    a difference; its value is None there), sorted by key, with each spec's value."""
+    flat = [flatten_spec(spec) for spec in specs]
+    keys = sorted(set().union(*flat)) if flat else []
+    rows = []
+    for key in keys:
+        values = [f.get(key) for f in flat]
+        if len(set(values)) > 1:
+            rows.append((key, values))
+    return rows

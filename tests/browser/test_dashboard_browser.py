@@ -105,7 +105,7 @@ def _drive(base: str, token: str, dataset: dict[str, Any]) -> None:
 
             page.goto(f"{base}/ui/jobs/new")
             page.fill('[name="name"]', "browser-job")
-            page.fill('[name="dataset"]', "browser-ds")
+            page.select_option('[name="dataset"]', "browser-ds")
             page.fill('[name="epochs"]', "0")
             page.fill('[name="imgsz"]', "128")
             page.fill('[name="batch"]', "4")
@@ -145,6 +145,17 @@ def _drive(base: str, token: str, dataset: dict[str, Any]) -> None:
             image = page.request.get(f"{base}{href}")
             assert image.status == 200 and image.headers["content-type"] == "image/png"
             assert page.is_hidden("#cancel-job") and page.is_hidden("#retry-job")
+            # the run's plots, loaded by the browser through the API with the session cookie
+            for name in (
+                "results.png",
+                "pr_curve.png",
+                "confusion_matrix.png",
+                "labels.png",
+                "val_pred_0.jpg",
+            ):
+                img = page.locator(f'#plots figure[data-plot="{name}"] img')
+                img.scroll_into_view_if_needed()
+                page.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle())
             page.screenshot(path=str(SHOTS / "3-job-page.png"), full_page=True)
 
             _batch_and_schedules(page, base, token, dataset)

@@ -67,6 +67,15 @@
       tr.appendChild(ep);
       tr.appendChild(cell(job.final_map50 === null ? "–" : job.final_map50.toFixed(4)));
       tr.appendChild(cell(job.created_at.replace("T", " ").slice(0, 19)));
+      var pick = document.createElement("td");
+      var box = document.createElement("input");
+      box.type = "checkbox";
+      box.name = "job";
+      box.value = job.id;
+      box.setAttribute("form", "compare-form");
+      box.setAttribute("aria-label", "compare " + job.name);
+      pick.appendChild(box);
+      tr.appendChild(pick);
       tbody.insertBefore(tr, tbody.firstChild);
     });
   }

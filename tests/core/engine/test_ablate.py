@@ -67,6 +67,7 @@ def test_ablation_trains_scores_and_tabulates(
     assert base["map50"]["n"] == 2 and base["map50"]["mean"] == pytest.approx(sum(maps) / 2)  # type: ignore[arg-type]
     assert (out / "ablation.csv").read_text().splitlines()[0].startswith("config,seeds,map50_mean")
     assert "| +AD | 2 |" in (out / "ablation.md").read_text()
+    assert (out / "ablation.png").read_bytes().startswith(b"\x89PNG")  # the bar chart with error bars
 
     # a second call reuses every finished run: nothing is trained again
     stamp = (runs / "plus-ad" / "seed0" / "weights" / "last.pt").stat().st_mtime_ns

@@ -38,12 +38,27 @@ def test_eval_matches_the_trainers_final_evaluation(
 ) -> None:
     report = tmp_path / "eval.json"
     argv = ["eval", "--weights", str(trained / "weights" / "best.pt"), "--data", str(data_root / "val")]
-    assert main([*argv, "--json", str(report), "--save-dir", str(tmp_path / "task1"), "-q"]) == 0
-    assert "mAP50 (voc07" in capsys.readouterr().out
+    plots = tmp_path / "plots"
+    assert (
+        main(
+            [*argv, "--json", str(report), "--save-dir", str(tmp_path / "task1"), "-q", "--plots", str(plots)]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "mAP50 (voc07" in printed and "precision and recall at the best-F1 confidence" in printed
     got = json.loads(report.read_text())
     want = json.loads((trained / "results.json").read_text())
     # same model (EMA), same tiling (from the checkpoint), same thresholds: the same numbers
     assert got["mAP"] == want["map50"] and got["mAP50_95"] == want["map50_95"]
+    # the PR curves and the confusion matrix, and precision / recall at the best F1 of each class
+    for name in ("pr_curve.png", "confusion_matrix.png"):
+        assert (plots / name).read_bytes().startswith(b"\x89PNG"), name
+    assert set(got["best_f1"]) == set(got["per_class"])
+    for name, best in got["best_f1"].items():
+        if best is not None:
+            assert 0 <= best["precision"] <= 1 and 0 <= best["recall"] <= 1 and best["conf"] > 0, name
+            assert f"{best['recall']:.3f}" in printed
     assert sorted(p.name for p in (tmp_path / "task1").iterdir())[0].startswith("Task1_")
     assert main([*argv, "--metric", "area", "-q"]) == 0
 

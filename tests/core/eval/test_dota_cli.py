@@ -147,3 +147,27 @@ def test_cli_warns_in_one_line_about_unannotated_images(
     assert err == ["daik: warning: detections on 1 image(s) without annotation count as false positives: P9"]
     data = json.loads(out.read_text())
     assert data["counts"]["plane"]["fp"] == 1 and data["unannotated_images"] == ["P9"]
+
+
+def test_plots_and_best_f1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--plots DIR`` writes the PR curves and the confusion matrix; the table and the JSON give each
+    class's precision and recall at its best-F1 confidence."""
+    a, b = (0, 0, 10, 0, 10, 10, 0, 10), (50, 50, 70, 50, 70, 60, 50, 60)
+    far = (200, 200, 210, 200, 210, 210, 200, 210)
+    ann = tmp_path / "labelTxt"
+    write_label_file(ann / "p1.txt", DotaLabel([DotaObject(a, "plane"), DotaObject(b, "plane")]))
+    det = tmp_path / "det"
+    # plane: tp 0.9, fp 0.8, tp 0.3 -> F1 0.667, 0.5, 0.8: best at 0.3 (P 2/3, R 1)
+    write_task1_file(det / "Task1_plane.txt", ["p1"] * 3, np.array([0.9, 0.8, 0.3]), np.array([a, far, b]))
+    report = tmp_path / "eval.json"
+    argv = ["eval", "dota", "--ann-dir", str(ann), "--det-dir", str(det), "--classes", "plane,ship"]
+    assert main([*argv, "--json", str(report), "--plots", str(tmp_path / "plots")]) == 0
+    printed = capsys.readouterr().out
+    assert "plane 0.300 0.667 1.000 0.800" in " ".join(printed.split())
+    data = json.loads(report.read_text())
+    assert data["best_f1"]["plane"] == pytest.approx(
+        {"conf": 0.3, "precision": 2 / 3, "recall": 1.0, "f1": 0.8}
+    )
+    assert data["best_f1"]["ship"] is None
+    for name in ("pr_curve.png", "confusion_matrix.png"):
+        assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG"), name
