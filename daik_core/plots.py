@@ -425,6 +425,8 @@ class _Stat(Protocol):
     def std(self) -> float | None: ...
     @property
     def n(self) -> int: ...
+    @property
+    def ci95(self) -> float | None: ...
 
 
 class _Row(Protocol):
@@ -438,19 +440,10 @@ def plot_ablation(rows: Sequence[_Row], path: str | Path, title: str | None = No
     """``ablation.png``: a bar per configuration of its mean mAP50 over seeds, with the 95 % interval of
     the mean (Student's t with ``n - 1`` degrees of freedom: ``t * std / sqrt(n)``; no bar without two
     seeds) and the seed count under its name."""
-    from daik_core.ablation.table import t_critical
-
     plt = _pyplot()
     names = [f"{r.config}\n(n={r.map50.n})" for r in rows]
     means = np.array([_num(r.map50.mean) for r in rows])
-    errs = np.array(
-        [
-            t_critical(r.map50.n - 1) * _num(r.map50.std) / math.sqrt(r.map50.n)
-            if r.map50.n >= 2 and r.map50.std is not None
-            else 0.0
-            for r in rows
-        ]
-    )
+    errs = np.array([r.map50.ci95 or 0.0 for r in rows])
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.8))
     x = np.arange(len(rows))
     colours = ["tab:gray" if r.config in ("baseline", "teacher") else "tab:blue" for r in rows]

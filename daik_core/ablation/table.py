@@ -118,6 +118,13 @@ class Stat:
             return Stat(None, None, 0)
         return Stat(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs))
 
+    @property
+    def ci95(self) -> float | None:
+        """Half-width of the mean's two-sided 95 % t interval, ``t * std / sqrt(n)`` (None for one value)."""
+        if self.std is None or self.n < 2:
+            return None
+        return t_critical(self.n - 1) * self.std / math.sqrt(self.n)
+
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "n": self.n}
 
