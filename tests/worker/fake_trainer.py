@@ -14,7 +14,9 @@ passes to its trainers). Checkpoints hold ``epoch=N step=M`` (``best.pt``: ``bes
 and ``--resume [PATH]`` goes on after that epoch of PATH (default ``<output>/weights/last.pt``), as the real
 trainer does. A completed run with ``--val`` (the spec's ``dataset.val``) writes ``gallery.json`` of its
 first images, as the real trainer does. Like the real trainer it appends a line per epoch to
-``<output>/metrics.jsonl`` and, when the run completes, writes ``results.json`` and a plot (``results.png``).
+``<output>/metrics.jsonl`` and, when the run completes, writes ``results.json`` and its plots (tiny images
+under the real names: ``results.png``, ``labels.png``; with ``--val`` also ``pr_curve.png``,
+``confusion_matrix.png`` and ``val_pred_0.jpg``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from PIL import Image
 
 from daik_core.events import Checkpoint, End, Epoch, Eval, Event, EventWriter, Failure, Progress, Start
 
@@ -188,7 +191,13 @@ def main() -> int:
     if args.val is not None:  # as the real trainer's final evaluation does (daik_core.engine.gallery)
         _write_gallery(out, Path(args.val))
     (out / "results.json").write_text(json.dumps(results))
+    # the plots of a completed run (daik_core.engine.callbacks.PlotsCallback), in miniature
     (out / "results.png").write_bytes(PNG_1X1)
+    (out / "labels.png").write_bytes(PNG_1X1)
+    if args.val is not None:
+        (out / "pr_curve.png").write_bytes(PNG_1X1)
+        (out / "confusion_matrix.png").write_bytes(PNG_1X1)
+        Image.new("RGB", (8, 8), (90, 120, 90)).save(out / "val_pred_0.jpg", format="JPEG")
     emit(End(status="completed", results=results))
     return 0
 

@@ -80,11 +80,11 @@ def test_predict_and_evaluate_give_what_the_command_line_gives(
     assert np.all(np.diff(found.scores) <= 0) and found.windows == 1
     # tiled like `daik predict --split-size`
     assert det.predict(image, conf=0.01, split_size=96, gap=32).windows == 4
-    # evaluate == `daik eval --weights --data` (the same table)
+    # evaluate == `daik eval --weights --data` (the same tables: APs, then the best-F1 operating points)
     result = det.evaluate(workspace / "data" / "val")
     capsys.readouterr()
     assert main(["eval", "--weights", str(weights), "--data", str(workspace / "data" / "val"), "-q"]) == 0
-    assert capsys.readouterr().out.strip() == result.format_table()
+    assert capsys.readouterr().out.strip() == f"{result.format_table()}\n{result.format_best_f1()}".strip()
     with pytest.raises(DaikError, match=r"\(H, W, 3\) uint8 BGR array"):
         det.predict(np.zeros((8, 8), dtype=np.float32))
 

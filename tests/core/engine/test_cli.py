@@ -200,9 +200,22 @@ def test_onnx_models_predict_what_the_checkpoint_predicts(
         assert len(found["best.pt"]) > 10
         for name in names:
             assert len(found[name]) == len(found["best.pt"]), name
-            for got, want in zip(found[name], found["best.pt"], strict=True):
-                assert got[:2] == want[:2] and got[2] == pytest.approx(want[2], abs=2e-5), name
-                assert np.abs(got[3] - want[3]).max() <= 0.011, (name, got, want)
+            # one to one; detections of equal score (the same object seen by two overlapping windows) may
+            # come in either order, so each is matched to the first unmatched one that agrees
+            left = list(found[name])
+            for want in found["best.pt"]:
+                i = next(
+                    (
+                        k
+                        for k, got in enumerate(left)
+                        if got[:2] == want[:2]
+                        and abs(got[2] - want[2]) <= 2e-5
+                        and np.abs(got[3] - want[3]).max() <= 0.011
+                    ),
+                    None,
+                )
+                assert i is not None, (name, want)
+                left.pop(i)
 
     # the Python API loads the ONNX model too
     image = source / "synth_000000.png"
