@@ -220,6 +220,19 @@ def _jobs_submit(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _pages(
+    client: ApiClient, path: str, params: dict[str, Any], *, every: bool
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The items of a listing's first page, or of every page (``every``), and the cursor of the next one."""
+    page = client.get(path, **params)
+    items, cursor = list(page["items"]), page.get("next_cursor")
+    while every and cursor:
+        page = client.get(path, **params, cursor=cursor)
+        items += page["items"]
+        cursor = page.get("next_cursor")
+    return items, cursor
+
+
 def _jobs_ls(client: ApiClient, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {
         "status": args.status or None,
@@ -228,12 +241,7 @@ def _jobs_ls(client: ApiClient, args: argparse.Namespace) -> int:
         "name_prefix": args.name_prefix,
         "limit": args.limit,
     }
-    page = client.get("/jobs", **params)
-    items, cursor = list(page["items"]), page.get("next_cursor")
-    while args.all and cursor:
-        page = client.get("/jobs", **params, cursor=cursor)
-        items += page["items"]
-        cursor = page.get("next_cursor")
+    items, cursor = _pages(client, "/jobs", params, every=args.all)
     if args.json:
         _print_json({"items": items, "next_cursor": cursor})
     elif items:
@@ -502,12 +510,7 @@ def _batches_ls(client: ApiClient, args: argparse.Namespace) -> int:
         "schedule_id": args.schedule,
         "limit": args.limit,
     }
-    page = client.get("/batches", **params)
-    items, cursor = list(page["items"]), page.get("next_cursor")
-    while args.all and cursor:
-        page = client.get("/batches", **params, cursor=cursor)
-        items += page["items"]
-        cursor = page.get("next_cursor")
+    items, cursor = _pages(client, "/batches", params, every=args.all)
     if args.json:
         _print_json({"items": items, "next_cursor": cursor})
     elif items:

@@ -160,6 +160,17 @@ def _task1(folder: Path) -> list[tuple[str, str, float, np.ndarray]]:
     return sorted(rows, key=lambda r: (r[0], r[1], -r[2]))
 
 
+def _same_or_window_copy(got: np.ndarray, want: np.ndarray, step: float | None) -> bool:
+    """The same polygon (to 0.011 px), or, with a window ``step``, the same polygon moved by whole steps."""
+    diff = (got - want).reshape(4, 2)
+    if np.abs(diff).max() <= 0.011:
+        return True
+    if step is None:
+        return False
+    shift = np.round(diff[0] / step) * step
+    return bool(np.abs(shift).max() > 0 and np.abs(diff - shift).max() <= 0.011)
+
+
 def test_onnx_models_predict_what_the_checkpoint_predicts(
     lively: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -169,7 +180,8 @@ def test_onnx_models_predict_what_the_checkpoint_predicts(
     (The end-to-end graph runs one window at a time, torch a batch of windows; on tiles of these synthetic
     scenes two windows can see the same pixels, and then give the same box two scores that are equal in
     one runtime and differ in the last bit in the other, so which copy the merge of the tiles keeps may
-    differ: that graph is compared untiled.)"""
+    differ: that graph is compared untiled. The raw graph is compared tiled too, where a box of the padding
+    past an image's edge can come from two windows at exactly the same score: either copy may be kept.)"""
     pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     for name, flags in (("raw.onnx", []), ("e2e.onnx", ["--end2end"])):
@@ -200,8 +212,10 @@ def test_onnx_models_predict_what_the_checkpoint_predicts(
         assert len(found["best.pt"]) > 10
         for name in names:
             assert len(found[name]) == len(found["best.pt"]), name
-            # one to one; detections of equal score (the same object seen by two overlapping windows) may
-            # come in either order, so each is matched to the first unmatched one that agrees
+            # one to one. Tiled, two windows can see the same pixels (the padding past an image's edge) and
+            # give the same box at the same score, shifted by the window step (96 - 32 px); which copy the
+            # merge keeps is a tie, so a copy shifted by whole steps also matches (see the docstring)
+            step = 64.0 if windows == 8 else None
             left = list(found[name])
             for want in found["best.pt"]:
                 i = next(
@@ -210,7 +224,7 @@ def test_onnx_models_predict_what_the_checkpoint_predicts(
                         for k, got in enumerate(left)
                         if got[:2] == want[:2]
                         and abs(got[2] - want[2]) <= 2e-5
-                        and np.abs(got[3] - want[3]).max() <= 0.011
+                        and _same_or_window_copy(got[3], want[3], step)
                     ),
                     None,
                 )
