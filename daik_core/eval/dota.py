@@ -686,9 +686,35 @@ def evaluate_dota(
     tp, fp = targets.classify(thr)
     pr: list[tuple[np.ndarray, np.ndarray]] = []
     aps = _class_aps(tp, fp, dets.class_start, npos, metric, pr)
+    result = DotaResult(
+        map=_mean(aps),
+        per_class=dict(zip(classes, aps, strict=True)),
+        counts=_class_counts(classes, dets.class_start, tp, fp, npos, num_difficult),
+        iou_thr=thr,
+        metric=metric,
+        num_images=len(image_ids),
+        unannotated_images=unannotated,
+        curves=_pr_curves(classes, dets, npos, pr),
+    )
+    if map_50_95:
+        per_class_50_95 = _per_class_50_95(classes, targets, dets.class_start, npos, metric)
+        result.per_class_50_95 = per_class_50_95
+        result.map_50_95 = _mean(list(per_class_50_95.values()))
+    return result
+
+
+def _class_counts(
+    classes: Sequence[str],
+    class_start: np.ndarray,
+    tp: np.ndarray,
+    fp: np.ndarray,
+    npos: np.ndarray,
+    num_difficult: np.ndarray,
+) -> dict[str, ClassCounts]:
+    """Per class: ground truth, detections and how the detections were judged at the main threshold."""
     counts = {}
     for c, name in enumerate(classes):
-        s, e = int(dets.class_start[c]), int(dets.class_start[c + 1])
+        s, e = int(class_start[c]), int(class_start[c + 1])
         n_tp, n_fp = int(tp[s:e].sum()), int(fp[s:e].sum())
         counts[name] = ClassCounts(
             npos=int(npos[c]),
@@ -698,37 +724,36 @@ def evaluate_dota(
             fp=n_fp,
             ignored=e - s - n_tp - n_fp,
         )
+    return counts
 
-    result = DotaResult(
-        map=_mean(aps),
-        per_class=dict(zip(classes, aps, strict=True)),
-        counts=counts,
-        iou_thr=thr,
-        metric=metric,
-        num_images=len(image_ids),
-        unannotated_images=unannotated,
-        curves={
-            name: PRCurve(
-                scores=dets.scores[dets.class_start[c] : dets.class_start[c + 1]] if npos[c] else np.zeros(0),
-                recall=pr[c][0],
-                precision=pr[c][1],
-                npos=int(npos[c]),
-            )
-            for c, name in enumerate(classes)
-        },
-    )
-    if map_50_95:
-        per_thr = []
-        for t in IOU_THRS_50_95.tolist():
-            tp_t, fp_t = targets.classify(t)
-            per_thr.append(_class_aps(tp_t, fp_t, dets.class_start, npos, metric))
-        per_class_50_95: dict[str, float | None] = {}
-        for c, name in enumerate(classes):
-            vals = [row[c] for row in per_thr]
-            per_class_50_95[name] = None if vals[0] is None else _mean(vals)
-        result.per_class_50_95 = per_class_50_95
-        result.map_50_95 = _mean(list(per_class_50_95.values()))
-    return result
+
+def _pr_curves(
+    classes: Sequence[str], dets: _Detections, npos: np.ndarray, pr: list[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, PRCurve]:
+    return {
+        name: PRCurve(
+            scores=dets.scores[dets.class_start[c] : dets.class_start[c + 1]] if npos[c] else np.zeros(0),
+            recall=pr[c][0],
+            precision=pr[c][1],
+            npos=int(npos[c]),
+        )
+        for c, name in enumerate(classes)
+    }
+
+
+def _per_class_50_95(
+    classes: Sequence[str], targets: _Targets, class_start: np.ndarray, npos: np.ndarray, metric: str
+) -> dict[str, float | None]:
+    """Per class, the mean AP over :data:`IOU_THRS_50_95` (``None`` for a class without ground truth)."""
+    per_thr = []
+    for t in IOU_THRS_50_95.tolist():
+        tp_t, fp_t = targets.classify(t)
+        per_thr.append(_class_aps(tp_t, fp_t, class_start, npos, metric))
+    per_class: dict[str, float | None] = {}
+    for c, name in enumerate(classes):
+        vals = [row[c] for row in per_thr]
+        per_class[name] = None if vals[0] is None else _mean(vals)
+    return per_class
 
 
 def evaluate_dota_dirs(
