@@ -18,4 +18,5 @@ fi
 echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy" && .venv/bin/mypy
 echo "== import boundaries" && .venv/bin/lint-imports
+echo "== complexity" && "$VPY" scripts/check_complexity.py
 echo "== pytest" && "$VPY" -m pytest -q "$@"
