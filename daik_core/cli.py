@@ -233,7 +233,7 @@ def _report_failure(events: str | None, err: Exception) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    from daik_core.config import load_spec, override_spec
+    from daik_core.config import load_spec, spec_overrides
     from daik_core.engine.callbacks import Callback, JsonlEvents, ProgressCallback, StopFlag
     from daik_core.engine.trainer import Trainer
 
@@ -248,8 +248,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    spec = override_spec(
-        load_spec(args.spec), overrides, args.output, source=f"{args.spec} with the command-line overrides"
+    spec = load_spec(args.spec).with_overrides(
+        spec_overrides(overrides, args.output), source=f"{args.spec} with the command-line overrides"
     )
 
     stop = StopFlag()
@@ -302,13 +302,15 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         write_table,
     )
     from daik_core.ablation.table import table_markdown, versus
-    from daik_core.config import load_spec, override_spec
+    from daik_core.config import load_spec, spec_overrides
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
     # --teacher replaces the spec's teacher, and --table-only reads finished runs only: no need for those
     spec = load_spec(args.spec, check_paths=args.teacher is None and not args.table_only)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
-    spec = override_spec(spec, overrides, source=f"{args.spec} with the command-line overrides")
+    spec = spec.with_overrides(
+        spec_overrides(overrides), source=f"{args.spec} with the command-line overrides"
+    )
     if args.grid.endswith((".json", ".yaml", ".yml")):
         import yaml
 
