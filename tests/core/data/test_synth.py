@@ -12,7 +12,6 @@ import torch
 from shapely.geometry import Polygon
 
 from daik_core.cli import main
-from daik_core.data import synth_scene, synth_sprites
 from daik_core.data.classes import DOTA_V1_0
 from daik_core.data.dota import read_label_file
 from daik_core.data.synth import (
@@ -23,6 +22,8 @@ from daik_core.data.synth import (
     image_name,
     render_image,
 )
+from daik_core.data.synth import scene as synth_scene
+from daik_core.data.synth import sprites as synth_sprites
 from daik_core.errors import DaikError
 from daik_core.structures import obb_to_poly, poly_to_obb
 

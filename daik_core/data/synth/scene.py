@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from daik_core.data import synth_sprites as sp
-from daik_core.data.synth_sprites import Color, FArray, Sprite
+from daik_core.data.synth import sprites as sp
+from daik_core.data.synth.sprites import Color, FArray, Sprite
 
 #: Largest allowed intersection of two object boxes, as a fraction of the smaller box's area.
 MAX_OVERLAP = 0.05

@@ -512,6 +512,40 @@ def large_vehicle(rng: np.random.Generator, length: float, width: float) -> Spri
     return sp.finalize()
 
 
+def _ship_cargo(sp: Sprite, rng: np.random.Generator, xa: float, xb: float, W: float, deck_c: Color) -> None:
+    """The deck of a ship between ``xa`` and ``xb``: cargo hatches, containers or a tanker's pipe."""
+    kind = rng.random()
+    if kind < 0.4 and xb - xa > W:  # cargo hatches
+        n = max(2, int((xb - xa) / (0.9 * W)))
+        hatch = jitter(rng, scale_color(deck_c, 0.75), 10.0)
+        step = (xb - xa) / n
+        for i in range(n):
+            sp.rect(
+                xa + i * step + 0.08 * step,
+                xa + (i + 1) * step - 0.08 * step,
+                -0.3 * W,
+                0.3 * W,
+                hatch,
+                bounds=False,
+            )
+    elif kind < 0.7 and xb - xa > W:  # containers
+        n = max(2, int((xb - xa) / (0.5 * W)))
+        step = (xb - xa) / n
+        for i in range(n):
+            for j in (-1, 1):
+                col = pick(rng, TRAILER_COLORS, 25.0)
+                sp.rect(
+                    xa + i * step + 0.05 * step,
+                    xa + (i + 1) * step - 0.05 * step,
+                    j * 0.34 * W if j < 0 else 0.0,
+                    0.0 if j < 0 else 0.34 * W,
+                    col,
+                    bounds=False,
+                )
+    else:  # tanker: a pipe along the deck
+        sp.line([(xa, 0.0), (xb, 0.0)], scale_color(deck_c, 0.7), max(1.0, 0.08 * W))
+
+
 def ship(rng: np.random.Generator, length: float, width: float, *, small: bool = False) -> Sprite:
     """A ship or boat: pointed bow at the front, the white bridge / cabin towards the stern."""
     sp = Sprite()
@@ -555,37 +589,7 @@ def ship(rng: np.random.Generator, length: float, width: float, *, small: bool =
         sp.rect(x1 - 0.06 * L, x1, -0.3 * W, 0.3 * W, (40.0, 48.0, 60.0), bounds=False)
     else:
         x1 = x0 + rng.uniform(0.12, 0.2) * L
-        kind = rng.random()
-        xa, xb = x1 + 0.04 * L, L / 2 - b - 0.02 * L
-        if kind < 0.4 and xb - xa > W:  # cargo hatches
-            n = max(2, int((xb - xa) / (0.9 * W)))
-            hatch = jitter(rng, scale_color(deck_c, 0.75), 10.0)
-            step = (xb - xa) / n
-            for i in range(n):
-                sp.rect(
-                    xa + i * step + 0.08 * step,
-                    xa + (i + 1) * step - 0.08 * step,
-                    -0.3 * W,
-                    0.3 * W,
-                    hatch,
-                    bounds=False,
-                )
-        elif kind < 0.7 and xb - xa > W:  # containers
-            n = max(2, int((xb - xa) / (0.5 * W)))
-            step = (xb - xa) / n
-            for i in range(n):
-                for j in (-1, 1):
-                    col = pick(rng, TRAILER_COLORS, 25.0)
-                    sp.rect(
-                        xa + i * step + 0.05 * step,
-                        xa + (i + 1) * step - 0.05 * step,
-                        j * 0.34 * W if j < 0 else 0.0,
-                        0.0 if j < 0 else 0.34 * W,
-                        col,
-                        bounds=False,
-                    )
-        else:  # tanker: a pipe along the deck
-            sp.line([(xa, 0.0), (xb, 0.0)], scale_color(deck_c, 0.7), max(1.0, 0.08 * W))
+        _ship_cargo(sp, rng, x1 + 0.04 * L, L / 2 - b - 0.02 * L, W, deck_c)
         sp.rect(x0, x1, -0.40 * W, 0.40 * W, white, bounds=False)
         f = 0.3 * (x1 - x0)
         sp.rect(
