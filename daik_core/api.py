@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from daik_core.config import JobSpec, load_spec, spec_from_mapping, spec_overrides
-from daik_core.data.dataset import decode_image
+from daik_core.data.image_header import decode_image
 from daik_core.engine.checkpoint import CheckpointMeta, load_detector
 from daik_core.engine.predict import WindowModel, detect_image, inference_settings, torch_windows
 from daik_core.engine.trainer import resolve_device
