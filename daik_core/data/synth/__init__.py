@@ -22,7 +22,7 @@ every class shows up within a few consecutive images. Clutter (buildings, trees)
 look-alike distractors that are *not* objects (plain vehicle-sized boxes, also inside parking rows; flat
 discs; unlined courts; pontoons) share the scene. ``difficulty`` sets object size, density, packing, the
 fraction of small and low-contrast objects, clutter, haze, blur and noise
-(:data:`daik_core.data.synth.scene.LEVELS`): about 23 objects per 512 px image for ``easy``, 57 for
+(:data:`daik_core.data.synth.levels.LEVELS`): about 23 objects per 512 px image for ``easy``, 57 for
 ``medium`` and 135 for ``hard`` (a fifth of them under :data:`TINY_SIDE` pixels).
 
 Labels are the exact rectangles of the drawn objects in the DAIK box convention

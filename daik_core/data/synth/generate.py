@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from daik_core.data.classes import DOTA_V1_0
 from daik_core.data.dota import DotaLabel, DotaObject, write_label_file
-from daik_core.data.synth.scene import LEVELS, MAX_OVERLAP, plan, render
+from daik_core.data.synth.levels import LEVELS
+from daik_core.data.synth.scene import MAX_OVERLAP, plan, render
 from daik_core.data.synth.sprites import label_obb, obb_corners
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_bytes

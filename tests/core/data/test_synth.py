@@ -24,6 +24,7 @@ from daik_core.data.synth import (
 )
 from daik_core.data.synth import scene as synth_scene
 from daik_core.data.synth import sprites as synth_sprites
+from daik_core.data.synth.levels import LEVELS
 from daik_core.errors import DaikError
 from daik_core.structures import obb_to_poly, poly_to_obb
 
@@ -257,7 +258,7 @@ def test_heading_is_visible_in_rendered_scenes() -> None:
     object (a storage tank, whose halves are split the same way) much less so."""
     asym: list[float] = []
     for i in range(3):
-        sc = synth_scene.plan(np.random.default_rng([21, i]), 256, synth_scene.LEVELS["easy"])
+        sc = synth_scene.plan(np.random.default_rng([21, i]), 256, LEVELS["easy"])
         g = synth_scene.render(sc).astype(np.float64).mean(2)
         ys, xs = np.mgrid[0:256, 0:256] + 0.5
         for o in sc.objects:
