@@ -143,6 +143,44 @@ def _toggles_off(losses: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _product_cells(grid: Mapping[str, Any]) -> list[Cell]:
+    """The cells of ``{"product": {"<term>.<option>": [values, ...]}}``: one per combination of values."""
+    product = grid.get("product")
+    if set(grid) != {"product"} or not isinstance(product, Mapping) or not product:
+        raise DaikError('grid: a mapping grid must be {"product": {"<term>.<option>": [values, ...]}}')
+    keys = [str(k) for k in product]
+    values = []
+    for k in keys:
+        v = product[k]
+        if not isinstance(v, Sequence) or isinstance(v, str) or not v:
+            raise DaikError(f"grid: product.{k}: a non-empty list of values")
+        values.append(list(v))
+    cells = []
+    for combo in itertools.product(*values):
+        losses: dict[str, Any] = {}
+        for k, v in zip(keys, combo, strict=True):
+            _set_path(losses, k, v)
+        name = ",".join(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))
+        cells.append(Cell(name, losses))
+    return cells
+
+
+def _explicit_cells(grid: Sequence[Mapping[str, Any]]) -> list[Cell]:
+    """The cells of an explicit list of ``{name, losses, teacher}``."""
+    cells = []
+    for i, item in enumerate(grid):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise DaikError(f"grid[{i}]: a cell is {{'name': str, 'losses': {{...}}, 'teacher': bool}}")
+        extra = set(item) - {"name", "losses", "teacher"}
+        if extra:
+            raise DaikError(f"grid[{i}]: unknown keys {', '.join(sorted(extra))}")
+        losses_in = item.get("losses", {})
+        if not isinstance(losses_in, Mapping):
+            raise DaikError(f"grid[{i}].losses: a mapping of distillation terms")
+        cells.append(Cell(item["name"], dict(losses_in), bool(item.get("teacher", False))))
+    return cells
+
+
 def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[Cell]:
     """A named grid, an explicit list of cells or a product of settings (see the module docstring); the
     settings are validated against :class:`~daik_core.config.DistillSpec` and names must be unique."""
@@ -152,35 +190,9 @@ def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> l
             raise DaikError(f"grid: unknown grid {grid!r} (named grids: {', '.join(GRIDS)})")
         cells = list(GRIDS[grid])
     elif isinstance(grid, Mapping):
-        product = grid.get("product")
-        if set(grid) != {"product"} or not isinstance(product, Mapping) or not product:
-            raise DaikError('grid: a mapping grid must be {"product": {"<term>.<option>": [values, ...]}}')
-        keys = [str(k) for k in product]
-        values = []
-        for k in keys:
-            v = product[k]
-            if not isinstance(v, Sequence) or isinstance(v, str) or not v:
-                raise DaikError(f"grid: product.{k}: a non-empty list of values")
-            values.append(list(v))
-        cells = []
-        for combo in itertools.product(*values):
-            losses: dict[str, Any] = {}
-            for k, v in zip(keys, combo, strict=True):
-                _set_path(losses, k, v)
-            name = ",".join(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))
-            cells.append(Cell(name, losses))
+        cells = _product_cells(grid)
     else:
-        cells = []
-        for i, item in enumerate(grid):
-            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
-                raise DaikError(f"grid[{i}]: a cell is {{'name': str, 'losses': {{...}}, 'teacher': bool}}")
-            extra = set(item) - {"name", "losses", "teacher"}
-            if extra:
-                raise DaikError(f"grid[{i}]: unknown keys {', '.join(sorted(extra))}")
-            losses_in = item.get("losses", {})
-            if not isinstance(losses_in, Mapping):
-                raise DaikError(f"grid[{i}].losses: a mapping of distillation terms")
-            cells.append(Cell(item["name"], dict(losses_in), bool(item.get("teacher", False))))
+        cells = _explicit_cells(grid)
     if not cells:
         raise DaikError("grid: no configurations")
     seen: set[str] = set()  # the slugs of the names so far: one set lookup per cell (linear in the cells)
