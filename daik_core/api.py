@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from daik_core.config import JobSpec, load_spec, override_spec, spec_from_mapping
-from daik_core.data.dataset import decode_image
+from daik_core.config import JobSpec, load_spec, spec_from_mapping, spec_overrides
+from daik_core.data.image_header import decode_image
 from daik_core.engine.checkpoint import CheckpointMeta, load_detector
 from daik_core.engine.predict import WindowModel, detect_image, inference_settings, torch_windows
 from daik_core.engine.trainer import resolve_device
@@ -83,7 +83,9 @@ def train(
         )
         if value is not None
     }
-    job = override_spec(job, hparams, output, source=f"{source} with the overrides of train()")
+    job = job.with_overrides(
+        spec_overrides(hparams, output), source=f"{source} with the overrides of train()"
+    )
     callbacks = [ProgressCallback(disable=not progress)]
     trainer = Trainer(job, callbacks, resume=resume or None, overwrite=overwrite)
     return dict(trainer.fit().results)

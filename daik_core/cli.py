@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from daik_core.errors import DaikError
 
 if TYPE_CHECKING:
+    from daik_core.ablation.grid import Cell
+    from daik_core.ablation.table import Row
+    from daik_core.config import JobSpec
     from daik_core.engine.callbacks import StopFlag
 
 Handler = Callable[[argparse.Namespace], int]
@@ -233,7 +236,7 @@ def _report_failure(events: str | None, err: Exception) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    from daik_core.config import load_spec, override_spec
+    from daik_core.config import load_spec, spec_overrides
     from daik_core.engine.callbacks import Callback, JsonlEvents, ProgressCallback, StopFlag
     from daik_core.engine.trainer import Trainer
 
@@ -248,8 +251,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    spec = override_spec(
-        load_spec(args.spec), overrides, args.output, source=f"{args.spec} with the command-line overrides"
+    spec = load_spec(args.spec).with_overrides(
+        spec_overrides(overrides, args.output), source=f"{args.spec} with the command-line overrides"
     )
 
     stop = StopFlag()
@@ -292,23 +295,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ablate(args: argparse.Namespace) -> int:
+def _ablate_cells(args: argparse.Namespace) -> list[Cell]:
+    """The configurations of ``daik ablate``: ``--grid`` (a named grid or a YAML/JSON file), ``--only``."""
     from daik_core.ablation.grid import parse_grid
-    from daik_core.ablation.runner import (
-        ablation_meta,
-        collect_records,
-        run_ablation,
-        scoring_split,
-        write_table,
-    )
-    from daik_core.ablation.table import table_markdown, versus
-    from daik_core.config import load_spec, override_spec
-    from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
-    # --teacher replaces the spec's teacher, and --table-only reads finished runs only: no need for those
-    spec = load_spec(args.spec, check_paths=args.teacher is None and not args.table_only)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
-    spec = override_spec(spec, overrides, source=f"{args.spec} with the command-line overrides")
     if args.grid.endswith((".json", ".yaml", ".yml")):
         import yaml
 
@@ -327,28 +317,79 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
                 f"--only: not in the grid: {', '.join(unknown)} (grid: {', '.join(c.name for c in cells)})"
             )
         cells = [c for c in cells if c.name in wanted]
+    return cells
+
+
+def _ablate_seeds(args: argparse.Namespace, first: int) -> list[int]:
+    """The seeds of ``daik ablate``: ``--seeds`` from the spec's seed ``first``, ``--only-seeds`` of them."""
     if args.seeds < 1:
         raise DaikError(f"--seeds must be >= 1, got {args.seeds}")
-    seeds = [spec.hparams.seed + i for i in range(args.seeds)]
-    if args.only_seeds:
+    seeds = [first + i for i in range(args.seeds)]
+    if not args.only_seeds:
+        return seeds
+    try:
+        wanted_seeds = [int(x) for x in args.only_seeds.split(",") if x.strip()]
+    except ValueError:
+        raise DaikError(f"--only-seeds: a comma-separated list of seeds, got {args.only_seeds!r}") from None
+    outside = [x for x in wanted_seeds if x not in seeds]
+    if outside or not wanted_seeds:
+        raise DaikError(
+            f"--only-seeds: {args.only_seeds!r} is not part of --seeds {args.seeds} "
+            f"(seeds {', '.join(map(str, seeds))})"
+        )
+    return wanted_seeds
+
+
+def _ablate_teacher(args: argparse.Namespace, spec: JobSpec) -> Path | None:
+    """The teacher checkpoint of ``daik ablate``: ``--teacher``, else the spec's ``teacher.checkpoint``."""
+    if args.teacher:
+        return Path(args.teacher)
+    if spec.teacher is not None and spec.teacher.checkpoint is not None:
+        return Path(spec.teacher.checkpoint)
+    return None
+
+
+def _print_ablation(
+    args: argparse.Namespace, rows: list[Row], out: Path, cells: list[Cell], split: Path
+) -> None:
+    """The table of ``daik ablate`` (and ``--versus``) on stdout, and where the files are."""
+    from daik_core.ablation.runner import collect_records
+    from daik_core.ablation.table import table_markdown, versus
+
+    print(table_markdown(rows, per_class=False), end="")
+    if args.versus:
         try:
-            wanted_seeds = [int(x) for x in args.only_seeds.split(",") if x.strip()]
-        except ValueError:
-            raise DaikError(
-                f"--only-seeds: a comma-separated list of seeds, got {args.only_seeds!r}"
-            ) from None
-        outside = [x for x in wanted_seeds if x not in seeds]
-        if outside or not wanted_seeds:
-            raise DaikError(
-                f"--only-seeds: {args.only_seeds!r} is not part of --seeds {args.seeds} "
-                f"(seeds {', '.join(map(str, seeds))})"
-            )
-        seeds = wanted_seeds
+            lines = versus(collect_records(out, cells, split), args.versus, [c.name for c in cells])
+        except ValueError as err:
+            raise DaikError(f"--versus: {err}") from None
+        print("\n".join(lines))
+    print(
+        f"-> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.json'}, {out / 'ablation.png'}"
+    )
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from daik_core.ablation.runner import (
+        ablation_meta,
+        collect_records,
+        run_ablation,
+        scoring_split,
+        write_table,
+    )
+    from daik_core.config import load_spec, spec_overrides
+    from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
+
+    # --teacher replaces the spec's teacher, and --table-only reads finished runs only: no need for those
+    spec = load_spec(args.spec, check_paths=args.teacher is None and not args.table_only)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    spec = spec.with_overrides(
+        spec_overrides(overrides), source=f"{args.spec} with the command-line overrides"
+    )
+    cells = _ablate_cells(args)
+    seeds = _ablate_seeds(args, spec.hparams.seed)
     out = Path(args.out) if args.out else spec.output_dir().with_name(spec.output_dir().name + "-ablate")
     split = scoring_split(spec, Path(args.val) if args.val else None)
-    teacher = Path(args.teacher) if args.teacher else None
-    if teacher is None and spec.teacher is not None and spec.teacher.checkpoint is not None:
-        teacher = Path(spec.teacher.checkpoint)
+    teacher = _ablate_teacher(args, spec)
     if args.table_only:
         records = collect_records(out, cells, split)
         if not records:
@@ -375,16 +416,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         rows = result.rows
         if result.status == "stopped":
             return 128 + stop.reason if isinstance(stop.reason, int) else 1
-    print(table_markdown(rows, per_class=False), end="")
-    if args.versus:
-        try:
-            lines = versus(collect_records(out, cells, split), args.versus, [c.name for c in cells])
-        except ValueError as err:
-            raise DaikError(f"--versus: {err}") from None
-        print("\n".join(lines))
-    print(
-        f"-> {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation.json'}, {out / 'ablation.png'}"
-    )
+    _print_ablation(args, rows, out, cells, split)
     return 0
 
 
@@ -484,15 +516,8 @@ def _add_window_args(p: argparse.ArgumentParser, dest_prefix: str = "") -> None:
     add("--device", metavar="D", default="auto", help="auto | cpu | cuda[:N] (default auto)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from daik_core import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="daik", description="DAIK: distillation for oriented object detection."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik synth``."""
     p = sub.add_parser("synth", help="generate a synthetic DOTA-format dataset (images/ and labelTxt/)")
     p.add_argument("out", help="output folder")
     p.add_argument("--images", type=int, default=100, help="number of images (default 100)")
@@ -508,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synth)
 
+
+def _add_split(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik split``."""
     p = sub.add_parser("split", help="tile large DOTA images into patches like the DOTA devkit")
     p.add_argument("src", help="DOTA folder with images/ and labelTxt/")
     p.add_argument("dst", help="output folder (images/ and labelTxt/ of the patches)")
@@ -531,18 +559,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_split)
 
+
+def _add_merge(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik merge``."""
     p = sub.add_parser("merge", help="merge patch detections (Task1 files) back to full images")
     p.add_argument("src", help="folder of Task1_<class>.txt files whose image ids are patch names")
     p.add_argument("dst", help="output folder of merged Task1_<class>.txt files")
     p.add_argument("--iou-thr", type=float, default=0.1, help="class-aware polygon NMS threshold (0.1)")
     p.set_defaults(handler=_cmd_merge)
 
+
+def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik eval``."""
     p = sub.add_parser(
         "eval",
         help="DOTA mAP of a checkpoint on a DOTA folder (--weights, --data) or of detection files (dota)",
         description="daik eval --weights W --data DIR: evaluate a checkpoint on a DOTA folder (images/, "
         "labelTxt/); daik eval dota --ann-dir A --det-dir D: evaluate Task1 detection files.",
     )
+    _add_eval_model_args(p)
+    p.set_defaults(handler=_cmd_eval_model)
+    _add_eval_dota(p.add_subparsers(dest="eval_command", required=False, metavar="FORMAT"))
+
+
+def _add_eval_model_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``daik eval --weights W --data DIR`` (a checkpoint on a dataset): ``model_*``, apart
+    from those of its ``dota`` sub-command."""
     p.add_argument(
         "--weights", dest="model_weights", metavar="W", default=None, help="checkpoint (best.pt, last.pt)"
     )
@@ -606,8 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="confidence threshold of the confusion matrix (0.25)",
     )
     p.add_argument("-q", "--quiet", dest="model_quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_cmd_eval_model)
-    eval_sub = p.add_subparsers(dest="eval_command", required=False, metavar="FORMAT")
+
+
+def _add_eval_dota(eval_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik eval dota``: Task1 detection files against labelTxt."""
     e = eval_sub.add_parser("dota", help="DOTA Task1 mAP of Task1_<class>.txt files against labelTxt")
     e.add_argument("--ann-dir", required=True, help="folder of DOTA labelTxt annotation files")
     e.add_argument("--det-dir", required=True, help="folder of Task1_<class>.txt detection files")
@@ -629,6 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(handler=_cmd_eval_dota)
 
+
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik train``."""
     p = sub.add_parser("train", help="train a detector from a job spec (YAML or JSON)")
     p.add_argument("spec", help="job spec file (see daik_core/config.py and configs/)")
     p.add_argument(
@@ -655,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_cmd_train)
 
+
+def _add_ablate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik ablate``."""
     p = sub.add_parser(
         "ablate",
         help="train every configuration of a distillation grid for several seeds; write the ablation table",
@@ -698,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no training progress bars")
     p.set_defaults(handler=_cmd_ablate)
 
+
+def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik predict``."""
     p = sub.add_parser("predict", help="detect objects in images with a checkpoint or an exported ONNX model")
     p.add_argument(
         "--weights", required=True, help="checkpoint (best.pt), or an ONNX model of daik export (onnxruntime)"
@@ -711,6 +764,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_predict)
 
+
+def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik export``."""
     p = sub.add_parser("export", help="export a checkpoint's fused model (ONNX), checked against torch")
     p.add_argument("--weights", required=True, help="checkpoint (best.pt)")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
@@ -725,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_export)
 
+
+def _add_info(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``daik info``."""
     p = sub.add_parser(
         "info", help="parameters and GFLOPs of a detector preset (fused, as trained models report them)"
     )
@@ -740,6 +799,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
     p.set_defaults(handler=_cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from daik_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="daik", description="DAIK: distillation for oriented object detection."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_synth,
+        _add_split,
+        _add_merge,
+        _add_eval,
+        _add_train,
+        _add_ablate,
+        _add_predict,
+        _add_export,
+        _add_info,
+    ):
+        add(sub)
     add_plugin_commands(sub)
     return parser
 

@@ -62,13 +62,14 @@ __all__ = [
     "SpecError",
     "SplitSpec",
     "TeacherSpec",
+    "deep_merge",
     "format_validation_error",
     "load_spec",
-    "override_spec",
     "parse_spec",
     "relative_spec_paths",
     "resolve_spec_paths",
     "spec_from_mapping",
+    "spec_overrides",
 ]
 
 # NMS IoU per image (or tile) of evaluation and prediction, one value for the trainer, `daik eval` and
@@ -433,6 +434,15 @@ class JobSpec(_Strict):
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else Path("runs") / self.name
 
+    def with_overrides(self, overrides: Mapping[str, Any], *, source: str = "spec") -> JobSpec:
+        """A validated copy of the spec with ``overrides`` merged into its fields (:func:`deep_merge`: a
+        mapping merges into a section, ``{"hparams": {"epochs": 3}}`` changes one field; any other value,
+        ``None`` included, replaces the field); errors name ``source`` as :func:`parse_spec`'s do. No
+        overrides: the spec itself."""
+        if not overrides:
+            return self
+        return parse_spec(deep_merge(self.model_dump(mode="json"), overrides), source=source)
+
     def assigner_spec(self) -> AssignerSpec:
         """The assigner the job trains with: ``assigner``, with AAL's exponents, table and overlap when
         ``losses.aal`` is on (AAL in assignment and, through ``t_hat``, in the loss weights)."""
@@ -598,18 +608,27 @@ def spec_from_mapping(
     return spec
 
 
-def override_spec(
-    spec: JobSpec, hparams: Mapping[str, Any], output: str | Path | None = None, *, source: str = "spec"
-) -> JobSpec:
-    """``spec`` with ``hparams`` fields (``epochs``, ``batch``, ...) and ``output`` replaced, validated again
-    (errors name ``source``): the command line's and :func:`daik_core.train`'s overrides."""
-    if not hparams and output is None:
-        return spec
-    data = spec.model_dump(mode="json")
-    data["hparams"].update(hparams)
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``update`` merged in: a mapping of ``update`` merges into a mapping of
+    ``base`` at the same key, every other value replaces (copied)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def spec_overrides(hparams: Mapping[str, Any], output: str | Path | None = None) -> dict[str, Any]:
+    """The overrides for :meth:`JobSpec.with_overrides` of ``hparams`` fields (``epochs``, ``batch``, ...)
+    and an ``output`` folder: the command line's and :func:`daik_core.train`'s; empty when there are none."""
+    overrides: dict[str, Any] = {}
+    if hparams:
+        overrides["hparams"] = dict(hparams)
     if output is not None:
-        data["output"] = str(output)
-    return parse_spec(data, source=source)
+        overrides["output"] = str(output)
+    return overrides
 
 
 def load_spec(path: str | Path, *, check_paths: bool = True) -> JobSpec:

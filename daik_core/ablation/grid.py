@@ -29,8 +29,8 @@ from daik_core.config import (
     TRACKING_HPARAMS,
     DistillSpec,
     JobSpec,
+    deep_merge,
     format_validation_error,
-    parse_spec,
     relative_spec_paths,
 )
 from daik_core.errors import DaikError
@@ -124,19 +124,9 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def _check_losses(name: str, losses: Mapping[str, Any], defaults: dict[str, Any]) -> None:
     try:
-        DistillSpec.model_validate(_merge(defaults, losses))
+        DistillSpec.model_validate(deep_merge(defaults, losses))
     except ValidationError as err:
         problems = "; ".join(f"losses.{line}" for line in format_validation_error(err))
         raise DaikError(f"grid: configuration {name!r}: {problems}") from None
@@ -153,6 +143,44 @@ def _toggles_off(losses: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _product_cells(grid: Mapping[str, Any]) -> list[Cell]:
+    """The cells of ``{"product": {"<term>.<option>": [values, ...]}}``: one per combination of values."""
+    product = grid.get("product")
+    if set(grid) != {"product"} or not isinstance(product, Mapping) or not product:
+        raise DaikError('grid: a mapping grid must be {"product": {"<term>.<option>": [values, ...]}}')
+    keys = [str(k) for k in product]
+    values = []
+    for k in keys:
+        v = product[k]
+        if not isinstance(v, Sequence) or isinstance(v, str) or not v:
+            raise DaikError(f"grid: product.{k}: a non-empty list of values")
+        values.append(list(v))
+    cells = []
+    for combo in itertools.product(*values):
+        losses: dict[str, Any] = {}
+        for k, v in zip(keys, combo, strict=True):
+            _set_path(losses, k, v)
+        name = ",".join(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))
+        cells.append(Cell(name, losses))
+    return cells
+
+
+def _explicit_cells(grid: Sequence[Mapping[str, Any]]) -> list[Cell]:
+    """The cells of an explicit list of ``{name, losses, teacher}``."""
+    cells = []
+    for i, item in enumerate(grid):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise DaikError(f"grid[{i}]: a cell is {{'name': str, 'losses': {{...}}, 'teacher': bool}}")
+        extra = set(item) - {"name", "losses", "teacher"}
+        if extra:
+            raise DaikError(f"grid[{i}]: unknown keys {', '.join(sorted(extra))}")
+        losses_in = item.get("losses", {})
+        if not isinstance(losses_in, Mapping):
+            raise DaikError(f"grid[{i}].losses: a mapping of distillation terms")
+        cells.append(Cell(item["name"], dict(losses_in), bool(item.get("teacher", False))))
+    return cells
+
+
 def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[Cell]:
     """A named grid, an explicit list of cells or a product of settings (see the module docstring); the
     settings are validated against :class:`~daik_core.config.DistillSpec` and names must be unique."""
@@ -162,35 +190,9 @@ def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> l
             raise DaikError(f"grid: unknown grid {grid!r} (named grids: {', '.join(GRIDS)})")
         cells = list(GRIDS[grid])
     elif isinstance(grid, Mapping):
-        product = grid.get("product")
-        if set(grid) != {"product"} or not isinstance(product, Mapping) or not product:
-            raise DaikError('grid: a mapping grid must be {"product": {"<term>.<option>": [values, ...]}}')
-        keys = [str(k) for k in product]
-        values = []
-        for k in keys:
-            v = product[k]
-            if not isinstance(v, Sequence) or isinstance(v, str) or not v:
-                raise DaikError(f"grid: product.{k}: a non-empty list of values")
-            values.append(list(v))
-        cells = []
-        for combo in itertools.product(*values):
-            losses: dict[str, Any] = {}
-            for k, v in zip(keys, combo, strict=True):
-                _set_path(losses, k, v)
-            name = ",".join(f"{k}={json.dumps(v)}" for k, v in zip(keys, combo, strict=True))
-            cells.append(Cell(name, losses))
+        cells = _product_cells(grid)
     else:
-        cells = []
-        for i, item in enumerate(grid):
-            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
-                raise DaikError(f"grid[{i}]: a cell is {{'name': str, 'losses': {{...}}, 'teacher': bool}}")
-            extra = set(item) - {"name", "losses", "teacher"}
-            if extra:
-                raise DaikError(f"grid[{i}]: unknown keys {', '.join(sorted(extra))}")
-            losses_in = item.get("losses", {})
-            if not isinstance(losses_in, Mapping):
-                raise DaikError(f"grid[{i}].losses: a mapping of distillation terms")
-            cells.append(Cell(item["name"], dict(losses_in), bool(item.get("teacher", False))))
+        cells = _explicit_cells(grid)
     if not cells:
         raise DaikError("grid: no configurations")
     seen: set[str] = set()  # the slugs of the names so far: one set lookup per cell (linear in the cells)
@@ -207,7 +209,7 @@ def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> l
 def needs_teacher(base: JobSpec, cell: Cell) -> bool:
     """Whether ``cell`` over ``base`` reads a teacher (a distillation term is on): its runs are
     ``kind: distill``."""
-    losses = _merge(_toggles_off(base.model_dump(mode="json")["losses"]), cell.losses)
+    losses = deep_merge(_toggles_off(base.model_dump(mode="json")["losses"]), cell.losses)
     return DistillSpec.model_validate(losses).needs_teacher()
 
 
@@ -217,24 +219,26 @@ def cell_spec(base: JobSpec, cell: Cell, seed: int, output: str, teacher_checkpo
     the teacher when a term reads it, ``kind: train`` otherwise."""
     if cell.teacher:
         raise DaikError(f"configuration {cell.name!r} is the teacher: it is evaluated, not trained")
-    data = base.model_dump(mode="json")
     # a job name allows fewer characters than a folder: a product cell's "=" becomes "-"
-    data["name"] = f"{base.name}-{re.sub(r'[^A-Za-z0-9._-]', '-', slug(cell.name))}-s{seed}"
-    data["hparams"]["seed"] = seed
-    data["output"] = output
-    data["losses"] = _merge(_toggles_off(data["losses"]), cell.losses)
+    name = f"{base.name}-{re.sub(r'[^A-Za-z0-9._-]', '-', slug(cell.name))}-s{seed}"
+    overrides: dict[str, Any] = {
+        "name": name,
+        "hparams": {"seed": seed},
+        "output": output,
+        "losses": deep_merge(_toggles_off(base.model_dump(mode="json")["losses"]), cell.losses),
+        "kind": "train",
+        "teacher": None,
+    }
     if needs_teacher(base, cell):
         if teacher_checkpoint is None:
             raise DaikError(
                 f"configuration {cell.name!r} needs a teacher: "
                 "give teacher.checkpoint in the spec or --teacher"
             )
-        data["kind"] = "distill"
-        data["teacher"] = {"checkpoint": teacher_checkpoint}
-    else:
-        data["kind"] = "train"
-        data["teacher"] = None
-    return parse_spec(data, source=f"configuration {cell.name!r}")
+        overrides["kind"] = "distill"
+        # every field of the teacher given: the base spec's teacher (a checkpoint or a job) is replaced
+        overrides["teacher"] = {"checkpoint": teacher_checkpoint, "job": None}
+    return base.with_overrides(overrides, source=f"configuration {cell.name!r}")
 
 
 def config_hash(spec: JobSpec) -> str:

@@ -55,7 +55,7 @@ import torch
 
 from daik_core.ablation.grid import Cell, cell_spec, config_hash, slug
 from daik_core.ablation.table import Row, RunRecord, summarize, table_csv, table_json, table_markdown
-from daik_core.config import JobSpec, parse_spec
+from daik_core.config import JobSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.engine.callbacks import Callback
 from daik_core.engine.checkpoint import load_detector
@@ -181,9 +181,7 @@ def split_tag(val: str | Path) -> str:
 def training_hash(spec: JobSpec) -> str:
     """What a run trains: :func:`~daik_core.ablation.grid.config_hash` of the spec without its validation
     folder (ablation runs train without one and are scored afterwards)."""
-    data = spec.model_dump(mode="json")
-    data["dataset"]["val"] = None
-    return config_hash(parse_spec(data, source="ablation run"))
+    return config_hash(spec.with_overrides({"dataset": {"val": None}}, source="ablation run"))
 
 
 @dataclass(frozen=True)
@@ -255,10 +253,12 @@ def train_run(run: PlannedRun, callbacks: list[Callback], log: TextIO) -> TrainR
             spec_file, json.dumps({"hash": digest, "spec": run.spec.model_dump(mode="json")}, indent=2)
         )
     print(f"ablate {run.label}: {'resuming' if resume else 'training'} -> {run.folder}", file=log)
-    train_data = run.spec.model_dump(mode="json")
-    train_data["dataset"]["val"] = None  # no evaluation during training: the final model is scored
+    # no evaluation during training: the final model is scored
+    train_spec = run.spec.with_overrides(
+        {"dataset": {"val": None}}, source=f"configuration {run.cell.name!r}"
+    )
     return Trainer(
-        parse_spec(train_data, source=f"configuration {run.cell.name!r}"),
+        train_spec,
         callbacks,
         resume=True if resume else None,
         overwrite=not resume,

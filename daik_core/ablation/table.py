@@ -204,21 +204,29 @@ def _first(values: Iterable[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def summarize(
-    records: Iterable[RunRecord],
-    order: Sequence[str] | None = None,
-    *,
-    baseline: str = "baseline",
-    teacher: str | None = "teacher",
-) -> list[Row]:
-    """One row per configuration, in ``order`` (then any other configuration in order of appearance).
-    Differences are taken against the ``baseline`` configuration; the teacher-student gap against the
-    ``teacher`` one (each ignored when absent). A later record of the same (configuration, seed) replaces
-    an earlier one."""
+@dataclass(frozen=True)
+class _Reference:
+    """What every row of :func:`summarize` is compared with: the baseline's mAP50 and mAP50:95 by seed
+    (None without a baseline), its mean mAP50, and the teacher-student gap of mean mAP50 (None without
+    both)."""
+
+    map50: dict[int, float | None] | None
+    map50_95: dict[int, float | None] | None
+    mean: float | None
+    gap: float | None
+
+
+def _by_config(records: Iterable[RunRecord]) -> dict[str, dict[int, RunRecord]]:
+    """The records by configuration and seed; a later record of a (configuration, seed) replaces one."""
     by_config: dict[str, dict[int, RunRecord]] = {}
     for r in records:
         by_config.setdefault(r.config, {})[r.seed] = r
-    names = [c for c in (order or []) if c in by_config] + [c for c in by_config if c not in (order or [])]
+    return by_config
+
+
+def _reference(
+    by_config: Mapping[str, Mapping[int, RunRecord]], baseline: str, teacher: str | None
+) -> _Reference:
     base = by_config.get(baseline)
     base_map50 = {s: r.map50 for s, r in base.items()} if base else None
     base_map5095 = {s: r.map50_95 for s, r in base.items()} if base else None
@@ -231,44 +239,82 @@ def summarize(
         if teacher_mean is not None and teacher_mean.mean is not None and base_mean is not None
         else None
     )
-    rows: list[Row] = []
-    for name in names:
-        runs = by_config[name]
-        seeds = sorted(runs)
-        recs = [runs[s] for s in seeds]
-        classes: list[str] = []
-        for r in recs:
-            classes += [c for c in r.ap50 if c not in classes]
-        m50 = Stat.of(r.map50 for r in recs)
-        is_base = name == baseline
-        rows.append(
-            Row(
-                config=name,
-                seeds=seeds,
-                map50=m50,
-                map50_all=Stat.of(r.map50_all for r in recs),
-                map50_95=Stat.of(r.map50_95 for r in recs),
-                ap50={c: Stat.of(r.ap50.get(c) for r in recs) for c in classes},
-                delta_map50=None
-                if is_base or base_map50 is None
-                else paired_delta({s: runs[s].map50 for s in seeds}, base_map50),
-                delta_map50_95=None
-                if is_base or base_map5095 is None
-                else paired_delta({s: runs[s].map50_95 for s in seeds}, base_map5095),
-                gap_closed=(m50.mean - base_mean) / gap
-                if gap and m50.mean is not None and base_mean is not None and name != teacher
-                else None,
-                params=_first(r.params for r in recs),
-                gflops=_first(r.gflops for r in recs),
-                latency_ms=_first(r.latency_ms for r in recs),
-                map50_by_seed={s: runs[s].map50 for s in seeds},
-                train_time_s=Stat.of(_num(r.extra.get("train_time_s")) for r in recs),
-            )
-        )
-        d = rows[-1].delta_map50
-        if gap and name != teacher and d is not None and d.lo is not None and d.hi is not None:
-            rows[-1].gap_closed_ci95 = (d.lo / gap, d.hi / gap)
-    return rows
+    return _Reference(base_map50, base_map5095, base_mean, gap)
+
+
+def _classes_of(recs: Sequence[RunRecord]) -> list[str]:
+    """The classes of the records' AP50, in order of appearance."""
+    classes: list[str] = []
+    for r in recs:
+        classes += [c for c in r.ap50 if c not in classes]
+    return classes
+
+
+def _gap_closed(
+    m50: Stat, delta: Delta | None, ref: _Reference
+) -> tuple[float | None, tuple[float, float] | None]:
+    """The share of the teacher-student gap a (non-teacher) row closes, and its paired interval."""
+    if not ref.gap:
+        return None, None
+    closed = (m50.mean - ref.mean) / ref.gap if m50.mean is not None and ref.mean is not None else None
+    if delta is None or delta.lo is None or delta.hi is None:
+        return closed, None
+    return closed, (delta.lo / ref.gap, delta.hi / ref.gap)
+
+
+def _row(
+    name: str, runs: Mapping[int, RunRecord], ref: _Reference, *, is_base: bool, is_teacher: bool
+) -> Row:
+    """The row of configuration ``name`` from its records by seed, against ``ref``."""
+    seeds = sorted(runs)
+    recs = [runs[s] for s in seeds]
+    m50 = Stat.of(r.map50 for r in recs)
+    delta_map50 = (
+        None if is_base or ref.map50 is None else paired_delta({s: runs[s].map50 for s in seeds}, ref.map50)
+    )
+    delta_map50_95 = (
+        None
+        if is_base or ref.map50_95 is None
+        else paired_delta({s: runs[s].map50_95 for s in seeds}, ref.map50_95)
+    )
+    gap_closed, gap_closed_ci95 = (None, None) if is_teacher else _gap_closed(m50, delta_map50, ref)
+    return Row(
+        config=name,
+        seeds=seeds,
+        map50=m50,
+        map50_all=Stat.of(r.map50_all for r in recs),
+        map50_95=Stat.of(r.map50_95 for r in recs),
+        ap50={c: Stat.of(r.ap50.get(c) for r in recs) for c in _classes_of(recs)},
+        delta_map50=delta_map50,
+        delta_map50_95=delta_map50_95,
+        gap_closed=gap_closed,
+        params=_first(r.params for r in recs),
+        gflops=_first(r.gflops for r in recs),
+        latency_ms=_first(r.latency_ms for r in recs),
+        map50_by_seed={s: runs[s].map50 for s in seeds},
+        train_time_s=Stat.of(_num(r.extra.get("train_time_s")) for r in recs),
+        gap_closed_ci95=gap_closed_ci95,
+    )
+
+
+def summarize(
+    records: Iterable[RunRecord],
+    order: Sequence[str] | None = None,
+    *,
+    baseline: str = "baseline",
+    teacher: str | None = "teacher",
+) -> list[Row]:
+    """One row per configuration, in ``order`` (then any other configuration in order of appearance).
+    Differences are taken against the ``baseline`` configuration; the teacher-student gap against the
+    ``teacher`` one (each ignored when absent). A later record of the same (configuration, seed) replaces
+    an earlier one."""
+    by_config = _by_config(records)
+    names = [c for c in (order or []) if c in by_config] + [c for c in by_config if c not in (order or [])]
+    ref = _reference(by_config, baseline, teacher)
+    return [
+        _row(name, by_config[name], ref, is_base=name == baseline, is_teacher=name == teacher)
+        for name in names
+    ]
 
 
 def table_json(rows: Sequence[Row], **meta: Any) -> dict[str, Any]:

@@ -64,7 +64,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -659,29 +659,10 @@ def split_dataset(
     ``classes``/``skip_unknown`` are passed to :func:`~daik_core.data.dota.read_label_file`.
     ``workers > 1`` splits images in that many processes. See the module docstring for the rules.
     """
-    _check_geometry(size, gap)
-    rates = tuple(float(r) for r in rates)
-    if not rates:
-        raise DaikError("split: no scale rates given")
-    for r in rates:
-        format_rate(r)
-    if len({format_rate(r) for r in rates}) != len(rates):
-        raise DaikError(f"split: repeated scale rates {list(rates)}")
-    if not 0 <= thresh <= 1:
-        raise DaikError(f"split: thresh must be in [0, 1], got {thresh}")
-    if workers < 1:
-        raise DaikError(f"split: workers must be at least 1, got {workers}")
+    rates = _check_split_args(size, gap, rates, thresh, workers)
     src, dst = Path(src), Path(dst)
-    img_dir, ann_dir = src / "images", src / "labelTxt"
-    if not img_dir.is_dir():
-        raise DataFormatError(img_dir, None, "image folder does not exist")
-    if labels and not ann_dir.is_dir():
-        raise DataFormatError(ann_dir, None, "label folder does not exist (labels=False splits images only)")
-    images = find_images(img_dir)
-    stems = [p.stem for p in images]
-    if len(set(stems)) != len(stems):
-        dup = sorted({s for s in stems if stems.count(s) > 1})
-        raise DataFormatError(img_dir, None, f"several images share a name: {dup}")
+    ann_dir = src / "labelTxt"
+    images = _source_images(src / "images", ann_dir if labels else None)
     out_images = dst / "images"
     out_labels = dst / "labelTxt" if labels else None
     out_images.mkdir(parents=True, exist_ok=True)
@@ -710,34 +691,80 @@ def split_dataset(
     bar = tqdm(total=len(jobs), desc="split", unit="img", disable=not progress)
 
     def collect(res: _JobResult) -> None:
-        if res.error is not None:
-            raise DataFormatError(*res.error)
-        summary.images += 1
-        summary.patches += res.patches
-        summary.empty_patches += res.empty_patches
-        summary.skipped_empty += res.skipped_empty
-        summary.source_objects += res.source_objects
-        summary.missing_labels += int(res.missing_label)
-        summary.stats.add(res.stats)
+        _add_result(summary, res)
         bar.update()
 
     try:
-        if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                collect(_run_job(job))
-        else:
-            # spawn, not fork: the caller may hold threads (cv2's, torch's) that a forked child would
-            # inherit in an undefined state
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-                futures = [pool.submit(_run_job_in_worker, job) for job in jobs]
-                try:
-                    for fut in as_completed(futures):
-                        collect(fut.result())
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+        _run_jobs(jobs, workers, collect)
     finally:
         bar.close()
     return summary
+
+
+def _check_split_args(
+    size: int, gap: int, rates: Sequence[float], thresh: float, workers: int
+) -> tuple[float, ...]:
+    """The arguments of :func:`split_dataset` checked (:class:`DaikError` naming the bad one); the rates
+    as floats."""
+    _check_geometry(size, gap)
+    rates = tuple(float(r) for r in rates)
+    if not rates:
+        raise DaikError("split: no scale rates given")
+    for r in rates:
+        format_rate(r)
+    if len({format_rate(r) for r in rates}) != len(rates):
+        raise DaikError(f"split: repeated scale rates {list(rates)}")
+    if not 0 <= thresh <= 1:
+        raise DaikError(f"split: thresh must be in [0, 1], got {thresh}")
+    if workers < 1:
+        raise DaikError(f"split: workers must be at least 1, got {workers}")
+    return rates
+
+
+def _source_images(img_dir: Path, ann_dir: Path | None) -> list[Path]:
+    """The images of a source folder to split (``ann_dir``: its label folder, which must exist, or
+    ``None`` to split images only); image names must be unique."""
+    if not img_dir.is_dir():
+        raise DataFormatError(img_dir, None, "image folder does not exist")
+    if ann_dir is not None and not ann_dir.is_dir():
+        raise DataFormatError(ann_dir, None, "label folder does not exist (labels=False splits images only)")
+    images = find_images(img_dir)
+    stems = [p.stem for p in images]
+    if len(set(stems)) != len(stems):
+        dup = sorted({s for s in stems if stems.count(s) > 1})
+        raise DataFormatError(img_dir, None, f"several images share a name: {dup}")
+    return images
+
+
+def _add_result(summary: SplitSummary, res: _JobResult) -> None:
+    """Count one split image into ``summary`` (or raise the error its job met)."""
+    if res.error is not None:
+        raise DataFormatError(*res.error)
+    summary.images += 1
+    summary.patches += res.patches
+    summary.empty_patches += res.empty_patches
+    summary.skipped_empty += res.skipped_empty
+    summary.source_objects += res.source_objects
+    summary.missing_labels += int(res.missing_label)
+    summary.stats.add(res.stats)
+
+
+def _run_jobs(jobs: Sequence[_Job], workers: int, collect: Callable[[_JobResult], None]) -> None:
+    """Run ``jobs`` in this process or in ``workers`` processes, passing each result to ``collect`` (in
+    the jobs' order here, in order of completion across processes)."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            collect(_run_job(job))
+        return
+    # spawn, not fork: the caller may hold threads (cv2's, torch's) that a forked child would
+    # inherit in an undefined state
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        futures = [pool.submit(_run_job_in_worker, job) for job in jobs]
+        try:
+            for fut in as_completed(futures):
+                collect(fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

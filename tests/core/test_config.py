@@ -9,10 +9,12 @@ import pytest
 from daik_core.config import (
     JobSpec,
     SpecError,
+    deep_merge,
     load_spec,
     parse_spec,
     relative_spec_paths,
     resolve_spec_paths,
+    spec_overrides,
 )
 
 EXAMPLE = textwrap.dedent(
@@ -240,3 +242,26 @@ def test_relative_spec_paths_undo_the_resolution(tmp_path: Path) -> None:
     assert resolved["dataset"]["val"] == str(tmp_path.parent / "shared" / "val")
     assert resolved["hparams"] == {"epochs": 3} and data["dataset"]["train"] == "data/train"  # a copy
     assert relative_spec_paths(resolved, tmp_path) == data
+
+
+def test_with_overrides_merges_sections_and_validates_naming_the_source() -> None:
+    spec = parse_spec(
+        {"name": "a", "dataset": {"train": "tr", "classes": "a,b"}, "hparams": {"epochs": 5, "batch": 4}}
+    )
+    assert spec.with_overrides({}) is spec
+    new = spec.with_overrides({"hparams": {"epochs": 3}, "output": "x"}, source="here")
+    assert (new.hparams.epochs, new.hparams.batch, new.output, new.name) == (3, 4, "x", "a")
+    assert (spec.hparams.epochs, spec.output) == (5, None)  # a copy
+    assert new.with_overrides({"dataset": {"val": "va"}}).dataset.train == "tr"
+    with pytest.raises(SpecError, match=r"^here with overrides: hparams\.epochs: "):
+        spec.with_overrides({"hparams": {"epochs": 0}}, source="here with overrides")
+    with pytest.raises(SpecError, match=r"^spec: \(root\): a distill job needs teacher\.checkpoint"):
+        spec.with_overrides({"kind": "distill"})
+
+
+def test_deep_merge_and_spec_overrides() -> None:
+    base = {"a": {"b": 1, "c": [1]}, "d": {"e": 2}}
+    merged = deep_merge(base, {"a": {"b": 2}, "d": None})
+    assert merged == {"a": {"b": 2, "c": [1]}, "d": None} and base["a"]["b"] == 1
+    assert spec_overrides({}) == {}
+    assert spec_overrides({"epochs": 2}, Path("o")) == {"hparams": {"epochs": 2}, "output": "o"}

@@ -13,8 +13,9 @@ from shapely.geometry import Polygon
 
 from daik_core.config import AugmentSpec, SplitSpec
 from daik_core.data.classes import DOTA_V1_0
-from daik_core.data.dataset import DotaDataset, ItemKey, decode_image, read_image_size
+from daik_core.data.dataset import DotaDataset, ItemKey
 from daik_core.data.dota import DotaLabel, DotaObject, read_label_file, write_label_file
+from daik_core.data.image_header import decode_image
 from daik_core.data.synth import SYNTH_CLASSES, generate_dataset, render_image
 from daik_core.data.transforms import Objects
 from daik_core.errors import DataFormatError
@@ -202,21 +203,6 @@ def test_all_problems_in_one_error(synth: Path, tmp_path: Path) -> None:
     for name in ("synth_000000.png", "synth_000001.png", "synth_000002.txt:1", "orphan.txt"):
         assert name in msg
     assert "synth_000003" not in msg
-
-
-def test_image_sizes_from_headers(tmp_path: Path) -> None:
-    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    for ext in (".png", ".jpg", ".bmp", ".tif"):
-        path = tmp_path / f"a{ext}"
-        assert cv2.imwrite(str(path), img)
-        assert read_image_size(path) == (53, 37), ext
-        assert decode_image(path).shape == (37, 53, 3)
-    gray = tmp_path / "g.png"
-    cv2.imwrite(str(gray), img[..., 0])
-    assert read_image_size(gray) == (53, 37) and decode_image(gray).shape == (37, 53, 3)
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(DataFormatError, match=r"empty\.png"):
-        read_image_size(tmp_path / "empty.png")
 
 
 def test_broken_pixels_fail_when_read_naming_the_file(synth: Path, tmp_path: Path) -> None:

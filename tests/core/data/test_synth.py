@@ -12,7 +12,6 @@ import torch
 from shapely.geometry import Polygon
 
 from daik_core.cli import main
-from daik_core.data import synth_scene, synth_sprites
 from daik_core.data.classes import DOTA_V1_0
 from daik_core.data.dota import read_label_file
 from daik_core.data.synth import (
@@ -23,6 +22,9 @@ from daik_core.data.synth import (
     image_name,
     render_image,
 )
+from daik_core.data.synth import scene as synth_scene
+from daik_core.data.synth import sprites as synth_sprites
+from daik_core.data.synth.levels import LEVELS
 from daik_core.errors import DaikError
 from daik_core.structures import obb_to_poly, poly_to_obb
 
@@ -256,7 +258,7 @@ def test_heading_is_visible_in_rendered_scenes() -> None:
     object (a storage tank, whose halves are split the same way) much less so."""
     asym: list[float] = []
     for i in range(3):
-        sc = synth_scene.plan(np.random.default_rng([21, i]), 256, synth_scene.LEVELS["easy"])
+        sc = synth_scene.plan(np.random.default_rng([21, i]), 256, LEVELS["easy"])
         g = synth_scene.render(sc).astype(np.float64).mean(2)
         ys, xs = np.mgrid[0:256, 0:256] + 0.5
         for o in sc.objects:

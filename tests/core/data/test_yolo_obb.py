@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from daik_core.config import SpecError, load_spec
-from daik_core.data.dataset import DotaDataset, read_image_size
+from daik_core.data.dataset import DotaDataset
 from daik_core.data.dota import read_label_file
+from daik_core.data.image_header import read_image_size
 from daik_core.data.synth import SYNTH_CLASSES, generate_dataset
 from daik_core.data.yolo_obb import labels_dir_for, read_data_yaml, yolo_split_dirs
 from daik_core.errors import DataFormatError

@@ -22,8 +22,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from daik_core.data import synth_sprites as sp
-from daik_core.data.synth_sprites import Color, FArray, Sprite
+from daik_core.data.synth import sprites as sp
+from daik_core.data.synth.levels import Level
+from daik_core.data.synth.palettes import ASPHALT, CONCRETE, COURT_COLORS, FIELD_TINTS, GROUND_COLORS, Color
+from daik_core.data.synth.sprites import FArray, Sprite
 
 #: Largest allowed intersection of two object boxes, as a fraction of the smaller box's area.
 MAX_OVERLAP = 0.05
@@ -31,97 +33,6 @@ _CLUTTER_OVERLAP = 0.01
 
 UInt8Image = npt.NDArray[np.uint8]
 F32Image = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Level:
-    """What a difficulty level sets. Counts are per 512 x 512 pixels of image area."""
-
-    scale: tuple[float, float]  # object size factor (1.0: a car is ~18 px long)
-    zones: tuple[float, float]
-    roads: tuple[float, float]
-    singles: tuple[float, float]
-    buildings: tuple[float, float]
-    trees: tuple[float, float]
-    lookalikes: tuple[float, float]
-    spacing: tuple[float, float]  # free space between neighbours of a row, in object widths
-    fill: tuple[float, float]  # fraction of the places of a row or grid that get an object
-    traffic_gap: tuple[float, float]  # gap between vehicles on a road, in vehicle lengths
-    fade: tuple[float, float]  # object contrast against the local ground (1: full colours)
-    contrast: tuple[float, float]
-    haze: tuple[float, float]
-    blur: tuple[float, float]  # Gaussian sigma (px)
-    noise: tuple[float, float]  # sensor noise sigma (grey levels)
-    tiny_zone: float  # probability that a zone has smaller objects (see Scene.zone_k)
-
-
-LEVELS: dict[str, Level] = {
-    "easy": Level(
-        scale=(1.15, 1.5),
-        zones=(1.5, 2.5),
-        roads=(0.0, 1.2),
-        singles=(2, 4),
-        buildings=(3, 8),
-        trees=(4, 10),
-        lookalikes=(0, 0),
-        spacing=(0.5, 0.9),
-        fill=(0.45, 0.7),
-        traffic_gap=(2.0, 5.0),
-        fade=(1.0, 1.0),
-        contrast=(0.95, 1.05),
-        haze=(0.0, 0.03),
-        blur=(0.0, 0.3),
-        noise=(1.0, 2.5),
-        tiny_zone=0.0,
-    ),
-    "medium": Level(
-        scale=(0.8, 1.2),
-        zones=(3.0, 5.0),
-        roads=(0.8, 2.2),
-        singles=(4, 9),
-        buildings=(8, 20),
-        trees=(8, 20),
-        lookalikes=(3, 8),
-        spacing=(0.2, 0.6),
-        fill=(0.6, 0.85),
-        traffic_gap=(0.8, 3.0),
-        fade=(0.7, 1.0),
-        contrast=(0.8, 1.0),
-        haze=(0.0, 0.12),
-        blur=(0.2, 0.7),
-        noise=(2.0, 5.0),
-        tiny_zone=0.15,
-    ),
-    "hard": Level(
-        scale=(0.68, 1.0),
-        zones=(6.0, 9.0),
-        roads=(1.5, 3.2),
-        singles=(8, 16),
-        buildings=(18, 35),
-        trees=(15, 35),
-        lookalikes=(14, 28),
-        spacing=(0.04, 0.25),
-        fill=(0.8, 0.97),
-        traffic_gap=(0.25, 1.2),
-        fade=(0.45, 0.9),
-        contrast=(0.55, 0.8),
-        haze=(0.08, 0.25),
-        blur=(0.5, 1.1),
-        noise=(5.0, 10.0),
-        tiny_zone=0.35,
-    ),
-}
-
-GROUND_COLORS: list[tuple[Color, float]] = [
-    ((150, 140, 115), 0.3),  # dry soil
-    ((105, 120, 80), 0.25),  # grass
-    ((140, 138, 132), 0.25),  # urban grey
-    ((120, 100, 80), 0.1),  # dark soil
-    ((185, 170, 140), 0.1),  # sand
-]
-FIELD_TINTS: list[Color] = [(-18, 10, -20), (12, 10, -12), (-12, -14, -16), (16, 14, 10), (-6, 4, -14)]
-ASPHALT: Color = (82.0, 84.0, 88.0)
-CONCRETE: Color = (176.0, 174.0, 168.0)
 
 
 @dataclass
@@ -675,7 +586,7 @@ def zone_sports(sc: Scene) -> None:
     centre = corners.mean(0)
     u, v = _frame(theta)
     grass = sp.jitter(sc.rng, (85.0, 120.0, 70.0), 10.0)
-    surround = sp.jitter(sc.rng, sp.pick(sc.rng, sp.COURT_COLORS, 10.0), 10.0)
+    surround = sp.jitter(sc.rng, sp.pick(sc.rng, COURT_COLORS, 10.0), 10.0)
     fence = (50.0, 55.0, 50.0)
 
     def draw_sports(img: UInt8Image) -> None:

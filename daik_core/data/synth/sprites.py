@@ -20,8 +20,22 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from daik_core.data.synth.palettes import (
+    ACCENT_COLORS,
+    CAB_COLORS,
+    CAR_COLORS,
+    COURT_COLORS,
+    DECK_COLORS,
+    HELI_COLORS,
+    HULL_COLORS,
+    PLANE_BODY,
+    ROOF_COLORS,
+    TANK_ROOF,
+    TRAILER_COLORS,
+    Color,
+)
+
 FArray = npt.NDArray[np.float64]
-Color = tuple[float, float, float]  # RGB, 0..255
 
 SHIFT = 4  # fixed-point bits of cv2 drawing coordinates (1/16 px)
 _ONE = float(1 << SHIFT)
@@ -151,90 +165,6 @@ def choose(rng: np.random.Generator, weights: list[float]) -> int:
 def pick(rng: np.random.Generator, palette: list[tuple[Color, float]], amount: float = 10.0) -> Color:
     i = choose(rng, [w for _, w in palette])
     return jitter(rng, palette[i][0], amount)
-
-
-CAR_COLORS: list[tuple[Color, float]] = [
-    ((228, 228, 226), 0.24),  # white
-    ((175, 178, 182), 0.18),  # silver
-    ((38, 38, 42), 0.18),  # black
-    ((110, 110, 112), 0.13),  # grey
-    ((160, 30, 30), 0.08),  # red
-    ((35, 60, 120), 0.08),  # blue
-    ((200, 175, 120), 0.04),  # beige
-    ((40, 90, 55), 0.04),  # green
-    ((215, 170, 40), 0.03),  # yellow
-]
-CAB_COLORS: list[tuple[Color, float]] = [
-    ((190, 35, 30), 0.22),
-    ((30, 70, 160), 0.2),
-    ((235, 235, 230), 0.14),
-    ((230, 180, 30), 0.12),
-    ((35, 110, 60), 0.1),
-    ((45, 45, 50), 0.12),
-    ((230, 110, 30), 0.1),
-]
-TRAILER_COLORS: list[tuple[Color, float]] = [
-    ((225, 225, 222), 0.35),
-    ((170, 172, 175), 0.2),
-    ((150, 60, 40), 0.1),  # container rust
-    ((40, 90, 140), 0.1),  # container blue
-    ((60, 110, 70), 0.08),
-    ((110, 112, 115), 0.1),
-    ((200, 160, 60), 0.07),
-]
-HULL_COLORS: list[tuple[Color, float]] = [
-    ((45, 48, 55), 0.25),
-    ((120, 40, 35), 0.18),
-    ((30, 45, 85), 0.17),
-    ((230, 232, 235), 0.2),
-    ((95, 100, 105), 0.2),
-]
-DECK_COLORS: list[tuple[Color, float]] = [
-    ((150, 70, 50), 0.25),  # rust red
-    ((70, 110, 80), 0.2),  # green
-    ((135, 135, 130), 0.2),  # grey
-    ((165, 130, 90), 0.15),  # teak
-    ((80, 110, 140), 0.2),  # blue-grey
-]
-PLANE_BODY: list[tuple[Color, float]] = [
-    ((238, 238, 240), 0.55),
-    ((205, 208, 212), 0.3),
-    ((160, 165, 170), 0.15),
-]
-ACCENT_COLORS: list[tuple[Color, float]] = [
-    ((200, 30, 40), 0.25),
-    ((30, 60, 150), 0.3),
-    ((240, 170, 20), 0.15),
-    ((30, 120, 70), 0.15),
-    ((60, 60, 60), 0.15),
-]
-HELI_COLORS: list[tuple[Color, float]] = [
-    ((80, 88, 60), 0.35),  # olive
-    ((70, 72, 78), 0.2),
-    ((225, 225, 225), 0.15),
-    ((190, 40, 35), 0.15),
-    ((230, 190, 40), 0.15),
-]
-TANK_ROOF: list[tuple[Color, float]] = [
-    ((236, 236, 232), 0.45),
-    ((200, 200, 196), 0.3),
-    ((180, 190, 170), 0.15),
-    ((150, 150, 150), 0.1),
-]
-COURT_COLORS: list[tuple[Color, float]] = [
-    ((60, 120, 75), 0.3),  # green
-    ((45, 85, 140), 0.3),  # blue
-    ((170, 85, 55), 0.2),  # clay red
-    ((110, 70, 110), 0.08),  # purple
-    ((190, 130, 80), 0.12),  # wood / orange
-]
-ROOF_COLORS: list[tuple[Color, float]] = [
-    ((150, 150, 148), 0.3),
-    ((175, 95, 70), 0.2),
-    ((205, 200, 190), 0.2),
-    ((95, 90, 88), 0.15),
-    ((120, 130, 140), 0.15),
-]
 
 
 # ------------------------------------------------------------------------------------------ sprites
@@ -512,6 +442,40 @@ def large_vehicle(rng: np.random.Generator, length: float, width: float) -> Spri
     return sp.finalize()
 
 
+def _ship_cargo(sp: Sprite, rng: np.random.Generator, xa: float, xb: float, W: float, deck_c: Color) -> None:
+    """The deck of a ship between ``xa`` and ``xb``: cargo hatches, containers or a tanker's pipe."""
+    kind = rng.random()
+    if kind < 0.4 and xb - xa > W:  # cargo hatches
+        n = max(2, int((xb - xa) / (0.9 * W)))
+        hatch = jitter(rng, scale_color(deck_c, 0.75), 10.0)
+        step = (xb - xa) / n
+        for i in range(n):
+            sp.rect(
+                xa + i * step + 0.08 * step,
+                xa + (i + 1) * step - 0.08 * step,
+                -0.3 * W,
+                0.3 * W,
+                hatch,
+                bounds=False,
+            )
+    elif kind < 0.7 and xb - xa > W:  # containers
+        n = max(2, int((xb - xa) / (0.5 * W)))
+        step = (xb - xa) / n
+        for i in range(n):
+            for j in (-1, 1):
+                col = pick(rng, TRAILER_COLORS, 25.0)
+                sp.rect(
+                    xa + i * step + 0.05 * step,
+                    xa + (i + 1) * step - 0.05 * step,
+                    j * 0.34 * W if j < 0 else 0.0,
+                    0.0 if j < 0 else 0.34 * W,
+                    col,
+                    bounds=False,
+                )
+    else:  # tanker: a pipe along the deck
+        sp.line([(xa, 0.0), (xb, 0.0)], scale_color(deck_c, 0.7), max(1.0, 0.08 * W))
+
+
 def ship(rng: np.random.Generator, length: float, width: float, *, small: bool = False) -> Sprite:
     """A ship or boat: pointed bow at the front, the white bridge / cabin towards the stern."""
     sp = Sprite()
@@ -555,37 +519,7 @@ def ship(rng: np.random.Generator, length: float, width: float, *, small: bool =
         sp.rect(x1 - 0.06 * L, x1, -0.3 * W, 0.3 * W, (40.0, 48.0, 60.0), bounds=False)
     else:
         x1 = x0 + rng.uniform(0.12, 0.2) * L
-        kind = rng.random()
-        xa, xb = x1 + 0.04 * L, L / 2 - b - 0.02 * L
-        if kind < 0.4 and xb - xa > W:  # cargo hatches
-            n = max(2, int((xb - xa) / (0.9 * W)))
-            hatch = jitter(rng, scale_color(deck_c, 0.75), 10.0)
-            step = (xb - xa) / n
-            for i in range(n):
-                sp.rect(
-                    xa + i * step + 0.08 * step,
-                    xa + (i + 1) * step - 0.08 * step,
-                    -0.3 * W,
-                    0.3 * W,
-                    hatch,
-                    bounds=False,
-                )
-        elif kind < 0.7 and xb - xa > W:  # containers
-            n = max(2, int((xb - xa) / (0.5 * W)))
-            step = (xb - xa) / n
-            for i in range(n):
-                for j in (-1, 1):
-                    col = pick(rng, TRAILER_COLORS, 25.0)
-                    sp.rect(
-                        xa + i * step + 0.05 * step,
-                        xa + (i + 1) * step - 0.05 * step,
-                        j * 0.34 * W if j < 0 else 0.0,
-                        0.0 if j < 0 else 0.34 * W,
-                        col,
-                        bounds=False,
-                    )
-        else:  # tanker: a pipe along the deck
-            sp.line([(xa, 0.0), (xb, 0.0)], scale_color(deck_c, 0.7), max(1.0, 0.08 * W))
+        _ship_cargo(sp, rng, x1 + 0.04 * L, L / 2 - b - 0.02 * L, W, deck_c)
         sp.rect(x0, x1, -0.40 * W, 0.40 * W, white, bounds=False)
         f = 0.3 * (x1 - x0)
         sp.rect(
