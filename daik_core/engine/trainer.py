@@ -13,7 +13,7 @@ One run, in order:
    terms, backward through a GradScaler, gradient clipping (``grad_clip`` max norm; 0 = off), the optimiser
    step, the EMA update.
 4. After every ``eval_interval`` epochs and after the last: rank 0 evaluates the EMA model with the DOTA
-   evaluator on the validation set (merged on full images when tiled; :mod:`daik_core.engine.evaluate`).
+   evaluator on the validation set (merged on full images when tiled; :mod:`daik_core.inference.evaluate`).
    Fitness is mAP50; the best epoch's checkpoint is ``best.pt``. Without a validation set, ``best.pt`` is
    the last epoch.
 5. Outputs in ``spec.output_dir()`` (rank 0 only): ``spec.yaml`` (the resolved spec), ``metrics.jsonl``
@@ -89,14 +89,15 @@ from daik_core.engine.distributed import (
     cleanup_distributed,
     dist_env,
     init_distributed,
+    resolve_device,
 )
 from daik_core.engine.ema import ModelEMA
-from daik_core.engine.evaluate import EvalOutput, evaluate_model
-from daik_core.engine.gallery import build_gallery, write_gallery
 from daik_core.engine.teacher import load_teacher
 from daik_core.engine.tracking import check_tracking, tracking_callbacks
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_text
+from daik_core.inference.evaluate import EvalOutput, evaluate_model
+from daik_core.inference.gallery import build_gallery, write_gallery
 from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
 from daik_core.models.detector import Detector, DetectorOutput
@@ -114,7 +115,6 @@ __all__ = [
     "legacy_loss_changes",
     "lr_at",
     "param_groups",
-    "resolve_device",
     "seed_everything",
     "train",
 ]
@@ -178,30 +178,6 @@ def build_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
     else:  # pragma: no cover - the spec allows only these
         raise DaikError(f"hparams.optimizer: unknown optimizer {hp.optimizer!r}")
     return opt
-
-
-def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``. Under DDP a CUDA device is
-    always ``cuda:<local_rank>`` (one GPU per process)."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DaikError(f"hparams.device: {name!r} requested but CUDA is not available (use cpu or auto)")
-        index = local_rank if distributed or name == "cuda" else int(name.split(":", 1)[1])
-        if index >= torch.cuda.device_count():
-            raise DaikError(
-                f"hparams.device: cuda:{index} requested but there are {torch.cuda.device_count()} "
-                "CUDA devices"
-            )
-        return torch.device(f"cuda:{index}")
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise DaikError("hparams.device: 'mps' requested but MPS is not available")
-        if distributed:
-            raise DaikError("hparams.device: DDP does not run on mps")
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
