@@ -102,7 +102,7 @@ from daik_core.inference.gallery import build_gallery, write_gallery
 from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
 from daik_core.models.detector import Detector, DetectorOutput
-from daik_core.models.info import model_info
+from daik_core.models.info import ModelInfo, model_info
 from daik_core.presets import build_detector
 from daik_core.structures.boxes import ANGLE_BINS
 from daik_core.structures.targets import Targets
@@ -292,7 +292,7 @@ class Trainer:
     total_steps: int
     warmup_steps: int
     model: Detector
-    fused_info: dict[str, Any]
+    fused_info: ModelInfo
     criterion: DetectionLoss
     distill: DistillationLoss | None
     optimizer: torch.optim.Optimizer
