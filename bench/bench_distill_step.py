@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 
+from daik_core.assigners import job_assigner_spec
 from daik_core.config import DistillSpec, parse_spec
 from daik_core.engine.teacher import freeze
 from daik_core.losses.detection import DetectionLoss
@@ -77,7 +78,7 @@ def main() -> int:
     student = build_detector(args.student, args.classes).train()
     teacher = freeze(build_detector(args.teacher, args.classes).eval().fuse())
     plain_loss = DetectionLoss(args.classes, 16)
-    det_loss = DetectionLoss(args.classes, 16, spec.assigner_spec())
+    det_loss = DetectionLoss(args.classes, 16, job_assigner_spec(spec.assigner, spec.losses.aal))
     kd = DistillationLoss(losses, student.config.head_channels, teacher.config.head_channels)
     opt = torch.optim.AdamW([*student.parameters(), *kd.parameters()], 1e-4, foreach=True)
     images = torch.randn(args.batch, 3, args.imgsz, args.imgsz)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from daik_core.assigners import job_assigner_spec
 from daik_core.config import load_spec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.loader import build_dataloader
@@ -69,7 +70,9 @@ def main() -> None:
         torch.manual_seed(0)
         student = build_detector(spec.student.preset, len(classes), reg_max=spec.student.reg_max)
     student.train()
-    det = DetectionLoss(len(classes), spec.student.reg_max, spec.assigner_spec(), spec.loss)
+    det = DetectionLoss(
+        len(classes), spec.student.reg_max, job_assigner_spec(spec.assigner, spec.losses.aal), spec.loss
+    )
     kd = DistillationLoss(spec.losses, student.config.head_channels, teacher.config.head_channels, spec.loss)
     shared = [p for n, p in student.named_parameters() if not n.startswith("head.")]
     data = DotaDataset(spec.dataset.train, classes, spec.hparams.imgsz, augment=None, train=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from daik_core.assigners import job_assigner_spec
 from daik_core.config import load_spec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.loader import build_dataloader
@@ -73,7 +74,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     spec = load_spec(args.spec)
     classes = spec.dataset.classes
-    criterion = DetectionLoss(len(classes), spec.student.reg_max, spec.assigner_spec(), spec.loss)
+    criterion = DetectionLoss(
+        len(classes), spec.student.reg_max, job_assigner_spec(spec.assigner, spec.losses.aal), spec.loss
+    )
     teacher, _ = load_detector(args.teacher)
     data = DotaDataset(spec.dataset.train, classes, spec.hparams.imgsz, augment=None, train=False)
     loader = build_dataloader(data, spec.hparams.batch, workers=0, shuffle=False, seed=0)

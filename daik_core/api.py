@@ -27,10 +27,12 @@ import torch
 from daik_core.config import JobSpec, load_spec, spec_from_mapping, spec_overrides
 from daik_core.data.image_header import decode_image
 from daik_core.engine.checkpoint import CheckpointMeta, load_detector
-from daik_core.engine.predict import WindowModel, detect_image, inference_settings, torch_windows
-from daik_core.engine.trainer import resolve_device
+from daik_core.engine.distributed import resolve_device
 from daik_core.errors import DaikError
 from daik_core.eval.dota import DotaResult
+from daik_core.inference.evaluate import evaluate_checkpoint
+from daik_core.inference.options import InferenceOptions
+from daik_core.inference.predict import WindowModel, detect_image, torch_windows
 from daik_core.structures.boxes import obb_to_poly
 
 __all__ = ["Detector", "Predictions", "train"]
@@ -144,7 +146,7 @@ class Detector:
         """
         weights = Path(weights)
         if weights.suffix.lower() == ".onnx":
-            from daik_core.engine.onnx_model import OnnxModel
+            from daik_core.inference.onnx_model import OnnxModel
 
             onnx_model = OnnxModel(weights)
             return cls(weights, onnx_model.meta, torch.device("cpu"), onnx_model.detect)
@@ -196,8 +198,7 @@ class Detector:
             pixels = image
         else:
             pixels = decode_image(image)
-        s = inference_settings(
-            self.meta,
+        options = InferenceOptions(
             imgsz=imgsz,
             conf=conf,
             iou=iou,
@@ -207,19 +208,8 @@ class Detector:
             merge_iou=merge_iou,
             batch=batch,
         )
-        boxes, scores, labels, windows = detect_image(
-            self._windows,
-            pixels,
-            imgsz=s.imgsz,
-            device=self.device,
-            conf=s.conf,
-            iou=s.iou,
-            max_det=s.max_det,
-            split_size=s.split_size,
-            gap=s.gap,
-            merge_iou=s.merge_iou,
-            batch=s.batch,
-        )
+        settings = options.for_images(self.meta)
+        boxes, scores, labels, windows = detect_image(self._windows, pixels, settings, self.device)
         polygons = obb_to_poly(boxes.double()).reshape(-1, 4, 2) if len(boxes) else torch.zeros(0, 4, 2)
         return Predictions(
             boxes=boxes.double().numpy(),
@@ -256,22 +246,11 @@ class Detector:
         ...
         mAP50 (voc07, IoU > 0.5): ...
         """
-        from daik_core.engine.evaluate import evaluate_checkpoint
-
         if self.model is None:
             raise DaikError(f"{self.weights}: evaluate() needs the checkpoint (.pt) of the exported model")
+        options = InferenceOptions(imgsz=imgsz, conf=conf, iou=iou, batch=batch, device=str(self.device))
         out = evaluate_checkpoint(
-            self.weights,
-            data,
-            imgsz=imgsz,
-            batch_size=batch,
-            conf_thr=conf,
-            nms_iou=iou,
-            iou_thr=iou_thr,
-            metric=metric,
-            device=str(self.device),
-            workers=workers,
-            progress=progress,
+            self.weights, data, options, iou_thr=iou_thr, metric=metric, workers=workers, progress=progress
         )
         return out.result
 

@@ -134,23 +134,27 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
             "eval: give --weights W --data DIR (evaluate a checkpoint) or a FORMAT "
             "(daik eval dota --ann-dir ... --det-dir ...)"
         )
-    from daik_core.engine.evaluate import evaluate_checkpoint
+    from daik_core.inference.evaluate import evaluate_checkpoint
+    from daik_core.inference.options import InferenceOptions
 
+    options = InferenceOptions(
+        imgsz=args.model_imgsz,
+        conf=args.model_conf,
+        iou=args.model_iou,
+        max_det=args.model_max_det,
+        split_size=args.model_split_size,
+        gap=args.model_gap,
+        merge_iou=args.model_merge_iou,
+        batch=args.model_batch,
+        device=args.model_device,
+    )
     out = evaluate_checkpoint(
         Path(args.model_weights),
         Path(args.model_data),
-        imgsz=args.model_imgsz,
-        batch_size=args.model_batch,
-        conf_thr=args.model_conf,
-        nms_iou=args.model_iou,
-        max_det=args.model_max_det,
-        merge_iou=args.model_merge_iou,
-        split_size=args.model_split_size,
-        gap=args.model_gap,
+        options,
         iou_thr=args.model_iou_thr,
         metric=args.model_metric,
         skip_unknown=args.model_skip_unknown,
-        device=args.model_device,
         workers=args.model_workers,
         progress=not args.model_quiet,
     )
@@ -421,12 +425,10 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from daik_core.engine.predict import predict
+    from daik_core.inference.options import InferenceOptions
+    from daik_core.inference.predict import predict
 
-    summary = predict(
-        Path(args.weights),
-        Path(args.source),
-        Path(args.out),
+    options = InferenceOptions(
         imgsz=args.imgsz,
         conf=args.conf,
         iou=args.iou,
@@ -434,8 +436,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         split_size=args.split_size,
         gap=args.gap,
         merge_iou=args.merge_iou,
-        device=args.device,
         batch=args.batch,
+        device=args.device,
+    )
+    summary = predict(
+        Path(args.weights),
+        Path(args.source),
+        Path(args.out),
+        options,
         draw=not args.no_draw,
         progress=not args.quiet,
     )
@@ -444,7 +452,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from daik_core.engine.export import export_onnx
+    from daik_core.inference.export import export_onnx
 
     result = export_onnx(
         Path(args.weights),

@@ -443,17 +443,6 @@ class JobSpec(_Strict):
             return self
         return parse_spec(deep_merge(self.model_dump(mode="json"), overrides), source=source)
 
-    def assigner_spec(self) -> AssignerSpec:
-        """The assigner the job trains with: ``assigner``, with AAL's exponents, table and overlap when
-        ``losses.aal`` is on (AAL in assignment and, through ``t_hat``, in the loss weights)."""
-        aal = self.losses.aal
-        if not aal.enabled:
-            return self.assigner
-        update: dict[str, Any] = {"beta": aal.beta, "gamma": aal.gamma, "aal": aal.form, "aal_r": aal.r}
-        if aal.overlap is not None:
-            update["overlap"] = aal.overlap
-        return self.assigner.model_copy(update=update)
-
 
 class SpecError(DaikError):
     """A job spec that does not validate; the message names every bad field."""

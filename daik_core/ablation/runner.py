@@ -59,12 +59,13 @@ from daik_core.config import JobSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.engine.callbacks import Callback
 from daik_core.engine.checkpoint import load_detector
-from daik_core.engine.evaluate import dataset_ground_truth, detections_to_task1, predict_dataset
+from daik_core.engine.distributed import resolve_device
 from daik_core.engine.tracking import MlflowBatch
-from daik_core.engine.trainer import Trainer, TrainResult, resolve_device
+from daik_core.engine.trainer import Trainer, TrainResult
 from daik_core.errors import DaikError
 from daik_core.eval.dota import DotaEvalWarning, evaluate_dota
 from daik_core.files import atomic_write_text
+from daik_core.inference.evaluate import dataset_ground_truth, detections_to_task1, predict_dataset
 from daik_core.models import Detector, model_info
 
 __all__ = [

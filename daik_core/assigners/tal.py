@@ -44,13 +44,13 @@ GT: call ``pair_metric`` outside ``no_grad``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, get_args
+from typing import Any, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
 
 from daik_core.assigners.aal import AALTable
-from daik_core.config import AssignerSpec, OverlapKind
+from daik_core.config import AssignerSpec, KDAALSpec, OverlapKind
 from daik_core.models.decode import obb_to_distances
 from daik_core.ops import probiou_aligned, rotated_iou_aligned
 from daik_core.structures.boxes import obb_to_hbb
@@ -66,6 +66,7 @@ __all__ = [
     "candidate_pairs",
     "extent_iou_aligned",
     "hbb_iou_aligned",
+    "job_assigner_spec",
     "normalized_alignment",
     "pair_overlap",
     "points_in_obb",
@@ -498,6 +499,17 @@ class RotatedTaskAlignedAssigner(nn.Module):
 
 #: Largest aspect ratio the AAL table distinguishes (METHOD: AR in [1, 7]); longer boxes are read at 7.
 AAL_AR_MAX = 7.0
+
+
+def job_assigner_spec(assigner: AssignerSpec, aal: KDAALSpec) -> AssignerSpec:
+    """The assigner a job trains with: its ``assigner``, with AAL's exponents, table and overlap when
+    ``losses.aal`` is on (AAL in assignment and, through ``t_hat``, in the loss weights)."""
+    if not aal.enabled:
+        return assigner
+    update: dict[str, Any] = {"beta": aal.beta, "gamma": aal.gamma, "aal": aal.form, "aal_r": aal.r}
+    if aal.overlap is not None:
+        update["overlap"] = aal.overlap
+    return assigner.model_copy(update=update)
 
 
 def build_assigner(num_classes: int, spec: AssignerSpec) -> RotatedTaskAlignedAssigner:

@@ -1,9 +1,16 @@
 """Training engine: the trainer (``Trainer(spec, callbacks).fit()``), EMA, checkpoints (atomic save, exact
-resume), DDP helpers, the callback / reporter protocol, evaluation on source images, prediction and export.
+resume), DDP helpers and the callback / reporter protocol. Evaluation, prediction and export live in
+:mod:`daik_core.inference`, which reads checkpoints through :mod:`daik_core.engine.checkpoint`.
 
 Import the submodules for the full API; the names here are the ones other packages (the CLI, the worker)
-use.
+use. The trainer's names (:class:`Trainer`, :class:`TrainResult`, :func:`lr_at`, :func:`train`) are imported
+on first use: the trainer imports :mod:`daik_core.inference`, which imports this package's checkpoint and
+DDP modules, so importing it here would make ``import daik_core.inference`` circular.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from daik_core.engine.callbacks import (
     Callback,
@@ -22,15 +29,15 @@ from daik_core.engine.checkpoint import (
     save_checkpoint,
 )
 from daik_core.engine.ema import ModelEMA
-from daik_core.engine.evaluate import EvalOutput, evaluate_model, predict_dataset
-from daik_core.engine.trainer import Trainer, TrainResult, lr_at, train
+
+if TYPE_CHECKING:
+    from daik_core.engine.trainer import Trainer, TrainResult, lr_at, train
 
 __all__ = [
     "FORMAT_VERSION",
     "Callback",
     "CallbackList",
     "CheckpointMeta",
-    "EvalOutput",
     "EvalPredictions",
     "ModelEMA",
     "PlotsCallback",
@@ -39,11 +46,19 @@ __all__ = [
     "TrainInfo",
     "TrainResult",
     "Trainer",
-    "evaluate_model",
     "load_checkpoint",
     "load_detector",
     "lr_at",
-    "predict_dataset",
     "save_checkpoint",
     "train",
 ]
+
+_TRAINER = ("Trainer", "TrainResult", "lr_at", "train")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRAINER:
+        from daik_core.engine import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'daik_core.engine' has no attribute {name!r}")

@@ -28,6 +28,7 @@ __all__ = [
     "cleanup_distributed",
     "dist_env",
     "init_distributed",
+    "resolve_device",
     "unwrap_model",
 ]
 
@@ -132,3 +133,27 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         model = model.module
     return model
+
+
+def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``. Under DDP a CUDA device is
+    always ``cuda:<local_rank>`` (one GPU per process)."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DaikError(f"hparams.device: {name!r} requested but CUDA is not available (use cpu or auto)")
+        index = local_rank if distributed or name == "cuda" else int(name.split(":", 1)[1])
+        if index >= torch.cuda.device_count():
+            raise DaikError(
+                f"hparams.device: cuda:{index} requested but there are {torch.cuda.device_count()} "
+                "CUDA devices"
+            )
+        return torch.device(f"cuda:{index}")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise DaikError("hparams.device: 'mps' requested but MPS is not available")
+        if distributed:
+            raise DaikError("hparams.device: DDP does not run on mps")
+        return torch.device("mps")
+    return torch.device("cpu")

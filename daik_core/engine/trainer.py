@@ -13,7 +13,7 @@ One run, in order:
    terms, backward through a GradScaler, gradient clipping (``grad_clip`` max norm; 0 = off), the optimiser
    step, the EMA update.
 4. After every ``eval_interval`` epochs and after the last: rank 0 evaluates the EMA model with the DOTA
-   evaluator on the validation set (merged on full images when tiled; :mod:`daik_core.engine.evaluate`).
+   evaluator on the validation set (merged on full images when tiled; :mod:`daik_core.inference.evaluate`).
    Fitness is mAP50; the best epoch's checkpoint is ``best.pt``. Without a validation set, ``best.pt`` is
    the last epoch.
 5. Outputs in ``spec.output_dir()`` (rank 0 only): ``spec.yaml`` (the resolved spec), ``metrics.jsonl``
@@ -68,6 +68,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from daik_core.assigners import job_assigner_spec
 from daik_core.config import HParams, JobSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.loader import Batch, EpochLoader, build_dataloader
@@ -89,18 +90,19 @@ from daik_core.engine.distributed import (
     cleanup_distributed,
     dist_env,
     init_distributed,
+    resolve_device,
 )
 from daik_core.engine.ema import ModelEMA
-from daik_core.engine.evaluate import EvalOutput, evaluate_model
-from daik_core.engine.gallery import build_gallery, write_gallery
 from daik_core.engine.teacher import load_teacher
 from daik_core.engine.tracking import check_tracking, tracking_callbacks
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_text
+from daik_core.inference.evaluate import EvalOutput, evaluate_model
+from daik_core.inference.gallery import build_gallery, write_gallery
 from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
 from daik_core.models.detector import Detector, DetectorOutput
-from daik_core.models.info import model_info
+from daik_core.models.info import ModelInfo, model_info
 from daik_core.presets import build_detector
 from daik_core.structures.boxes import ANGLE_BINS
 from daik_core.structures.targets import Targets
@@ -114,7 +116,6 @@ __all__ = [
     "legacy_loss_changes",
     "lr_at",
     "param_groups",
-    "resolve_device",
     "seed_everything",
     "train",
 ]
@@ -180,30 +181,6 @@ def build_optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
     return opt
 
 
-def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``. Under DDP a CUDA device is
-    always ``cuda:<local_rank>`` (one GPU per process)."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DaikError(f"hparams.device: {name!r} requested but CUDA is not available (use cpu or auto)")
-        index = local_rank if distributed or name == "cuda" else int(name.split(":", 1)[1])
-        if index >= torch.cuda.device_count():
-            raise DaikError(
-                f"hparams.device: cuda:{index} requested but there are {torch.cuda.device_count()} "
-                "CUDA devices"
-            )
-        return torch.device(f"cuda:{index}")
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise DaikError("hparams.device: 'mps' requested but MPS is not available")
-        if distributed:
-            raise DaikError("hparams.device: DDP does not run on mps")
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (every device); ``deterministic`` also makes torch use deterministic
     algorithms (an op without one raises) and cuDNN deterministic without benchmarking."""
@@ -220,6 +197,19 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
             torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+
+
+def _per_process_batch(batch: int, world: int) -> int:
+    """Each of ``world`` processes takes ``batch // world`` of the global batch."""
+    if batch < world:
+        raise DaikError(f"hparams.batch: the global batch ({batch}) is smaller than the {world} processes")
+    if batch % world:
+        warnings.warn(
+            f"hparams.batch {batch} is not a multiple of the {world} processes: each takes "
+            f"{batch // world} (global batch {batch // world * world})",
+            stacklevel=2,
+        )
+    return batch // world
 
 
 def _json_float(x: float | None) -> float | None:
@@ -286,6 +276,30 @@ class Trainer:
     pictures exist when they hear of the end).
     """
 
+    # built by fit()'s setup steps (``_setup_run`` and the ``_build_*`` methods), in this order
+    dist: DistInfo
+    device: torch.device
+    is_main: bool
+    hooks: CallbackList  # rank 0: the given callbacks, the spec's trackers and the plots; else none
+    batch: int  # per process
+    use_amp: bool
+    channels_last: bool
+    classes: tuple[str, ...]
+    teacher: Detector | None
+    val_set: DotaDataset | None
+    loader: EpochLoader
+    iters_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    model: Detector
+    fused_info: ModelInfo
+    criterion: DetectionLoss
+    distill: DistillationLoss | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    net: nn.Module  # the student, or its DDP wrapper
+
     def __init__(
         self,
         spec: JobSpec,
@@ -305,6 +319,14 @@ class Trainer:
         self.last_path = self.weights_dir / "last.pt"
         self.best_path = self.weights_dir / "best.pt"
         self.metrics_path = self.output_dir / "metrics.jsonl"
+        # the run's position and results so far (a resume restores them)
+        self.epoch = 0
+        self.step = 0
+        self.best_fitness: float | None = None
+        self.best_epoch: int | None = None
+        self.train_time = 0.0
+        self.last_eval: EvalOutput | None = None
+        self.last_eval_epoch: int | None = None
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self) -> TrainResult:
@@ -329,6 +351,34 @@ class Trainer:
                 cleanup_distributed()
 
     def _fit(self) -> TrainResult:
+        resume_path = self._setup_run()
+        self.teacher = self._build_teacher()
+        train_set = self._build_data()
+        self.model = self._build_model(resume_path)
+        self.criterion, self.distill = self._build_losses()
+        self.optimizer, self.scaler, self.ema = self._build_optimizer()
+        progress, rng_state = (_Progress(), None) if resume_path is None else self._load_resume(resume_path)
+        self.net = self._wrap_ddp()
+        self._prepare_output(resume_path)
+        barrier()
+        if rng_state is not None:
+            set_rng_state(rng_state)
+        self.hooks.on_train_start(self._train_info(train_set, resume_path))
+        return self._run(progress)
+
+    def _run(self, progress: _Progress) -> TrainResult:
+        """The epochs from ``progress`` on (a mid-epoch resume's position, else a fresh epoch)."""
+        while self.epoch < self.spec.hparams.epochs:
+            stopped = self._train_epoch(progress)
+            if stopped is not None:
+                return self._stop(stopped)
+            progress = _Progress()
+        return self._finish()
+
+    # -------------------------------------------------------------------------------------- setup
+    def _setup_run(self) -> Path | None:
+        """The process: checks that need no data, seeds, device, the DDP group, the hooks and the per-process
+        batch. Returns the checkpoint to resume from (``None``: a fresh run)."""
         spec, hp = self.spec, self.spec.hparams
         env = dist_env()
         device = resolve_device(hp.device, env.local_rank, env.distributed)
@@ -340,75 +390,63 @@ class Trainer:
             )
         check_tracking(spec)  # a configured tracker without its extra: an error before any work
         seed_everything(hp.seed, hp.deterministic)
-        self.dist: DistInfo = init_distributed(device)
+        self.dist = init_distributed(device)
         self.device = device
         self.is_main = self.dist.is_main
         # rank 0 alone calls the hooks, the tracking ones (MLflow, TensorBoard) of the spec included
         tracking = tracking_callbacks(spec, self.callbacks.callbacks) if self.is_main else []
         self.hooks = CallbackList([*self.callbacks.callbacks, *tracking]) if self.is_main else CallbackList()
-        world = self.dist.world_size
-        if hp.batch < world:
-            raise DaikError(
-                f"hparams.batch: the global batch ({hp.batch}) is smaller than the {world} processes"
-            )
-        if hp.batch % world:
-            warnings.warn(
-                f"hparams.batch {hp.batch} is not a multiple of the {world} processes: each takes "
-                f"{hp.batch // world} (global batch {hp.batch // world * world})",
-                stacklevel=2,
-            )
-        self.batch = hp.batch // world
+        self.batch = _per_process_batch(hp.batch, self.dist.world_size)
         self.use_amp = hp.amp and device.type == "cuda"
         self.channels_last = hp.channels_last and device.type == "cuda"
+        self.classes = spec.dataset.class_names()
+        return resume_path
 
-        # the teacher of a distill job: checked against the student first (cheap, and before the data)
-        classes = spec.dataset.class_names()
-        self.classes = classes
-        self.teacher: Detector | None = None
-        if spec.kind == "distill":
-            assert spec.teacher is not None  # the spec requires one for kind distill
-            if spec.teacher.checkpoint is None:
-                raise DaikError(
-                    "teacher.job names a service job; the trainer needs teacher.checkpoint (a file written "
-                    "by `daik train`, e.g. runs/<name>/weights/best.pt)"
-                )
-            with torch.random.fork_rng(devices=[]):  # building it must not move the student's RNG
-                self.teacher, _ = load_teacher(
-                    spec.teacher.checkpoint,
-                    classes=classes,
-                    reg_max=spec.student.reg_max,
-                    angle_bins=ANGLE_BINS,
-                    device=device,
-                    half=self.use_amp,
-                    imgsz=hp.imgsz,
-                )
+    def _build_teacher(self) -> Detector | None:
+        """The teacher of a distill job: checked against the student first (cheap, and before the data)."""
+        spec = self.spec
+        if spec.kind != "distill":
+            return None
+        assert spec.teacher is not None  # the spec requires one for kind distill
+        if spec.teacher.checkpoint is None:
+            raise DaikError(
+                "teacher.job names a service job; the trainer needs teacher.checkpoint (a file written "
+                "by `daik train`, e.g. runs/<name>/weights/best.pt)"
+            )
+        with torch.random.fork_rng(devices=[]):  # building it must not move the student's RNG
+            teacher, _ = load_teacher(
+                spec.teacher.checkpoint,
+                classes=self.classes,
+                reg_max=spec.student.reg_max,
+                angle_bins=ANGLE_BINS,
+                device=self.device,
+                half=self.use_amp,
+                imgsz=spec.hparams.imgsz,
+            )
+        return teacher
 
-        # data: validated up front, before any training
-        train_set = DotaDataset(
-            spec.dataset.train,
-            classes,
-            hp.imgsz,
-            augment=spec.augment,
-            split=spec.dataset.split,
-            skip_unknown=spec.dataset.skip_unknown,
-            train=True,
-        )
-        val_set = None
-        if spec.dataset.val is not None:
-            val_set = DotaDataset(
-                spec.dataset.val,
-                classes,
+    def _build_data(self) -> DotaDataset:
+        """The datasets (validated up front, before any training), the plots hook and the training loader
+        with the schedule's lengths; returns the training set."""
+        spec, hp = self.spec, self.spec.hparams
+
+        def dataset(folder: str | Path, *, train: bool) -> DotaDataset:
+            return DotaDataset(
+                folder,
+                self.classes,
                 hp.imgsz,
-                augment=None,
+                augment=spec.augment if train else None,
                 split=spec.dataset.split,
                 skip_unknown=spec.dataset.skip_unknown,
-                train=False,
+                train=train,
             )
-        self.val_set = val_set
+
+        train_set = dataset(spec.dataset.train, train=True)
+        self.val_set = dataset(spec.dataset.val, train=False) if spec.dataset.val is not None else None
         if self.plots and self.is_main:
             # first: the pictures exist before the other callbacks report the end (the worker's End event)
             self.hooks = CallbackList([PlotsCallback(train_set.all_objects), *self.hooks.callbacks])
-        self.loader: EpochLoader = build_dataloader(
+        self.loader = build_dataloader(
             train_set,
             self.batch,
             workers=hp.workers,
@@ -419,9 +457,13 @@ class Trainer:
         self.iters_per_epoch = len(self.loader)
         self.total_steps = hp.epochs * self.iters_per_epoch
         self.warmup_steps = round(hp.warmup_epochs * self.iters_per_epoch)
+        return train_set
 
-        # model, loss, optimiser, EMA
-        model = build_detector(spec.student.preset, len(classes), reg_max=spec.student.reg_max)
+    def _build_model(self, resume_path: Path | None) -> Detector:
+        """The student on the device (``student.weights`` copied in on a fresh run); records the fused
+        model's parameters and GFLOPs."""
+        spec, hp = self.spec, self.spec.hparams
+        model = build_detector(spec.student.preset, len(self.classes), reg_max=spec.student.reg_max)
         if spec.student.weights is not None and resume_path is None:
             _init_from_checkpoint(model, Path(spec.student.weights))
         # parameters and GFLOPs are those of the fused (inference) model everywhere: the start line,
@@ -429,91 +471,87 @@ class Trainer:
         fused = copy.deepcopy(model).eval().fuse()
         self.fused_info = model_info(fused, hp.imgsz)
         del fused
-        model.to(device)
+        model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.model: Detector = model
-        self.criterion = DetectionLoss(
-            len(classes), spec.student.reg_max, spec.assigner_spec(), spec.loss
-        ).to(device)
-        self.distill: DistillationLoss | None = None
-        if self.teacher is not None:
-            if spec.losses.feat.kind != "none" and self.dist.distributed:
-                # the adapters live outside the DDP-wrapped student, so their gradients would not be synced
-                raise DaikError("losses.feat: feature distillation under DDP is not supported yet")
-            self.distill = DistillationLoss(
-                spec.losses,
-                student_channels=model.config.head_channels,
-                teacher_channels=self.teacher.config.head_channels,
-                loss_spec=spec.loss,
-            ).to(device)
-        # the feature adapters (if any) train with the student
-        trained: nn.Module = model if self.distill is None else nn.ModuleList([model, self.distill])
-        self.optimizer = build_optimizer(trained, hp)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
-        self.ema = ModelEMA(model, hp.ema_decay, EMA_TAU) if hp.ema and self.is_main else None
+        return model
 
-        # state
-        self.epoch = 0
-        self.step = 0
-        self.best_fitness: float | None = None
-        self.best_epoch: int | None = None
-        self.train_time = 0.0
-        self.last_eval: EvalOutput | None = None
-        self.last_eval_epoch: int | None = None
-        progress = _Progress()
-        rng_state = None
-        if resume_path is not None:
-            progress, rng_state = self._load_resume(resume_path)
-
-        net: nn.Module = model
-        if self.dist.distributed:
-            if device.type == "cuda":
-                net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            net = nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        self.net = net
-
-        if self.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.weights_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.output_dir / "spec.yaml", _spec_yaml(spec))
-            self._truncate_metrics(keep_through=self.epoch if resume_path is not None else 0)
-            if resume_path is None:  # --overwrite: nothing of the previous run may pass for this one
-                for stale in (self.best_path, self.last_path, self.output_dir / "results.json"):
-                    stale.unlink(missing_ok=True)
-        barrier()
-        if rng_state is not None:
-            set_rng_state(rng_state)
-
-        self.hooks.on_train_start(
-            TrainInfo(
-                name=spec.name,
-                output_dir=self.output_dir,
-                device=str(device),
-                world_size=world,
-                epochs=hp.epochs,
-                start_epoch=self.epoch,
-                iterations_per_epoch=self.iters_per_epoch,
-                batch=self.batch * world,
-                imgsz=hp.imgsz,
-                train_images=len(train_set),
-                val_images=len(val_set) if val_set is not None else 0,
-                params=self.fused_info["params"],
-                gflops=self.fused_info["gflops"],
-                resumed_from=resume_path,
-                classes=tuple(classes),
-                start_step=self.step,
-            )
+    def _build_losses(self) -> tuple[DetectionLoss, DistillationLoss | None]:
+        """The detection loss (its assigner from :func:`~daik_core.assigners.tal.job_assigner_spec`) and,
+        with a teacher, the distillation terms."""
+        spec = self.spec
+        assigner = job_assigner_spec(spec.assigner, spec.losses.aal)
+        criterion = DetectionLoss(len(self.classes), spec.student.reg_max, assigner, spec.loss).to(
+            self.device
         )
+        if self.teacher is None:
+            return criterion, None
+        if spec.losses.feat.kind != "none" and self.dist.distributed:
+            # the adapters live outside the DDP-wrapped student, so their gradients would not be synced
+            raise DaikError("losses.feat: feature distillation under DDP is not supported yet")
+        distill = DistillationLoss(
+            spec.losses,
+            student_channels=self.model.config.head_channels,
+            teacher_channels=self.teacher.config.head_channels,
+            loss_spec=spec.loss,
+        ).to(self.device)
+        return criterion, distill
 
-        while self.epoch < hp.epochs:
-            stopped = self._train_epoch(progress)
-            if stopped is not None:
-                return self._stop(stopped)
-            progress = _Progress()
-        return self._finish()
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.amp.GradScaler, ModelEMA | None]:
+        """The optimiser over the student (and the feature adapters, which train with it), the AMP scaler and
+        the EMA (rank 0). The learning-rate schedule is :func:`lr_at` of the step."""
+        hp = self.spec.hparams
+        trained: nn.Module = self.model if self.distill is None else nn.ModuleList([self.model, self.distill])
+        optimizer = build_optimizer(trained, hp)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        ema = ModelEMA(self.model, hp.ema_decay, EMA_TAU) if hp.ema and self.is_main else None
+        return optimizer, scaler, ema
+
+    def _wrap_ddp(self) -> nn.Module:
+        """The module the loop runs: the student, or under DDP its DistributedDataParallel wrapper (with
+        SyncBatchNorm on CUDA)."""
+        net: nn.Module = self.model
+        if self.dist.distributed:
+            if self.device.type == "cuda":
+                net = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        return net
+
+    def _prepare_output(self, resume_path: Path | None) -> None:
+        """Rank 0: the output folders, ``spec.yaml``, the metrics kept from a resumed run, and no stale files
+        of a previous run when starting afresh."""
+        if not self.is_main:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.output_dir / "spec.yaml", _spec_yaml(self.spec))
+        self._truncate_metrics(keep_through=self.epoch if resume_path is not None else 0)
+        if resume_path is None:  # --overwrite: nothing of the previous run may pass for this one
+            for stale in (self.best_path, self.last_path, self.output_dir / "results.json"):
+                stale.unlink(missing_ok=True)
+
+    def _train_info(self, train_set: DotaDataset, resume_path: Path | None) -> TrainInfo:
+        hp, world = self.spec.hparams, self.dist.world_size
+        return TrainInfo(
+            name=self.spec.name,
+            output_dir=self.output_dir,
+            device=str(self.device),
+            world_size=world,
+            epochs=hp.epochs,
+            start_epoch=self.epoch,
+            iterations_per_epoch=self.iters_per_epoch,
+            batch=self.batch * world,
+            imgsz=hp.imgsz,
+            train_images=len(train_set),
+            val_images=len(self.val_set) if self.val_set is not None else 0,
+            params=self.fused_info["params"],
+            gflops=self.fused_info["gflops"],
+            resumed_from=resume_path,
+            classes=tuple(self.classes),
+            start_step=self.step,
+        )
 
     # ---------------------------------------------------------------------------------------- epoch
     def _train_epoch(self, progress: _Progress) -> _Progress | None:

@@ -188,7 +188,7 @@ def main() -> int:
         "map50_95": args.map50 / 2,
         "ap50": {"a": args.map50, "b": None},
     }
-    if args.val is not None:  # as the real trainer's final evaluation does (daik_core.engine.gallery)
+    if args.val is not None:  # as the real trainer's final evaluation does (daik_core.inference.gallery)
         _write_gallery(out, Path(args.val))
     (out / "results.json").write_text(json.dumps(results))
     # the plots of a completed run (daik_core.engine.callbacks.PlotsCallback), in miniature

@@ -15,7 +15,7 @@ import yaml
 from daik_core import Detector
 from daik_core.cli import main
 from daik_core.engine.checkpoint import load_detector, save_checkpoint
-from daik_core.engine.export import RawOutputs
+from daik_core.inference.export import RawOutputs
 from tests.core.engine.conftest import make_spec
 
 REPO = Path(__file__).resolve().parents[3]

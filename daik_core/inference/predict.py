@@ -24,27 +24,25 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from daik_core.config import DEFAULT_NMS_IOU
 from daik_core.data.dataset import decode_image
 from daik_core.data.dota import IMAGE_SUFFIXES, find_images, write_task1_dir
 from daik_core.data.split import patch_windows
 from daik_core.data.transforms import Objects, letterbox
-from daik_core.engine.checkpoint import CheckpointMeta, load_detector
-from daik_core.engine.evaluate import detections_to_task1
-from daik_core.engine.trainer import resolve_device
+from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.distributed import resolve_device
 from daik_core.errors import DaikError
+from daik_core.inference.evaluate import detections_to_task1
+from daik_core.inference.options import InferenceOptions, InferenceSettings
 from daik_core.models.detector import Detections, Detector, postprocess
 from daik_core.ops import nms_rotated
 from daik_core.structures.boxes import obb_to_poly
 
 __all__ = [
-    "InferenceSettings",
     "PredictSummary",
     "WindowModel",
     "detect_image",
     "draw_detections",
     "find_sources",
-    "inference_settings",
     "predict",
     "torch_windows",
 ]
@@ -52,7 +50,7 @@ __all__ = [
 #: What detects objects in a batch of windows: ``(images (B, 3, S, S) RGB in [0, 1], conf, iou, max_det) ->``
 #: one :class:`~daik_core.models.detector.Detections` per window, in input pixels (score > ``conf``,
 #: class-aware rotated NMS at ``iou``, at most ``max_det``): a torch model (:func:`torch_windows`) or an
-#: ONNX model (:mod:`daik_core.engine.onnx_model`).
+#: ONNX model (:mod:`daik_core.inference.onnx_model`).
 WindowModel = Callable[[Tensor, float, float, int], list[Detections]]
 
 
@@ -63,56 +61,6 @@ def torch_windows(model: Detector) -> WindowModel:
         return postprocess(model(images), conf_thr=conf, iou_thr=iou, max_det=max_det)
 
     return run
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How images become windows and windows detections (see the module docstring)."""
-
-    imgsz: int
-    conf: float
-    iou: float
-    max_det: int
-    split_size: int  # 0: no tiling
-    gap: int
-    merge_iou: float
-    batch: int
-
-
-def inference_settings(
-    meta: CheckpointMeta,
-    *,
-    imgsz: int | None = None,
-    conf: float = 0.25,
-    iou: float | None = None,
-    max_det: int = 1000,
-    split_size: int | None = None,
-    gap: int | None = None,
-    merge_iou: float = 0.1,
-    batch: int = 8,
-) -> InferenceSettings:
-    """The settings of ``daik predict``, checked: ``imgsz`` defaults to the checkpoint's training size,
-    ``split_size`` / ``gap`` to the tiling of its training data (``dataset.split``; none when it was not
-    tiled; ``split_size`` 0 turns tiling off), ``iou`` (the per-window NMS) to the NMS IoU of its training
-    evaluations (``hparams.nms_iou``)."""
-    _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
-    trained = meta.split or {}
-    if split_size is None:
-        split_size = int(trained["size"]) if "size" in trained else 0
-    if gap is None:
-        gap = int(trained.get("gap", 200))
-    if split_size and not 0 <= gap < split_size:
-        raise DaikError(f"--gap must be in [0, --split-size = {split_size}), got {gap}")
-    return InferenceSettings(
-        imgsz=imgsz if imgsz is not None else meta.imgsz,
-        conf=conf,
-        iou=iou if iou is not None else meta.nms_iou,
-        max_det=max_det,
-        split_size=split_size,
-        gap=gap,
-        merge_iou=merge_iou,
-        batch=batch,
-    )
 
 
 @dataclass
@@ -154,21 +102,16 @@ def find_sources(source: str | Path) -> list[Path]:
 def detect_image(
     model: Detector | WindowModel,
     image_bgr: np.ndarray,
-    *,
-    imgsz: int,
+    settings: InferenceSettings,
     device: torch.device,
-    conf: float = 0.25,
-    iou: float = DEFAULT_NMS_IOU,
-    max_det: int = 1000,
-    split_size: int | None = None,
-    gap: int = 200,
-    merge_iou: float = 0.1,
-    batch: int = 8,
 ) -> tuple[Tensor, Tensor, Tensor, int]:
     """Detections of one BGR image in its pixels (see the module docstring): ``boxes (N, 5)`` obb float64,
     ``scores (N,)``, ``labels (N,)`` on the CPU, by descending score, and the number of windows. ``model``:
-    a torch detector in ``eval()`` mode on ``device``, or any :data:`WindowModel`."""
+    a torch detector in ``eval()`` mode on ``device``, or any :data:`WindowModel`; ``settings``: the
+    options resolved against its checkpoint (:meth:`.InferenceOptions.for_images`)."""
     detect = torch_windows(model) if isinstance(model, Detector) else model
+    imgsz, split_size, gap, batch = settings.imgsz, settings.split_size, settings.gap, settings.batch
+    conf, iou, max_det, merge_iou = settings.conf, settings.iou, settings.max_det, settings.merge_iou
     h, w = image_bgr.shape[:2]
     if split_size and max(w, h) > split_size:
         windows = [
@@ -246,63 +189,33 @@ def predict(
     weights: str | Path,
     source: str | Path,
     out: str | Path,
+    options: InferenceOptions | None = None,
     *,
-    imgsz: int | None = None,
-    conf: float = 0.25,
-    iou: float | None = None,
-    max_det: int = 1000,
-    split_size: int | None = None,
-    gap: int | None = None,
-    merge_iou: float = 0.1,
-    device: str = "auto",
-    batch: int = 8,
     draw: bool = True,
     progress: bool = True,
 ) -> PredictSummary:
     """Run a checkpoint (or an ONNX model of ``daik export``) over ``source`` (an image or a folder) and write
-    ``out`` (module docstring); the defaults of the options come from the checkpoint
-    (:func:`inference_settings`)."""
-    _check_args(imgsz, conf, iou, max_det, split_size, gap, merge_iou, batch)
+    ``out`` (module docstring); the options left unset take their defaults from the checkpoint
+    (:meth:`~daik_core.inference.options.InferenceOptions.for_images`)."""
+    options = options if options is not None else InferenceOptions()
     sources = find_sources(source)
     model: WindowModel
     if Path(weights).suffix.lower() == ".onnx":  # `daik export`'s graphs, through onnxruntime on the CPU
-        from daik_core.engine.onnx_model import OnnxModel
+        from daik_core.inference.onnx_model import OnnxModel
 
         onnx_model = OnnxModel(weights)
         model, meta, dev = onnx_model.detect, onnx_model.meta, torch.device("cpu")
     else:
-        dev = resolve_device(device)
+        dev = resolve_device(options.device)
         net, meta = load_detector(weights, map_location="cpu")
         model = torch_windows(net.fuse().to(dev))
-    s = inference_settings(
-        meta,
-        imgsz=imgsz,
-        conf=conf,
-        iou=iou,
-        max_det=max_det,
-        split_size=split_size,
-        gap=gap,
-        merge_iou=merge_iou,
-        batch=batch,
-    )
+    settings = options.for_images(meta)
     out = Path(out)
     summary = PredictSummary(out=out, per_class=dict.fromkeys(meta.classes, 0))
     per_image: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     for path in tqdm(sources, desc="predict", unit="img", disable=not progress):
         image = decode_image(path)
-        boxes, scores, labels, n_windows = detect_image(
-            model,
-            image,
-            imgsz=s.imgsz,
-            device=dev,
-            conf=s.conf,
-            iou=s.iou,
-            max_det=s.max_det,
-            split_size=s.split_size,
-            gap=s.gap,
-            merge_iou=s.merge_iou,
-            batch=s.batch,
-        )
+        boxes, scores, labels, n_windows = detect_image(model, image, settings, dev)
         if path.stem in per_image:
             raise DaikError(f"{path}: another image of {path.parent} has the same name (Task1 ids are stems)")
         per_image[path.stem] = (boxes, scores, labels)
@@ -318,30 +231,3 @@ def predict(
                 raise DaikError(f"{vis}: cannot write the image")
     write_task1_dir(out / "task1", detections_to_task1(per_image, meta.classes))
     return summary
-
-
-def _check_args(
-    imgsz: int | None,
-    conf: float,
-    iou: float | None,
-    max_det: int,
-    split_size: int | None,
-    gap: int | None,
-    merge_iou: float,
-    batch: int,
-) -> None:
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise DaikError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
-    if not 0.0 <= conf < 1.0:
-        raise DaikError(f"--conf must be in [0, 1), got {conf}")
-    for name, v in (("--iou", iou), ("--merge-iou", merge_iou)):
-        if v is not None and not 0.0 <= v <= 1.0:
-            raise DaikError(f"{name} must be in [0, 1], got {v}")
-    if max_det < 1:
-        raise DaikError(f"--max-det must be >= 1, got {max_det}")
-    if batch < 1:
-        raise DaikError(f"--batch must be >= 1, got {batch}")
-    if split_size is not None and split_size < 0:
-        raise DaikError(f"--split-size must be >= 0 (0: no tiling), got {split_size}")
-    if gap is not None and gap < 0:
-        raise DaikError(f"--gap must be >= 0, got {gap}")

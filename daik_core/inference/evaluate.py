@@ -28,13 +28,15 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from daik_core.config import DEFAULT_NMS_IOU
+from daik_core.config import DEFAULT_NMS_IOU, SplitSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.dota import DotaLabel, DotaObject, Task1Detections
 from daik_core.data.loader import build_dataloader
-from daik_core.engine.distributed import unwrap_model
+from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.distributed import resolve_device, unwrap_model
 from daik_core.errors import DaikError
 from daik_core.eval.dota import DotaEvalWarning, DotaResult, evaluate_dota
+from daik_core.inference.options import InferenceOptions
 from daik_core.models.detector import postprocess
 from daik_core.ops import nms_rotated
 from daik_core.structures.boxes import obb_to_poly
@@ -240,38 +242,25 @@ def _hparam(spec: dict[str, Any], name: str, default: Any) -> Any:
 def evaluate_checkpoint(
     weights: str | Path,
     data: str | Path,
+    options: InferenceOptions | None = None,
     *,
-    imgsz: int | None = None,
-    batch_size: int = 8,
-    conf_thr: float | None = None,
-    nms_iou: float | None = None,
-    max_det: int | None = None,
-    merge_iou: float = 0.1,
-    split_size: int | None = None,
-    gap: int | None = None,
     iou_thr: float = 0.5,
     metric: str = "voc07",
     skip_unknown: bool = False,
-    device: str = "auto",
     workers: int = 0,
     progress: bool = False,
 ) -> EvalOutput:
     """``daik eval --weights W --data DIR``: the EMA model of a checkpoint on a DOTA folder, a YOLO-OBB
     split, or a YOLO data YAML (its ``val`` split, whose names must be the checkpoint's classes).
 
-    Unset options come from the checkpoint's training spec: ``imgsz``, ``conf_thr`` / ``nms_iou`` /
-    ``max_det`` (its hparams) and the tiling (its ``dataset.split``). ``split_size`` 0 turns tiling off;
-    a given ``split_size`` tiles at rate 1.0 with ``gap`` (default 200).
+    The ``options`` left unset come from the checkpoint's training spec: ``imgsz``, ``conf`` / ``iou`` /
+    ``max_det`` (its hparams ``conf_thr`` / ``nms_iou`` / ``max_det``) and the tiling (its
+    ``dataset.split``). ``split_size`` 0 turns tiling off; a given ``split_size`` tiles at rate 1.0 with
+    ``gap`` (default 200).
     """
-    from daik_core.config import SplitSpec
-    from daik_core.engine.checkpoint import load_detector
-    from daik_core.engine.trainer import resolve_device
-
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise DaikError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
-    if batch_size < 1:
-        raise DaikError(f"--batch must be >= 1, got {batch_size}")
-    dev = resolve_device(device)
+    opts = options if options is not None else InferenceOptions()
+    imgsz, split_size, gap = opts.imgsz, opts.split_size, opts.gap
+    dev = resolve_device(opts.device)
     model, meta = load_detector(weights, map_location="cpu")
     data = _yolo_val_split(data, meta.classes)
     split: SplitSpec | None
@@ -299,12 +288,12 @@ def evaluate_checkpoint(
     return evaluate_model(
         model.to(dev),
         dataset,
-        batch_size=batch_size,
+        batch_size=opts.batch,
         device=dev,
-        conf_thr=float(_hparam(spec, "conf_thr", 0.001)) if conf_thr is None else conf_thr,
-        nms_iou=float(_hparam(spec, "nms_iou", 0.45)) if nms_iou is None else nms_iou,
-        max_det=int(_hparam(spec, "max_det", 1000)) if max_det is None else max_det,
-        merge_iou=merge_iou,
+        conf_thr=float(_hparam(spec, "conf_thr", 0.001)) if opts.conf is None else opts.conf,
+        nms_iou=float(_hparam(spec, "nms_iou", 0.45)) if opts.iou is None else opts.iou,
+        max_det=int(_hparam(spec, "max_det", 1000)) if opts.max_det is None else opts.max_det,
+        merge_iou=opts.merge_iou,
         iou_thr=iou_thr,
         metric=metric,
         amp=dev.type == "cuda",

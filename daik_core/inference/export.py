@@ -1,7 +1,7 @@
 """``daik export``: the fused (re-parameterised) detector of a checkpoint as ONNX, checked against torch.
 
 Two graphs, both run by onnxruntime and by ``daik predict --weights model.onnx``
-(:mod:`daik_core.engine.onnx_model`):
+(:mod:`daik_core.inference.onnx_model`):
 
 **Raw** (the default). It takes ``images (B, 3, H, W)`` float32 RGB in [0, 1] (letterboxed as in training; H
 and W multiples of 32; B, H and W are dynamic) and returns the head's raw outputs:
@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.checkpoint import CheckpointMeta, load_detector
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_bytes
 from daik_core.models.decode import decode_boxes
@@ -189,17 +189,45 @@ def export_onnx(
     check it against torch (module docstring). ``end2end``: decoding and rotated NMS in the graph (one
     window of ``imgsz``, fixed). The file appears only when the check passes."""
     onnx, ort = _import_onnx()
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise DaikError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
-    if not 7 <= opset <= 25 or (end2end and opset < 14):
-        raise DaikError(f"--opset must be in [{14 if end2end else 7}, 25], got {opset}")
+    _check_export_options(imgsz, opset, end2end)
     model, meta = load_detector(weights, map_location="cpu")
     size = imgsz if imgsz is not None else meta.imgsz
     out_path = Path(out) if out is not None else Path(weights).with_suffix(".onnx")
     fused = model.eval().fuse()
     x = torch.rand((1, 3, size, size), generator=torch.Generator().manual_seed(0))
+    metadata = _onnx_metadata(meta, model.config.angle_bins, size, end2end)
+    proto = _trace_onnx(onnx, fused, x, opset=opset, dynamic=dynamic, end2end=end2end, nms_iou=meta.nms_iou)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
 
-    metadata = {
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    if end2end:
+        max_diff, checked = _check_end2end(session, fused, x, meta.nms_iou, out_path)
+        for output in [o for o in proto.graph.output if o.name in _CHECK_OUTPUTS]:
+            proto.graph.output.remove(output)  # the check's outputs: their values are computed anyway
+        onnx.checker.check_model(proto)
+        data = proto.SerializeToString()
+    else:
+        max_diff, checked = _check_raw(session, fused, x, out_path), None
+    atomic_write_bytes(out_path, data)
+    return ExportResult(
+        path=out_path, max_abs_diff=max_diff, imgsz=size, opset=opset, end2end=end2end, detections=checked
+    )
+
+
+def _check_export_options(imgsz: int | None, opset: int, end2end: bool) -> None:
+    if imgsz is not None and (imgsz < 32 or imgsz % 32):
+        raise DaikError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    if not 7 <= opset <= 25 or (end2end and opset < 14):
+        raise DaikError(f"--opset must be in [{14 if end2end else 7}, 25], got {opset}")
+
+
+def _onnx_metadata(meta: CheckpointMeta, angle_bins: int, size: int, end2end: bool) -> dict[str, str]:
+    """The graph's metadata properties: what :class:`~daik_core.inference.onnx_model.OnnxModel` reads."""
+    return {
         "producer": "daik",
         "graph": "end2end" if end2end else "raw",
         "classes": json.dumps(list(meta.classes)),
@@ -207,7 +235,7 @@ def export_onnx(
         "imgsz": str(size),
         "reg_max": str(meta.reg_max),
         "strides": json.dumps([8, 16, 32]),
-        "angle_bins": str(model.config.angle_bins),
+        "angle_bins": str(angle_bins),
         # what `daik predict` takes its defaults from (the training's tiling and NMS IoU)
         "spec": json.dumps({"dataset": {"split": meta.split}, "hparams": {"nms_iou": meta.nms_iou}}),
         "outputs": (
@@ -216,11 +244,18 @@ def export_onnx(
             else "cls (B,A,C) logits; box (B,A,4,reg_max+1) DFL logits; angle (B,A,K) CSL logits"
         ),
     }
+
+
+def _trace_onnx(
+    onnx: ModuleType, fused: Detector, x: Tensor, *, opset: int, dynamic: bool, end2end: bool, nms_iou: float
+) -> Any:
+    """The traced graph (TorchScript exporter) as an ONNX ModelProto: the end-to-end module (with the
+    check's extra outputs) or the raw outputs (dynamic batch and size when ``dynamic``)."""
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter of the TorchScript exporter
         raw = Path(tmp) / "model.onnx"
         if end2end:
-            example = (x, *_end2end_args(CHECK_CONF, meta.nms_iou, 1000))
+            example = (x, *_end2end_args(CHECK_CONF, nms_iou, 1000))
             torch.onnx.export(
                 End2End(fused, greedy=torch.jit.script(greedy_keep)).eval(),
                 example,
@@ -249,26 +284,7 @@ def export_onnx(
                 output_names=list(ONNX_OUTPUTS),
                 dynamic_axes=dynamic_axes,
             )
-        proto = onnx.load(str(raw))
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    if end2end:
-        max_diff, checked = _check_end2end(session, fused, x, meta.nms_iou, out_path)
-        for output in [o for o in proto.graph.output if o.name in _CHECK_OUTPUTS]:
-            proto.graph.output.remove(output)  # the check's outputs: their values are computed anyway
-        onnx.checker.check_model(proto)
-        data = proto.SerializeToString()
-    else:
-        max_diff, checked = _check_raw(session, fused, x, out_path), None
-    atomic_write_bytes(out_path, data)
-    return ExportResult(
-        path=out_path, max_abs_diff=max_diff, imgsz=size, opset=opset, end2end=end2end, detections=checked
-    )
+        return onnx.load(str(raw))
 
 
 def _check_raw(session: Any, model: Detector, x: Tensor, out_path: Path) -> float:

@@ -1,8 +1,9 @@
 """An ONNX model written by ``daik export``, run by onnxruntime on the CPU: ``daik predict --weights
 model.onnx`` and ``Detector.load("model.onnx")``.
 
-Either graph of :mod:`daik_core.engine.export` serves as a :data:`~daik_core.engine.predict.WindowModel`,
-so windows, letterboxing and the merge of tiles are those of the torch path:
+Either graph of :mod:`daik_core.inference.export` serves as a
+:data:`~daik_core.inference.predict.WindowModel`, so windows, letterboxing and the merge of tiles are those of
+the torch path:
 
 * the end-to-end graph returns each window's detections (one window per run, at the export size);
 * the raw graph returns the head's logits, which :func:`~daik_core.models.postprocess` decodes and NMSes as

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import daik_core.engine.evaluate as evaluate_mod
+import daik_core.inference.evaluate as evaluate_mod
 from daik_core.config import SplitSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.synth import SYNTH_CLASSES
-from daik_core.engine.evaluate import evaluate_model, predict_dataset
+from daik_core.inference.evaluate import evaluate_model, predict_dataset
 from daik_core.models.detector import Detections
 from daik_core.structures.boxes import obb_to_poly
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from daik_core.data.dataset import ImageRecord
 from daik_core.data.dota import Task1Detections
-from daik_core.engine.gallery import build_gallery, write_gallery
+from daik_core.inference.gallery import build_gallery, write_gallery
 
 
 def _record(folder: Path, stem: str) -> ImageRecord:
