@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
 from worker.resources import (
     DeviceError,
     DevicePool,
@@ -185,10 +186,7 @@ def test_devices_are_held_while_any_process_of_the_job_lives(tmp_path: Path) -> 
     other.release()
     trainer.send_signal(signal.SIGKILL)  # a crash: the kernel drops its locks
     trainer.wait()
-    deadline = time.monotonic() + 5
-    while pool.in_use() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool.in_use() == []
+    wait_for(lambda: pool.in_use() == [], 5, what="the devices to be free")
 
 
 def test_a_job_waiting_for_devices_gives_up_on_shutdown(tmp_path: Path) -> None:
