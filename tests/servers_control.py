@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests.servers import PG_SERVER_URL, REDIS_SERVER_URL
+from tests.waiting import wait_for
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379"
@@ -62,11 +63,7 @@ def start_postgres(timeout: float = 60.0) -> None:
     assert cluster is not None
     if not _pg_ready():
         subprocess.run([*cluster, "start"], capture_output=True)
-    deadline = time.monotonic() + timeout
-    while not _pg_ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError("PostgreSQL did not come back")
-        time.sleep(0.2)
+    wait_for(_pg_ready, timeout, interval=0.2, what="PostgreSQL to come back")
 
 
 def _redis_up() -> bool:
@@ -88,8 +85,4 @@ def redis_down() -> Iterator[None]:
     finally:
         if not _redis_up():
             subprocess.run(REDIS_START, check=True, capture_output=True)
-        deadline = time.monotonic() + 30
-        while not _redis_up():
-            if time.monotonic() > deadline:
-                raise RuntimeError("Redis did not come back")
-            time.sleep(0.1)
+        wait_for(_redis_up, 30, interval=0.1, what="Redis to come back")

@@ -111,13 +111,13 @@ def make_worker_app(settings: Settings, resources: JobResources | None = None) -
         beat_schedule=beat_schedule(settings),
         worker_send_task_events=False,
     )
-    register_tasks(app, settings, resources)
+    register_tasks(app, settings, resources=resources)
     signals.worker_shutting_down.connect(_on_shutting_down, weak=False, dispatch_uid="daik-shutting-down")
     return app
 
 
 def advertise_worker(
-    app: Celery, settings: Settings, resources: JobResources, concurrency: int, queues: list[str]
+    app: Celery, settings: Settings, *, resources: JobResources, concurrency: int, queues: list[str]
 ) -> None:
     """Advertise this worker in the ``worker`` table (:mod:`worker.registry`) once Celery is ready (under
     its node name), heartbeat every ``settings.heartbeat_seconds`` (with the devices in use), and mark it
@@ -131,7 +131,9 @@ def advertise_worker(
     def db() -> Any:
         return make_sessionmaker(make_engine(settings.db_url))
 
-    advertiser = Advertiser(db, resources, concurrency, queues, settings.heartbeat_seconds)
+    advertiser = Advertiser(
+        db, resources, concurrency=concurrency, queues=queues, every=settings.heartbeat_seconds
+    )
 
     def on_ready(sender: Any = None, **_: Any) -> None:
         advertiser.start(str(getattr(sender, "hostname", None) or app.main))

@@ -39,7 +39,7 @@ def _celery_flags(hostname: str, loglevel: str) -> list[str]:
     ]
 
 
-def worker_argv(gpus: int, concurrency: int, loglevel: str, pool: str) -> list[str]:
+def worker_argv(gpus: int, *, concurrency: int, loglevel: str, pool: str) -> list[str]:
     """The ``celery worker`` arguments of a training worker: the queue of ``gpus`` GPUs only (housekeeping
     runs in ``daik beat``)."""
     from service.queue import queue_for
@@ -89,21 +89,21 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     try:
         devices, concurrency = plan_devices(
             args.devices,
-            args.gpus,
-            args.concurrency,
+            gpus=args.gpus,
+            concurrency=args.concurrency,
             allow_absent=settings.allow_absent_devices,
             visible=visible,
         )
-        threads = threads_per_job(args.cpus, concurrency)
+        threads = threads_per_job(args.cpus, concurrency=concurrency)
     except DeviceError as err:
         raise SystemExit(f"daik: error: {err}") from None
     if args.pool == "solo" and concurrency > 1:
         raise SystemExit(f"daik: error: --pool solo runs one job at a time; --concurrency is {concurrency}")
     resources = JobResources(args.gpus, DevicePool.create(devices) if devices else None, threads)
     app = make_worker_app(settings, resources)
-    argv = worker_argv(args.gpus, concurrency, args.loglevel, args.pool)
+    argv = worker_argv(args.gpus, concurrency=concurrency, loglevel=args.loglevel, pool=args.pool)
     queues = next(a for a in argv if a.startswith("--queues=")).removeprefix("--queues=").split(",")
-    advertise_worker(app, settings, resources, concurrency, queues)
+    advertise_worker(app, settings, resources=resources, concurrency=concurrency, queues=queues)
     app.worker_main(argv)
     return 0
 

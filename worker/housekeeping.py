@@ -22,9 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
@@ -44,7 +46,7 @@ BATCH = 500  # rows per run; the next run takes the rest
 
 
 def redispatch(
-    db: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None
+    db: sessionmaker[Session], settings: Settings, *, now: dt.datetime | None = None
 ) -> list[uuid.UUID]:
     """Send ``daik.train`` again for queued jobs whose ``dispatched_at`` is older than
     ``redispatch_after_seconds``, or missing on a job created before that (a fresher one may still be on its
@@ -83,7 +85,7 @@ def redispatch(
 
 
 def record_run(
-    db: sessionmaker[Session], task: str, every_seconds: float, now: dt.datetime | None = None
+    db: sessionmaker[Session], task: str, *, every_seconds: float, now: dt.datetime | None = None
 ) -> None:
     """Note that ``task`` (meant to run every ``every_seconds``) ran to its end now, on this process."""
     now = now or utcnow()
@@ -108,86 +110,24 @@ class ReapReport:
     cancelled: list[uuid.UUID] = field(default_factory=list)
 
 
-def reap(db: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None) -> ReapReport:
+def reap(db: sessionmaker[Session], settings: Settings, *, now: dt.datetime | None = None) -> ReapReport:
     """End the attempts of running / cancelling jobs whose lease expired (see the module docstring), as of
     ``now`` (default: the database's clock, which also wrote the leases)."""
     report = ReapReport()
     resend: list[tuple[uuid.UUID, int]] = []
     with session_scope(db) as s:
         now = now or db_now(s)
-        jobs = s.execute(
-            select(
-                Job.id,
-                Job.status,
-                Job.attempt,
-                Job.restarts,
-                Job.max_restarts,
-                Job.resources,
-                Job.lease_owner,
-                Job.lease_expires_at,
-            )
-            .where(Job.status.in_(LIVE_STATES), Job.lease_expires_at < now)
-            .order_by(Job.lease_expires_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        ).all()
+        jobs = _expired(s, now)
         for j in jobs:
-            expired = j.lease_expires_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            reason = f"lost: the worker {j.lease_owner} stopped heartbeating (lease expired {expired} UTC)"
-            current = JobStatus(j.status)
-            if current == JobStatus.cancelling:
-                target = JobStatus.cancelled
-            elif j.restarts < j.max_restarts:
-                target = JobStatus.queued
-            else:
-                target = JobStatus.failed
-                reason += f"; no restarts left ({j.restarts} of {j.max_restarts} used)"
-            require_transition(current, target)
-            values: dict[str, object] = {"status": target.value, "lease_expires_at": None, "updated_at": now}
-            if target == JobStatus.queued:
-                values.update(
-                    restarts=j.restarts + 1,
-                    dispatched_at=now,
-                    error=reason,
-                    failure_kind=FailureKind.lost.value,
-                )
-            elif target == JobStatus.failed:
-                values.update(finished_at=now, error=reason, failure_kind=FailureKind.lost.value)
-            else:
-                values.update(finished_at=now)
-            moved = s.execute(  # fenced: the job must be as read (a heartbeat may have renewed the lease)
-                update(Job)
-                .returning(Job.id)
-                .where(
-                    Job.id == j.id,
-                    Job.attempt == j.attempt,
-                    Job.status == j.status,
-                    Job.lease_expires_at < now,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
-            if moved is None:
+            target = _reap_one(s, j, now)
+            if target is None:
                 continue
-            s.execute(
-                update(Attempt)
-                .where(Attempt.job_id == j.id, Attempt.number == j.attempt, Attempt.status == "running")
-                .values(status="failed", failure_kind=FailureKind.lost.value, reason=reason, finished_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            error = reason if target != JobStatus.cancelled else None
-            add_job_events(
-                s,
-                j.id,
-                j.attempt,
-                [("status", {"status": target.value, "attempt": j.attempt, "error": error})],
-            )
             {JobStatus.queued: report.requeued, JobStatus.failed: report.failed}.get(
                 target, report.cancelled
             ).append(j.id)
             if target == JobStatus.queued:
                 resend.append((j.id, gpus_of(j.resources)))
-    for job_id, gpus in resend:
+    for job_id, gpus in resend:  # after the commit
         send_train(settings, job_id, gpus)
     if jobs:
         log.info(
@@ -197,3 +137,88 @@ def reap(db: sessionmaker[Session], settings: Settings, now: dt.datetime | None 
             len(report.cancelled),
         )
     return report
+
+
+def _expired(s: Session, now: dt.datetime) -> Sequence[Row[Any]]:
+    """Up to ``BATCH`` running / cancelling jobs whose lease expired before ``now``, the oldest first, locked
+    (``FOR UPDATE SKIP LOCKED``)."""
+    return s.execute(
+        select(
+            Job.id,
+            Job.status,
+            Job.attempt,
+            Job.restarts,
+            Job.max_restarts,
+            Job.resources,
+            Job.lease_owner,
+            Job.lease_expires_at,
+        )
+        .where(Job.status.in_(LIVE_STATES), Job.lease_expires_at < now)
+        .order_by(Job.lease_expires_at)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def _reap_target(j: Row[Any]) -> tuple[JobStatus, str]:
+    """Where an expired job goes, and why: ``cancelled`` (it was being cancelled), ``queued`` (restarts
+    left) or ``failed``."""
+    expired = j.lease_expires_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    reason = f"lost: the worker {j.lease_owner} stopped heartbeating (lease expired {expired} UTC)"
+    current = JobStatus(j.status)
+    if current == JobStatus.cancelling:
+        target = JobStatus.cancelled
+    elif j.restarts < j.max_restarts:
+        target = JobStatus.queued
+    else:
+        target = JobStatus.failed
+        reason += f"; no restarts left ({j.restarts} of {j.max_restarts} used)"
+    require_transition(current, target)
+    return target, reason
+
+
+def _reap_values(j: Row[Any], target: JobStatus, reason: str, now: dt.datetime) -> dict[str, object]:
+    """The job row's new values for ``target``."""
+    values: dict[str, object] = {"status": target.value, "lease_expires_at": None, "updated_at": now}
+    if target == JobStatus.queued:
+        values.update(
+            restarts=j.restarts + 1,
+            dispatched_at=now,
+            error=reason,
+            failure_kind=FailureKind.lost.value,
+        )
+    elif target == JobStatus.failed:
+        values.update(finished_at=now, error=reason, failure_kind=FailureKind.lost.value)
+    else:
+        values.update(finished_at=now)
+    return values
+
+
+def _reap_one(s: Session, j: Row[Any], now: dt.datetime) -> JobStatus | None:
+    """Move the expired job ``j`` and end its attempt as ``lost``, with a ``status`` event; ``None``: the
+    job is no longer as read (a heartbeat renewed the lease), nothing done."""
+    target, reason = _reap_target(j)
+    moved = s.execute(  # fenced: the job must be as read (a heartbeat may have renewed the lease)
+        update(Job)
+        .returning(Job.id)
+        .where(
+            Job.id == j.id,
+            Job.attempt == j.attempt,
+            Job.status == j.status,
+            Job.lease_expires_at < now,
+        )
+        .values(**_reap_values(j, target, reason, now))
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if moved is None:
+        return None
+    s.execute(
+        update(Attempt)
+        .where(Attempt.job_id == j.id, Attempt.number == j.attempt, Attempt.status == "running")
+        .values(status="failed", failure_kind=FailureKind.lost.value, reason=reason, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    error = reason if target != JobStatus.cancelled else None
+    event = {"status": target.value, "attempt": j.attempt, "error": error}
+    add_job_events(s, j.id, attempt=j.attempt, events=[("status", event)])
+    return target

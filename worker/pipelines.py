@@ -76,7 +76,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Row, case, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -165,7 +165,7 @@ class ClaimedJob:
 
 # --------------------------------------------------------------------------------------------- claim
 def claim_job(
-    db: sessionmaker[Session], settings: Settings, job_id: uuid.UUID, owner: str | None = None
+    db: sessionmaker[Session], settings: Settings, job_id: uuid.UUID, *, owner: str | None = None
 ) -> ClaimedJob | None:
     """Take the job atomically (SERVICE.md): a queued job, or a running one whose lease expired (its open
     attempt is closed as ``lost``; taking it over counts as a restart and is allowed while ``restarts <
@@ -174,70 +174,93 @@ def claim_job(
     lease, and the deadline that the first claim of a job with ``resources.timeout`` sets."""
     owner = owner or worker_id()
     claimed_at = time.monotonic()
-    running = JobStatus.running.value
     with session_scope(db) as s:
         now = db_now(s)
-        stale = (Job.status == running) & (Job.lease_expires_at < now) & (Job.restarts < Job.max_restarts)
-        stmt = (
-            update(Job)
-            # a queued job of a paused / stopped / cancelled batch is held: not started (service.batches)
-            .where(
-                Job.id == job_id, ((Job.status == JobStatus.queued.value) & ~held_by_batch(Job.id)) | stale
-            )
-            .values(
-                status=running,
-                attempt=Job.attempt + 1,
-                # SET expressions see the row before the update: taking over a running job is a restart
-                restarts=Job.restarts + case((Job.status == running, 1), else_=0),
-                lease_owner=owner,
-                lease_expires_at=now + dt.timedelta(seconds=settings.lease_seconds),
-                started_at=func.coalesce(Job.started_at, now),
-                error=None,
-                failure_kind=None,
-                finished_at=None,
-                updated_at=now,
-            )
-            .returning(Job.attempt, Job.spec, Job.resources, Job.deadline_at)
-            .execution_options(synchronize_session=False)
-        )
-        row = s.execute(stmt).one_or_none()
+        row = _take_job(s, job_id, owner, now, lease_seconds=settings.lease_seconds)
         if row is None:
             log.info("job %s: nothing to claim (a duplicate delivery, or the job is not queued)", job_id)
             return None
         attempt = int(row.attempt)
         resources = dict(row.resources or {})
-        deadline: dt.datetime | None = row.deadline_at
-        timeout = resources.get("timeout")
-        if deadline is None and timeout:
-            deadline = now + dt.timedelta(seconds=float(timeout))
-            s.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(deadline_at=deadline)
-                .execution_options(synchronize_session=False)
-            )
-        s.execute(
-            update(Attempt)
-            .where(Attempt.job_id == job_id, Attempt.number < attempt, Attempt.status == running)
-            .values(
-                status=JobStatus.failed.value,
-                failure_kind=FailureKind.lost.value,
-                reason=f"the lease expired (no heartbeat); taken over by attempt {attempt}",
-                finished_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        s.execute(
-            insert(Attempt).values(
-                job_id=job_id, number=attempt, worker=owner, status=running, started_at=now, heartbeat_at=now
-            )
-        )
-        add_job_events(
-            s, job_id, attempt, [("status", {"status": running, "attempt": attempt, "error": None})]
-        )
+        deadline = _first_deadline(s, job_id, now, row.deadline_at, resources)
+        _open_attempt(s, job_id, attempt, owner, now)
     remaining = (deadline - now).total_seconds() if deadline is not None else None
     log.info("job %s: claimed as attempt %d by %s", job_id, attempt, owner)
     return ClaimedJob(job_id, attempt, dict(row.spec), resources, owner, remaining, claimed_at)
+
+
+def _take_job(
+    s: Session, job_id: uuid.UUID, owner: str, now: dt.datetime, *, lease_seconds: float
+) -> Row[Any] | None:
+    """The claim's ``UPDATE .. RETURNING attempt, spec, resources, deadline_at``: the job becomes
+    ``running`` under ``owner``'s lease with the next attempt number; ``None``: nothing to take."""
+    running = JobStatus.running.value
+    stale = (Job.status == running) & (Job.lease_expires_at < now) & (Job.restarts < Job.max_restarts)
+    stmt = (
+        update(Job)
+        # a queued job of a paused / stopped / cancelled batch is held: not started (service.batches)
+        .where(Job.id == job_id, ((Job.status == JobStatus.queued.value) & ~held_by_batch(Job.id)) | stale)
+        .values(
+            status=running,
+            attempt=Job.attempt + 1,
+            # SET expressions see the row before the update: taking over a running job is a restart
+            restarts=Job.restarts + case((Job.status == running, 1), else_=0),
+            lease_owner=owner,
+            lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Job.started_at, now),
+            error=None,
+            failure_kind=None,
+            finished_at=None,
+            updated_at=now,
+        )
+        .returning(Job.attempt, Job.spec, Job.resources, Job.deadline_at)
+        .execution_options(synchronize_session=False)
+    )
+    return s.execute(stmt).one_or_none()
+
+
+def _first_deadline(
+    s: Session,
+    job_id: uuid.UUID,
+    now: dt.datetime,
+    deadline: dt.datetime | None,
+    resources: Mapping[str, Any],
+) -> dt.datetime | None:
+    """The job's deadline: the stored one, else (the first claim) ``now + resources.timeout``, stored."""
+    timeout = resources.get("timeout")
+    if deadline is None and timeout:
+        deadline = now + dt.timedelta(seconds=float(timeout))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(deadline_at=deadline)
+            .execution_options(synchronize_session=False)
+        )
+    return deadline
+
+
+def _open_attempt(s: Session, job_id: uuid.UUID, attempt: int, owner: str, now: dt.datetime) -> None:
+    """Close an earlier attempt still open (``lost``: its lease expired), open attempt ``attempt``, and
+    add a ``status`` event."""
+    running = JobStatus.running.value
+    s.execute(
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.number < attempt, Attempt.status == running)
+        .values(
+            status=JobStatus.failed.value,
+            failure_kind=FailureKind.lost.value,
+            reason=f"the lease expired (no heartbeat); taken over by attempt {attempt}",
+            finished_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    s.execute(
+        insert(Attempt).values(
+            job_id=job_id, number=attempt, worker=owner, status=running, started_at=now, heartbeat_at=now
+        )
+    )
+    event = {"status": running, "attempt": attempt, "error": None}
+    add_job_events(s, job_id, attempt=attempt, events=[("status", event)])
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -261,7 +284,7 @@ class RunFiles:
         return self.folder / "torchrun"
 
 
-def job_output(settings: Settings, job_id: uuid.UUID, spec: Mapping[str, Any]) -> Path:
+def job_output(settings: Settings, job_id: uuid.UUID, *, spec: Mapping[str, Any]) -> Path:
     """``spec.output``; when absent or relative, under ``<artifact_root>/jobs/<job_id>``."""
     output = Path(spec["output"]) if spec.get("output") else settings.artifact_dir / "jobs" / str(job_id)
     return output if output.is_absolute() else settings.artifact_dir / output
@@ -292,11 +315,11 @@ def resume_point(db: sessionmaker[Session], settings: Settings, claimed: Claimed
     return None
 
 
-def prepare_run(settings: Settings, claimed: ClaimedJob, resume_from: Path | None = None) -> RunFiles:
+def prepare_run(settings: Settings, claimed: ClaimedJob, *, resume_from: Path | None = None) -> RunFiles:
     """Make this attempt's folder ``<output>/attempt-<n>`` and write ``job.spec`` there as YAML, its
     ``output`` set to that folder; name the attempt's event file (``events.jsonl``) and log
     (``trainer.log``). The trainer resumes from ``resume_from`` (see :func:`resume_point`)."""
-    output = job_output(settings, claimed.job_id, claimed.spec)
+    output = job_output(settings, claimed.job_id, spec=claimed.spec)
     folder = output / f"attempt-{claimed.attempt}"
     folder.mkdir(parents=True, exist_ok=True)
     spec = {**claimed.spec, "output": str(folder)}
@@ -324,7 +347,7 @@ def tracking_environ(db: sessionmaker[Session], claimed: ClaimedJob) -> dict[str
     return env
 
 
-def trainer_command(files: RunFiles, gpus: int, prefix: str | None = None) -> list[str]:
+def trainer_command(files: RunFiles, gpus: int, *, prefix: str | None = None) -> list[str]:
     """``python -m daik_core.cli train SPEC --events FILE -q [--resume PATH] [--overwrite]``; for several
     GPUs the same under :mod:`daik_core.engine.launch` (torchrun ``--standalone --nproc-per-node=N``, its
     logs and the ranks' error files in the attempt's ``torchrun`` folder). ``prefix``
@@ -366,7 +389,7 @@ def _term_with_parent() -> None:
 
 
 def launch(
-    command: list[str], files: RunFiles, env: Mapping[str, str], pass_fds: tuple[int, ...] = ()
+    command: list[str], files: RunFiles, *, env: Mapping[str, str], pass_fds: tuple[int, ...] = ()
 ) -> subprocess.Popen[bytes]:
     """Start the trainer in its own session (so its process group is its own, and a terminal's signals do
     not reach it) with the environment ``env`` (:func:`worker.resources.trainer_environ`: its devices and
@@ -444,6 +467,7 @@ class DatabaseLink(threading.Thread):
         db: sessionmaker[Session],
         settings: Settings,
         claimed: ClaimedJob,
+        *,
         reporter: Reporter,
         poll_s: float,
     ) -> None:
@@ -576,13 +600,19 @@ class _Supervisor:
 
     def step(self, now: float, events: Sequence[Event]) -> None:
         """React to what happened since the last step (``events``: the trainer's new events) while the
-        trainer runs."""
+        trainer runs: hand the events on, stop the trainer when needed, SIGKILL it when it ignores SIGTERM
+        past the grace period."""
         if events:
             self.last_event = now
             self.link.put(events)
         if self.proc.poll() is not None:
             return
-        control, job = self.link.control, self.claimed.job_id
+        self._check(now)
+        self._escalate(now)
+
+    def _check(self, now: float) -> None:
+        """Stop the trainer for the first reason that applies (see :class:`Stop`), if any."""
+        control = self.link.control
         if self.link.fenced:
             self.kill(Stop.fenced, "the job moved on (another attempt holds it)")
         elif now - self.link.beat_ok_at >= self.lease_kill_s:
@@ -597,14 +627,16 @@ class _Supervisor:
             self.terminate(Stop.deadline, "the job's deadline passed (resources.timeout)")
         elif 0 < self.settings.progress_timeout_seconds <= now - self.last_event:
             self.terminate(Stop.stalled, f"no event from the trainer for {now - self.last_event:.0f} s")
-        if (
-            self.term_at is not None
-            and not self.killed
-            and now - self.term_at >= self.settings.cancel_grace_seconds
-        ):
-            log.warning("job %s: the trainer ignored SIGTERM for %.0f s; SIGKILL", job, now - self.term_at)
-            self.killed = True
-            _signal_group(self.proc.pid, signal.SIGKILL)
+
+    def _escalate(self, now: float) -> None:
+        """SIGKILL to the group once the trainer has ignored SIGTERM for ``cancel_grace_seconds``."""
+        if self.term_at is None or self.killed or now - self.term_at < self.settings.cancel_grace_seconds:
+            return
+        log.warning(
+            "job %s: the trainer ignored SIGTERM for %.0f s; SIGKILL", self.claimed.job_id, now - self.term_at
+        )
+        self.killed = True
+        _signal_group(self.proc.pid, signal.SIGKILL)
 
     def terminate(self, why: Stop, text: str) -> None:
         """SIGTERM to the trainer (once; the first reason is kept)."""
@@ -628,9 +660,9 @@ def supervise(
     db: sessionmaker[Session],
     settings: Settings,
     claimed: ClaimedJob,
+    *,
     proc: subprocess.Popen[bytes],
     files: RunFiles,
-    *,
     stop: threading.Event | None = None,
     poll_s: float = 0.5,
     reporter: Reporter | None = None,
@@ -638,8 +670,8 @@ def supervise(
     """Watch the trainer until it exits: every ``poll_s`` read its new events and hand them to the
     :class:`DatabaseLink` (which writes them and heartbeats), and stop it when needed (:class:`Stop`).
     Returns once the trainer has exited and no process of its group is left."""
-    reporter = reporter or Reporter(db, claimed.fence, settings.artifact_dir)
-    link = DatabaseLink(db, settings, claimed, reporter, poll_s)
+    reporter = reporter or Reporter(db, claimed.fence, artifact_root=settings.artifact_dir)
+    link = DatabaseLink(db, settings, claimed, reporter=reporter, poll_s=poll_s)
     sup = _Supervisor(settings, claimed, proc, link, stop or threading.Event())
     tailer = EventTailer(files.events)
     link.start()
@@ -663,7 +695,7 @@ def supervise(
 
 
 # --------------------------------------------------------------------------------------------- finish
-def tail_lines(path: Path, n: int = LOG_TAIL_LINES, max_bytes: int = 256 * 1024) -> list[str]:
+def tail_lines(path: Path, *, n: int = LOG_TAIL_LINES, max_bytes: int = 256 * 1024) -> list[str]:
     """The last ``n`` lines of a text file (reading at most its last ``max_bytes``); a progress bar's
     carriage-return updates count as their last state."""
     try:
@@ -720,12 +752,78 @@ def _retry_db(what: str, fn: Callable[[], Any], for_seconds: float) -> Any:
 Replay = Callable[[Session], None]
 
 
+def _end_target(verdict: Verdict, current: JobStatus, job: Job) -> JobStatus:
+    """Where the job goes: the verdict's status; a ``retryable`` failure back to the queue while restarts
+    are left; a job being cancelled ``cancelled`` unless it succeeded."""
+    target = verdict.status
+    if verdict.retryable and job.restarts < job.max_restarts and current == JobStatus.running:
+        target = JobStatus.queued
+    if current == JobStatus.cancelling and target != JobStatus.succeeded:
+        target = JobStatus.cancelled  # the client asked to cancel: that is how it ends
+    return target
+
+
+def _end_values(verdict: Verdict, target: JobStatus, job: Job, now: dt.datetime) -> dict[str, Any]:
+    """The job row's new values (``status`` included) for ``target``."""
+    kind_value = verdict.kind.value if verdict.kind else None
+    values: dict[str, Any] = dict(verdict.job_values)
+    if target == JobStatus.queued:
+        values.update(
+            restarts=job.restarts + 1, dispatched_at=now, error=verdict.reason, failure_kind=kind_value
+        )
+    elif target == JobStatus.cancelled:
+        values.update(finished_at=now)
+    else:
+        values.update(finished_at=now, error=verdict.reason, failure_kind=kind_value)
+    values["status"] = target.value
+    return values
+
+
+def _record_end(
+    s: Session,
+    claimed: ClaimedJob,
+    verdict: Verdict,
+    *,
+    exit_code: int | None,
+    log_tail: str | None,
+    replay: Replay | None,
+) -> JobStatus:
+    """:func:`end_attempt`'s transaction, in ``s``: replay, the job row, the attempt row, a ``status``
+    event. Returns the job's new status; raises :class:`FencedOut`."""
+    now = db_now(s)
+    current = lock_job(s, claimed.fence)
+    if replay is not None:
+        replay(s)
+    job = s.get_one(Job, claimed.job_id)
+    target = _end_target(verdict, current, job)
+    values = _end_values(verdict, target, job, now)
+    require_transition(current, target)
+    lock_job(s, claimed.fence, lease_expires_at=None, **values)
+    s.execute(
+        update(Attempt)
+        .where(Attempt.job_id == claimed.job_id, Attempt.number == claimed.attempt)
+        .values(
+            status=verdict.attempt_status,
+            exit_code=exit_code,
+            failure_kind=verdict.kind.value if verdict.kind else None,
+            reason=verdict.reason,
+            log_tail=log_tail,
+            finished_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    error = verdict.reason if target in (JobStatus.failed, JobStatus.queued) else None
+    event = {"status": target.value, "attempt": claimed.attempt, "error": error}
+    add_job_events(s, claimed.job_id, attempt=claimed.attempt, events=[("status", event)])
+    return target
+
+
 def end_attempt(
     db: sessionmaker[Session],
     settings: Settings,
     claimed: ClaimedJob,
-    verdict: Verdict,
     *,
+    verdict: Verdict,
     exit_code: int | None,
     log_tail: str | None,
     replay: Replay | None = None,
@@ -739,47 +837,7 @@ def end_attempt(
 
     def write() -> JobStatus:
         with session_scope(db) as s:
-            now = db_now(s)
-            current = lock_job(s, claimed.fence)
-            if replay is not None:
-                replay(s)
-            job = s.get_one(Job, claimed.job_id)
-            target = verdict.status
-            if verdict.retryable and job.restarts < job.max_restarts and current == JobStatus.running:
-                target = JobStatus.queued
-            if current == JobStatus.cancelling and target != JobStatus.succeeded:
-                target = JobStatus.cancelled  # the client asked to cancel: that is how it ends
-            kind_value = verdict.kind.value if verdict.kind else None
-            reason = verdict.reason
-            values: dict[str, Any] = dict(verdict.job_values)
-            if target == JobStatus.queued:
-                values.update(
-                    restarts=job.restarts + 1, dispatched_at=now, error=reason, failure_kind=kind_value
-                )
-            elif target == JobStatus.cancelled:
-                values.update(finished_at=now)
-            else:
-                values.update(finished_at=now, error=reason, failure_kind=kind_value)
-            require_transition(current, target)
-            values["status"] = target.value
-            lock_job(s, claimed.fence, lease_expires_at=None, **values)
-            s.execute(
-                update(Attempt)
-                .where(Attempt.job_id == claimed.job_id, Attempt.number == claimed.attempt)
-                .values(
-                    status=verdict.attempt_status,
-                    exit_code=exit_code,
-                    failure_kind=kind_value,
-                    reason=reason,
-                    log_tail=log_tail,
-                    finished_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            error = reason if target in (JobStatus.failed, JobStatus.queued) else None
-            event = {"status": target.value, "attempt": claimed.attempt, "error": error}
-            add_job_events(s, claimed.job_id, claimed.attempt, [("status", event)])
-            return target
+            return _record_end(s, claimed, verdict, exit_code=exit_code, log_tail=log_tail, replay=replay)
 
     what = f"job {claimed.job_id}: ending attempt {claimed.attempt}"
     try:
@@ -816,75 +874,161 @@ class Verdict:
         return cls(JobStatus.failed, "failed", kind, reason, retryable=retryable)
 
 
-def judge(outcome: Outcome, events: Sequence[Event], lines: list[str]) -> Verdict:
-    """The verdict on a supervised run from its outcome, its typed events and, for a reason only, the last
-    lines of its log (the order is the module docstring's)."""
-    rc, stop = outcome.returncode, outcome.stop
-    end = next((e for e in reversed(events) if isinstance(e, End)), None)
-    failures = [e for e in events if isinstance(e, Failure)]
-    ranks = [e for e in events if isinstance(e, RankExit)]
-    if rc == 0 and end is not None and end.status == "completed":
-        map50, map50_95 = _number(end.results.get("map50")), _number(end.results.get("map50_95"))
-        if map50 is None:
-            reason = "training completed without a final mAP (the validation set has no ground truth)"
-            return Verdict(
-                JobStatus.failed, "failed", FailureKind.user_error, reason, {"results": end.results}
-            )
-        values = {"final_map50": map50, "final_map50_95": map50_95, "results": end.results, "progress": 1.0}
-        return Verdict(JobStatus.succeeded, "succeeded", job_values=values)
-    how = describe_exit(rc)
+@dataclass(frozen=True)
+class _Run:
+    """What :func:`judge` looks at: the outcome, the events it needs (the last ``end`` event, the
+    ``failure`` events, the rank whose failure ended a torchrun run) and the last lines of the log."""
+
+    outcome: Outcome
+    end: End | None
+    failures: Sequence[Failure]
+    root: RankExit | None
+    lines: list[str]
+
+    @classmethod
+    def of(cls, outcome: Outcome, events: Sequence[Event], lines: list[str]) -> _Run:
+        end = next((e for e in reversed(events) if isinstance(e, End)), None)
+        failures = [e for e in events if isinstance(e, Failure)]
+        root = _root_cause([e for e in events if isinstance(e, RankExit)])
+        return cls(outcome, end, failures, root, lines)
+
+    @property
+    def rc(self) -> int:
+        return self.outcome.returncode
+
+    @property
+    def how(self) -> str:
+        return describe_exit(self.rc)
+
+    def ended(self, status: str) -> bool:
+        return self.end is not None and self.end.status == status
+
+    def failure(self, kind: str, *, of: RankExit | None = None) -> Failure | None:
+        """The first ``failure`` event of ``kind`` (only that rank's, given ``of``)."""
+        return next((f for f in self.failures if f.kind == kind and (of is None or f.rank == of.rank)), None)
+
+
+def _completed(run: _Run) -> Verdict | None:
+    """Exit 0 and an ``end`` event ``completed``: ``succeeded`` with the final mAP (without one: failed)."""
+    if run.rc != 0 or run.end is None or not run.ended("completed"):
+        return None
+    results = run.end.results
+    map50, map50_95 = _number(results.get("map50")), _number(results.get("map50_95"))
+    if map50 is None:
+        reason = "training completed without a final mAP (the validation set has no ground truth)"
+        return Verdict(JobStatus.failed, "failed", FailureKind.user_error, reason, {"results": results})
+    values = {"final_map50": map50, "final_map50_95": map50_95, "results": results, "progress": 1.0}
+    return Verdict(JobStatus.succeeded, "succeeded", job_values=values)
+
+
+def _stopped_by_supervisor(run: _Run) -> Verdict | None:
+    """The supervisor's own stop (:class:`Stop`)."""
+    stop, how = run.outcome.stop, run.how
+    if stop is None:
+        return None
     if stop == Stop.cancel:
         return Verdict(JobStatus.cancelled, "cancelled", FailureKind.cancelled, f"cancelled ({how})")
     if stop == Stop.shutdown:
-        return Verdict.failed(
-            FailureKind.preempted, f"preempted: the worker shut down ({how})", retryable=True
-        )
+        reason = f"preempted: the worker shut down ({how})"
+        return Verdict.failed(FailureKind.preempted, reason, retryable=True)
     if stop == Stop.deadline:
         reason = f"timeout: the job's deadline (resources.timeout) passed; stopped ({how})"
         return Verdict.failed(FailureKind.timeout, reason, retryable=False)
     if stop == Stop.stalled:
         reason = f"timeout: no progress from the trainer for the watchdog's period; stopped ({how})"
         return Verdict.failed(FailureKind.timeout, reason, retryable=True)
-    if stop in (Stop.lease, Stop.fenced):
-        reason = f"lost: the worker could not reach the database for the lease period; stopped ({how})"
-        return Verdict.failed(FailureKind.lost, reason, retryable=True)
-    if rc == 0:  # exit 0 without a completed end event: the trainer's side of the contract broke
-        return Verdict.failed(
-            FailureKind.infra, "the trainer exited 0 without reporting a completed run", retryable=True
-        )
-    root = _root_cause(ranks)
-    killed = root.signal == signal.SIGKILL if root is not None else rc == -signal.SIGKILL
-    if killed and outcome.oom_kills:
-        who = f"rank {root.rank}" if root is not None else "the trainer"
-        reason = f"oom: {who} was killed by the kernel's OOM killer (host memory; {how})"
-        return Verdict.failed(FailureKind.oom, reason, retryable=False)
-    oom = next((f for f in failures if f.kind == "oom"), None)
-    if oom is not None:
-        return Verdict.failed(FailureKind.oom, f"oom: {_on_rank(oom)}{oom.message}", retryable=False)
-    if root is not None:  # torchrun saw a rank fail: judge by that rank, not by its peers' consequences
-        error = next((f for f in failures if f.kind == "error" and f.rank == root.rank), None)
-        if error is not None:
-            return Verdict.failed(
-                FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False
-            )
-        if root.signal is not None:
-            reason = f"preempted: rank {root.rank} was killed by {root.signal.name} ({how})"
-            return Verdict.failed(FailureKind.preempted, reason, retryable=True)
-        reason = f"rank {root.rank}: {root.message or last_error_line(lines) or describe_exit(root.exitcode)}"
-        return Verdict.failed(FailureKind.user_error, reason, retryable=False)
-    if end is not None and end.status == "stopped":
-        return Verdict.failed(
-            FailureKind.preempted, f"preempted: stopped by a signal ({how})", retryable=True
-        )
-    if rc < 0 or rc in RETRYABLE_EXIT_CODES:
-        return Verdict.failed(
-            FailureKind.preempted, f"preempted: stopped by a signal ({how})", retryable=True
-        )
-    error = next((f for f in failures if f.kind == "error"), None)
+    # Stop.lease, Stop.fenced
+    reason = f"lost: the worker could not reach the database for the lease period; stopped ({how})"
+    return Verdict.failed(FailureKind.lost, reason, retryable=True)
+
+
+def _exit_zero_unreported(run: _Run) -> Verdict | None:
+    """Exit 0 without a completed ``end`` event: the trainer's side of the contract broke."""
+    if run.rc != 0:
+        return None
+    reason = "the trainer exited 0 without reporting a completed run"
+    return Verdict.failed(FailureKind.infra, reason, retryable=True)
+
+
+def _oom_killed(run: _Run) -> Verdict | None:
+    """The trainer, or the root-cause rank, killed by SIGKILL while the cgroup's OOM kill count went up."""
+    root = run.root
+    killed = root.signal == signal.SIGKILL if root is not None else run.rc == -signal.SIGKILL
+    if not (killed and run.outcome.oom_kills):
+        return None
+    who = f"rank {root.rank}" if root is not None else "the trainer"
+    reason = f"oom: {who} was killed by the kernel's OOM killer (host memory; {run.how})"
+    return Verdict.failed(FailureKind.oom, reason, retryable=False)
+
+
+def _oom_reported(run: _Run) -> Verdict | None:
+    """A ``failure`` event ``oom``."""
+    oom = run.failure("oom")
+    if oom is None:
+        return None
+    return Verdict.failed(FailureKind.oom, f"oom: {_on_rank(oom)}{oom.message}", retryable=False)
+
+
+def _rank_failed(run: _Run) -> Verdict | None:
+    """torchrun saw a rank fail: judged by that rank, not by its peers' consequences."""
+    root = run.root
+    if root is None:
+        return None
+    error = run.failure("error", of=root)
     if error is not None:
         return Verdict.failed(FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False)
-    reason = last_error_line(lines) or f"the trainer failed ({how})"
+    if root.signal is not None:
+        reason = f"preempted: rank {root.rank} was killed by {root.signal.name} ({run.how})"
+        return Verdict.failed(FailureKind.preempted, reason, retryable=True)
+    why = root.message or last_error_line(run.lines) or describe_exit(root.exitcode)
+    return Verdict.failed(FailureKind.user_error, f"rank {root.rank}: {why}", retryable=False)
+
+
+def _stopped_by_signal(run: _Run) -> Verdict | None:
+    """An ``end`` event ``stopped`` (the trainer checkpointed on request), or the trainer killed by a
+    signal."""
+    if not (run.ended("stopped") or run.rc < 0 or run.rc in RETRYABLE_EXIT_CODES):
+        return None
+    reason = f"preempted: stopped by a signal ({run.how})"
+    return Verdict.failed(FailureKind.preempted, reason, retryable=True)
+
+
+def _error_reported(run: _Run) -> Verdict | None:
+    """A ``failure`` event ``error``: its message."""
+    error = run.failure("error")
+    if error is None:
+        return None
+    return Verdict.failed(FailureKind.user_error, f"{_on_rank(error)}{error.message}", retryable=False)
+
+
+def _failed_unreported(run: _Run) -> Verdict:
+    """Anything else: the log's last line as the reason."""
+    reason = last_error_line(run.lines) or f"the trainer failed ({run.how})"
     return Verdict.failed(FailureKind.user_error, reason, retryable=False)
+
+
+#: :func:`judge`'s checks, in order: the first that applies decides
+_CHECKS: tuple[Callable[[_Run], Verdict | None], ...] = (
+    _completed,
+    _stopped_by_supervisor,
+    _exit_zero_unreported,
+    _oom_killed,
+    _oom_reported,
+    _rank_failed,
+    _stopped_by_signal,
+    _error_reported,
+)
+
+
+def judge(outcome: Outcome, *, events: Sequence[Event], lines: list[str]) -> Verdict:
+    """The verdict on a supervised run from its outcome, its typed events and, for a reason only, the last
+    lines of its log (the order is the module docstring's: :data:`_CHECKS`, the first that applies)."""
+    run = _Run.of(outcome, events, lines)
+    for check in _CHECKS:
+        verdict = check(run)
+        if verdict is not None:
+            return verdict
+    return _failed_unreported(run)
 
 
 def _root_cause(ranks: Sequence[RankExit]) -> RankExit | None:
@@ -908,6 +1052,7 @@ def finish(
     db: sessionmaker[Session],
     settings: Settings,
     claimed: ClaimedJob,
+    *,
     outcome: Outcome,
     files: RunFiles,
     reporter: Reporter,
@@ -921,13 +1066,13 @@ def finish(
         return None
     events = read_events(files.events)
     lines = tail_lines(files.log)
-    verdict = judge(outcome, events, lines)
+    verdict = judge(outcome, events=events, lines=lines)
     with reporter.lock:
         return end_attempt(
             db,
             settings,
             claimed,
-            verdict,
+            verdict=verdict,
             exit_code=outcome.returncode,
             log_tail="\n".join(lines),
             replay=lambda s: reporter.catch_up(s, events),
@@ -962,25 +1107,27 @@ def train(
             db,
             settings,
             claimed,
-            Verdict.failed(FailureKind.timeout, reason, retryable=False),
+            verdict=Verdict.failed(FailureKind.timeout, reason, retryable=False),
             exit_code=None,
             log_tail=None,
         )
     oom = OomKills.of("self")  # the trainer's cgroup: it inherits this process's
     try:
-        files = prepare_run(settings, claimed, resume_point(db, settings, claimed))
-        env = dict(trainer_environ(os.environ, settings.trainer_env, claimed.gpus, grant))
+        files = prepare_run(settings, claimed, resume_from=resume_point(db, settings, claimed))
+        env = dict(
+            trainer_environ(os.environ, extra_names=settings.trainer_env, gpus=claimed.gpus, grant=grant)
+        )
         env.update(tracking_environ(db, claimed))
         if claimed.gpus > 1:  # torchrun's own error file (its ranks' are in its --log-dir)
             files.torchrun_logs.mkdir(parents=True, exist_ok=True)
             env["TORCHELASTIC_ERROR_FILE"] = str(files.torchrun_logs / "error.json")
         oom_before = oom.count()
-        proc = launch(command(files, claimed.gpus), files, env, grant.fds if grant else ())
+        proc = launch(command(files, claimed.gpus), files, env=env, pass_fds=grant.fds if grant else ())
     except (OSError, DeviceError, SQLAlchemyError) as err:
         reason = f"the worker could not start the trainer: {err}"
         log.exception("job %s: %s", job_id, reason)
         verdict = Verdict.failed(FailureKind.infra, reason, retryable=True)
-        return end_attempt(db, settings, claimed, verdict, exit_code=None, log_tail=None)
+        return end_attempt(db, settings, claimed, verdict=verdict, exit_code=None, log_tail=None)
     log.info(
         "job %s: attempt %d runs the trainer, pid %d: %s", job_id, claimed.attempt, proc.pid, files.folder
     )
@@ -988,9 +1135,11 @@ def train(
         _record_launch(db, claimed, proc.pid, files)
     except (FencedOut, SQLAlchemyError) as err:  # supervise finds out again at its first write / heartbeat
         log.warning("job %s: recording the trainer's pid failed: %s", job_id, err)
-    reporter = Reporter(db, claimed.fence, settings.artifact_dir)
-    outcome = supervise(db, settings, claimed, proc, files, stop=stop, poll_s=poll_s, reporter=reporter)
+    reporter = Reporter(db, claimed.fence, artifact_root=settings.artifact_dir)
+    outcome = supervise(
+        db, settings, claimed, proc=proc, files=files, stop=stop, poll_s=poll_s, reporter=reporter
+    )
     oom_after = oom.count()
     if oom_before is not None and oom_after is not None:
         outcome = Outcome(outcome.returncode, outcome.stop, oom_after - oom_before)
-    return finish(db, settings, claimed, outcome, files, reporter)
+    return finish(db, settings, claimed, outcome=outcome, files=files, reporter=reporter)

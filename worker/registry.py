@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 def advertise(
     db: sessionmaker[Session],
     name: str,
+    *,
     gpus: int,
     concurrency: int,
     queues: Sequence[str],
-    *,
     devices: Sequence[str] = (),
     devices_in_use: Sequence[str] = (),
     cpus: int | None = None,
@@ -57,7 +57,7 @@ def advertise(
         )
 
 
-def beat(db: sessionmaker[Session], name: str, devices_in_use: Sequence[str] = ()) -> None:
+def beat(db: sessionmaker[Session], name: str, *, devices_in_use: Sequence[str] = ()) -> None:
     with session_scope(db) as s:
         s.execute(
             update(Worker)
@@ -78,6 +78,7 @@ class Advertiser:
         self,
         db: Callable[[], sessionmaker[Session]],
         resources: JobResources,
+        *,
         concurrency: int,
         queues: Sequence[str],
         every: float,
@@ -105,9 +106,9 @@ class Advertiser:
             lambda: advertise(
                 self.db(),
                 name,
-                self.resources.gpus,
-                self.concurrency,
-                self.queues,
+                gpus=self.resources.gpus,
+                concurrency=self.concurrency,
+                queues=self.queues,
                 devices=pool.devices if pool is not None else (),
                 devices_in_use=self._in_use(),
                 cpus=self.resources.threads,
@@ -120,7 +121,7 @@ class Advertiser:
         assert self.name is not None
         name = self.name
         while not self._stop.wait(self.every):
-            self._safely("heartbeat", lambda: beat(self.db(), name, self._in_use()))
+            self._safely("heartbeat", lambda: beat(self.db(), name, devices_in_use=self._in_use()))
 
     def stop(self) -> None:
         self._stop.set()

@@ -40,8 +40,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def upsert_metrics(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def add_job_events(
-    session: Session, job_id: uuid.UUID, attempt: int | None, events: Iterable[tuple[str, dict[str, Any]]]
+    session: Session, job_id: uuid.UUID, *, attempt: int | None, events: Iterable[tuple[str, dict[str, Any]]]
 ) -> None:
     """Append ``(type, data)`` events to the job's stream."""
     now = utcnow()
@@ -222,6 +222,16 @@ def relative_to_root(path: str | Path, root: Path) -> str:
         return str(p)
 
 
+@dataclass
+class _Batch:
+    """What a batch of events adds up to, written after its last event: the job row's new fields, metric
+    rows, job events (``(type, data)``)."""
+
+    job: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    stream: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
 class Reporter:
     """Writes the trainer's events of one attempt into the database (see the module docstring).
 
@@ -235,6 +245,7 @@ class Reporter:
         self,
         db: sessionmaker[Session],
         fence: Fence,
+        *,
         artifact_root: Path,
         progress_event_interval: float = PROGRESS_EVENT_INTERVAL_S,
     ) -> None:
@@ -269,78 +280,84 @@ class Reporter:
         self.apply(session, events[self.written :])
 
     def apply(self, s: Session, events: Sequence[Event]) -> None:
-        """Write ``events`` in the session ``s``, whose transaction holds the fence (:func:`lock_job`)."""
-        job_id, attempt = self.fence.job_id, self.fence.attempt
-        job: dict[str, Any] = {}
-        metrics: list[dict[str, Any]] = []
-        stream: list[tuple[str, dict[str, Any]]] = []
+        """Write ``events`` in the session ``s``, whose transaction holds the fence (:func:`lock_job`): each
+        event by the handler of its type (:data:`_HANDLERS`), then what they add up to (:class:`_Batch`)."""
+        batch = _Batch()
         for ev in events:
-            match ev:
-                case Start():
-                    self.total_epochs, self.iters_per_epoch = ev.epochs, ev.iters_per_epoch
-                    steps = self.total_epochs * self.iters_per_epoch
-                    job.update(
-                        total_epochs=self.total_epochs,
-                        epoch=ev.epoch,
-                        step=ev.step,
-                        progress=min(ev.step / steps, 1.0) if steps else self._progress(ev.epoch),
-                    )
-                    self._forget_after(s, ev.step, ev.epoch)
-                case Progress():
-                    iters = ev.iters_per_epoch or self.iters_per_epoch or 1
-                    progress = self._progress(ev.epoch - 1 + ev.iteration / iters)
-                    job.update(step=ev.step, progress=progress)
-                    now = time.monotonic()
-                    if now - self._last_progress_event >= self.progress_event_interval:
-                        self._last_progress_event = now
-                        data: dict[str, Any] = {
-                            "epoch": ev.epoch,
-                            "iteration": ev.iteration,
-                            "iters_per_epoch": iters,
-                            "progress": progress,
-                        }
-                        stream.append(("progress", data))
-                case Epoch():
-                    values = {k: _number(v) for k, v in ev.metrics.items()}
-                    metrics += _metric_rows(job_id, attempt, ev.epoch, ev.step, values)
-                    progress = self._progress(ev.epoch)
-                    job.update(epoch=ev.epoch, step=ev.step, progress=progress)
-                    data = {
-                        "epoch": ev.epoch,
-                        "total_epochs": self.total_epochs,
-                        "step": ev.step,
-                        "progress": progress,
-                        "metrics": values,
-                    }
-                    stream.append(("epoch", data))
-                case Eval():
-                    m50, m5095 = _number(ev.map50), _number(ev.map50_95)
-                    maps = {"map50": m50, "map50_95": m5095}
-                    metrics += _metric_rows(job_id, attempt, ev.epoch, ev.step, maps)
-                    row = {
-                        "job_id": job_id,
-                        "attempt": attempt,
-                        "epoch": ev.epoch,
-                        "step": ev.step,
-                        "map50": m50,
-                        "map50_95": m5095,
-                        "per_class": {"ap50": dict(ev.ap50), "ap50_95": dict(ev.ap50_95)},
-                        "created_at": utcnow(),
-                    }
-                    cols = ("attempt", "step", "map50", "map50_95", "per_class", "created_at")
-                    _upsert(s, EvalResult, [row], ("job_id", "epoch"), cols)
-                    stream.append(("eval", {"epoch": ev.epoch, "step": ev.step, **maps}))
-                case CheckpointEvent():
-                    self._checkpoint(s, ev, stream)
-                case End() | Failure() | RankExit():
-                    pass  # how the attempt ended: worker.pipelines.judge
-        if metrics:
-            upsert_metrics(s, metrics)
-        if job:
-            lock_job(s, self.fence, **job)
-        add_job_events(s, job_id, attempt, stream)
+            handler = _HANDLERS.get(type(ev))
+            if handler is not None:
+                handler(self, s, ev, batch)
+        if batch.metrics:
+            upsert_metrics(s, batch.metrics)
+        if batch.job:
+            lock_job(s, self.fence, **batch.job)
+        add_job_events(s, self.fence.job_id, attempt=self.fence.attempt, events=batch.stream)
 
-    def _checkpoint(self, s: Session, ev: CheckpointEvent, stream: list[tuple[str, dict[str, Any]]]) -> None:
+    def _on_start(self, s: Session, ev: Start, batch: _Batch) -> None:
+        """The run's size and where it starts; a resumed run drops what older attempts wrote past it."""
+        self.total_epochs, self.iters_per_epoch = ev.epochs, ev.iters_per_epoch
+        steps = self.total_epochs * self.iters_per_epoch
+        batch.job.update(
+            total_epochs=self.total_epochs,
+            epoch=ev.epoch,
+            step=ev.step,
+            progress=min(ev.step / steps, 1.0) if steps else self._progress(ev.epoch),
+        )
+        self._forget_after(s, ev.step, ev.epoch)
+
+    def _on_progress(self, s: Session, ev: Progress, batch: _Batch) -> None:
+        """``job.step / progress``; a ``progress`` job event at most every :attr:`progress_event_interval`."""
+        iters = ev.iters_per_epoch or self.iters_per_epoch or 1
+        progress = self._progress(ev.epoch - 1 + ev.iteration / iters)
+        batch.job.update(step=ev.step, progress=progress)
+        now = time.monotonic()
+        if now - self._last_progress_event >= self.progress_event_interval:
+            self._last_progress_event = now
+            data: dict[str, Any] = {
+                "epoch": ev.epoch,
+                "iteration": ev.iteration,
+                "iters_per_epoch": iters,
+                "progress": progress,
+            }
+            batch.stream.append(("progress", data))
+
+    def _on_epoch(self, s: Session, ev: Epoch, batch: _Batch) -> None:
+        """The epoch's metric rows, ``job.epoch / step / progress``, an ``epoch`` job event."""
+        values = {k: _number(v) for k, v in ev.metrics.items()}
+        batch.metrics += _metric_rows(self.fence.job_id, self.fence.attempt, ev.epoch, ev.step, values)
+        progress = self._progress(ev.epoch)
+        batch.job.update(epoch=ev.epoch, step=ev.step, progress=progress)
+        data = {
+            "epoch": ev.epoch,
+            "total_epochs": self.total_epochs,
+            "step": ev.step,
+            "progress": progress,
+            "metrics": values,
+        }
+        batch.stream.append(("epoch", data))
+
+    def _on_eval(self, s: Session, ev: Eval, batch: _Batch) -> None:
+        """Metric rows ``map50`` / ``map50_95``, an ``eval_result`` row, an ``eval`` job event."""
+        job_id, attempt = self.fence.job_id, self.fence.attempt
+        m50, m5095 = _number(ev.map50), _number(ev.map50_95)
+        maps = {"map50": m50, "map50_95": m5095}
+        batch.metrics += _metric_rows(job_id, attempt, ev.epoch, ev.step, maps)
+        row = {
+            "job_id": job_id,
+            "attempt": attempt,
+            "epoch": ev.epoch,
+            "step": ev.step,
+            "map50": m50,
+            "map50_95": m5095,
+            "per_class": {"ap50": dict(ev.ap50), "ap50_95": dict(ev.ap50_95)},
+            "created_at": utcnow(),
+        }
+        cols = ("attempt", "step", "map50", "map50_95", "per_class", "created_at")
+        _upsert(s, EvalResult, [row], ("job_id", "epoch"), cols)
+        batch.stream.append(("eval", {"epoch": ev.epoch, "step": ev.step, **maps}))
+
+    def _on_checkpoint(self, s: Session, ev: CheckpointEvent, batch: _Batch) -> None:
+        """A ``checkpoint`` row (its path relative to the artifact root), a ``checkpoint`` job event."""
         path = Path(ev.path)
         try:
             size: int | None = path.stat().st_size
@@ -364,7 +381,10 @@ class Reporter:
         cols = ("attempt", "epoch", "step", "is_best", "size_bytes", "valid", "load_failures", "updated_at")
         _upsert(s, Checkpoint, [row], ("job_id", "path"), cols)
         data = {"epoch": ev.epoch, "step": ev.step, "path": rel, "is_best": ev.is_best}
-        stream.append(("checkpoint", data))
+        batch.stream.append(("checkpoint", data))
+
+    def _on_outcome(self, s: Session, ev: End | Failure | RankExit, batch: _Batch) -> None:
+        """Nothing here: how the attempt ended is for :func:`worker.pipelines.judge`."""
 
     def _forget_after(self, s: Session, step: int, epoch: int) -> None:
         """A resumed attempt restarts at ``step`` / ``epoch``: older attempts' metric rows past that step
@@ -385,6 +405,19 @@ class Reporter:
             .where(EvalResult.job_id == job_id, EvalResult.epoch > epoch, EvalResult.attempt < attempt)
             .execution_options(synchronize_session=False)
         )
+
+
+#: :meth:`Reporter.apply`'s handler of each event type
+_HANDLERS: dict[type[Any], Callable[[Reporter, Session, Any, _Batch], None]] = {
+    Start: Reporter._on_start,
+    Progress: Reporter._on_progress,
+    Epoch: Reporter._on_epoch,
+    Eval: Reporter._on_eval,
+    CheckpointEvent: Reporter._on_checkpoint,
+    End: Reporter._on_outcome,
+    Failure: Reporter._on_outcome,
+    RankExit: Reporter._on_outcome,
+}
 
 
 def _metric_rows(

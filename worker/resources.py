@@ -146,7 +146,7 @@ def find_visible(environ: Mapping[str, str] | None = None) -> Visible:
 
 
 def plan_devices(
-    devices: str | None, gpus: int, concurrency: int | None, *, allow_absent: bool, visible: Visible
+    devices: str | None, *, gpus: int, concurrency: int | None, allow_absent: bool, visible: Visible
 ) -> tuple[tuple[str, ...], int]:
     """The device pool and the concurrency of a worker of ``gpus`` GPUs per job: ``devices`` (the
     ``--devices`` text, comma-separated ids; None: every visible GPU) checked against ``visible``, and
@@ -196,7 +196,7 @@ def plan_devices(
     return pool, concurrency
 
 
-def threads_per_job(cpus: int | None, concurrency: int, environ: Mapping[str, str] | None = None) -> int:
+def threads_per_job(cpus: int | None, *, concurrency: int, environ: Mapping[str, str] | None = None) -> int:
     """The CPU threads each trainer gets (module docstring): ``cpus``, else the worker's own
     ``OMP_NUM_THREADS`` (a positive integer), else this process's cores / ``concurrency`` (at least 1)."""
     if cpus is not None:
@@ -371,7 +371,7 @@ class JobResources:
 
 
 def trainer_environ(
-    environ: Mapping[str, str], extra_names: Sequence[str], gpus: int, grant: Grant | None
+    environ: Mapping[str, str], *, extra_names: Sequence[str], gpus: int, grant: Grant | None
 ) -> dict[str, str]:
     """The trainer's environment (module docstring): the passed names of ``environ`` and ``extra_names``,
     ``PYTHONUNBUFFERED=1``, ``CUDA_VISIBLE_DEVICES`` for a job of ``gpus`` GPUs

@@ -44,7 +44,7 @@ class Fired:
 
 
 def dispatch_schedules(
-    db: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None
+    db: sessionmaker[Session], settings: Settings, *, now: dt.datetime | None = None
 ) -> list[Fired]:
     """Fire every schedule due at ``now`` (default: the current time), one transaction each."""
     now = now or utcnow()

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DEVICE_WAIT_EXTRA_SECONDS = 30.0
 
 
-def register_tasks(app: Celery, settings: Settings, resources: JobResources | None = None) -> None:
+def register_tasks(app: Celery, settings: Settings, *, resources: JobResources | None = None) -> None:
     """Register ``daik.train(job_id)``, ``daik.redispatch()``, ``daik.reap()`` and
     ``daik.schedules.dispatch()`` on ``app``; ``resources``: the devices and CPU threads each job of this
     worker gets (:mod:`worker.resources`). The database engine is made on first use, in the process that
@@ -75,14 +75,14 @@ def register_tasks(app: Celery, settings: Settings, resources: JobResources | No
     @app.task(name=TASK_REDISPATCH)
     def redispatch() -> None:
         housekeeping.redispatch(db(), settings)
-        housekeeping.record_run(db(), TASK_REDISPATCH, periods[TASK_REDISPATCH])
+        housekeeping.record_run(db(), TASK_REDISPATCH, every_seconds=periods[TASK_REDISPATCH])
 
     @app.task(name=TASK_REAP)
     def reap() -> None:
         housekeeping.reap(db(), settings)
-        housekeeping.record_run(db(), TASK_REAP, periods[TASK_REAP])
+        housekeeping.record_run(db(), TASK_REAP, every_seconds=periods[TASK_REAP])
 
     @app.task(name=TASK_SCHEDULES)
     def dispatch_schedules() -> None:
         schedules.dispatch_schedules(db(), settings)
-        housekeeping.record_run(db(), TASK_SCHEDULES, periods[TASK_SCHEDULES])
+        housekeeping.record_run(db(), TASK_SCHEDULES, every_seconds=periods[TASK_SCHEDULES])

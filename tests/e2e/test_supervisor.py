@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from service.local import Supervisor, load_or_create_token
+from tests.waiting import wait_for
 
 
 def _py(code: str) -> list[str]:
@@ -24,12 +25,8 @@ def _py(code: str) -> list[str]:
 
 
 def _wait_for(path: Path, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was not written within {timeout} s")
+    """The text of ``path`` once it is written."""
+    return wait_for(lambda: path.exists() and path.read_text(), timeout, what=f"{path} to be written")
 
 
 def _gone(pid: int) -> bool:
@@ -108,10 +105,7 @@ def test_first_exited_names_the_dead_child(tmp_path: Path) -> None:
         crasher = sup.start(
             "crasher", _py("import sys; print('boom'); sys.exit(3)"), log_path=tmp_path / "crasher.log"
         )
-        deadline = time.monotonic() + 20
-        while sup.first_exited() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sup.first_exited() is crasher
+        assert wait_for(sup.first_exited, 20, what="a child to exit") is crasher
         assert crasher.proc.returncode == 3
         assert crasher.log_tail() == "boom"
     finally:
@@ -137,10 +131,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
         assert not _gone(child)
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + 10
-        while not _gone(child) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _gone(child), "the child outlived its SIGKILLed parent"
+        wait_for(lambda: _gone(child), 10, what="the child to die with its SIGKILLed parent")
     finally:
         parent.kill()
         parent.wait()

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from service.db.base import utcnow
 from service.db.models import Job, JobEvent, Worker
 from service.db.session import make_engine, make_sessionmaker, session_scope
 from service.settings import Settings
+from tests import waiting
 from tests.servers import PG_SERVER_URL, database_name, recreate_database, redis_url
 
 PG_DB = "daik_test_worker"
@@ -145,11 +145,10 @@ def fake_command(*behaviour: str) -> Any:
 def group_gone(pgid: int, timeout: float = 5.0) -> bool:
     """Whether no live process of group ``pgid`` is left within ``timeout`` (a SIGKILLed process takes a
     moment to die)."""
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        waiting.wait_for(lambda: not group_alive(pgid), timeout, what=f"process group {pgid} to end")
+    except AssertionError:
+        return False
     return True
 
 
@@ -226,11 +225,7 @@ def live_workers(db: sessionmaker[Session]) -> list[str]:
 
 def wait_for(what: str, cond: Callable[[], Any], procs: Procs, timeout: float) -> None:
     """Poll ``cond`` until it holds; fail with the processes' logs after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{procs.logs()}")
-        time.sleep(0.2)
+    waiting.wait_for(cond, timeout, interval=0.2, what=what, on_timeout=procs.logs)
 
 
 class BlackholeProxy:

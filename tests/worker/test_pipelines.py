@@ -114,7 +114,9 @@ def test_a_stale_lease_is_taken_over_as_a_restart(db: sessionmaker[Session], set
     with pytest.raises(FencedOut):
         heartbeat(db, settings, first.fence)
     with pytest.raises(FencedOut):
-        Reporter(db, first.fence, settings.artifact_dir).write([{"event": "start", "epochs": 2}])
+        Reporter(db, first.fence, artifact_root=settings.artifact_dir).write(
+            [{"event": "start", "epochs": 2}]
+        )
     assert heartbeat(db, settings, second.fence).cancel is False
 
 
@@ -186,7 +188,7 @@ def test_every_reporter_write_moves_the_job_row_s_version(
     job_id = add_job(db, artifact_root=settings.artifact_dir)
     claimed = claim_job(db, settings, job_id)
     assert claimed is not None
-    rep = Reporter(db, claimed.fence, settings.artifact_dir)
+    rep = Reporter(db, claimed.fence, artifact_root=settings.artifact_dir)
     before = get_job(db, job_id).updated_at
     rep.write([Eval(epoch=1, step=5, map50=0.5, map50_95=0.2, ap50={"a": 0.5})])
     after = get_job(db, job_id).updated_at
@@ -203,7 +205,7 @@ def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_
     ckpt = settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "weights" / "last.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"12345")
-    rep = Reporter(db, claimed.fence, settings.artifact_dir)
+    rep = Reporter(db, claimed.fence, artifact_root=settings.artifact_dir)
     rep.write(
         [
             Start(epochs=4, iters_per_epoch=5, epoch=0, step=0),
@@ -247,7 +249,7 @@ def test_reporter_writes_rows_and_events_and_a_resume_archives_what_follows_its_
         s.execute(update(Job).where(Job.id == job_id).values(status="queued"))
     second = claim_job(db, settings, job_id)
     assert second is not None and second.attempt == 2
-    Reporter(db, second.fence, settings.artifact_dir).write(
+    Reporter(db, second.fence, artifact_root=settings.artifact_dir).write(
         [Start(epochs=4, iters_per_epoch=5, epoch=1, step=5)]
     )
     assert set(_metrics(db, job_id)) == {("loss_cls", 5), ("loss", 5), ("map50", 5), ("map50_95", 5)}
@@ -336,7 +338,7 @@ def test_resume_point_is_the_newest_recorded_last_checkpoint_of_an_earlier_attem
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")
             events.append(CheckpointEvent(epoch=epoch, step=10 * epoch, path=str(path), is_best=best))
-        Reporter(db, claimed.fence, settings.artifact_dir).write(events)
+        Reporter(db, claimed.fence, artifact_root=settings.artifact_dir).write(events)
         with session_scope(db) as s:
             s.execute(update(Job).where(Job.id == job_id).values(status="queued"))
 
@@ -362,18 +364,18 @@ def test_the_log_s_last_lines_and_the_reason_line(tmp_path: Path) -> None:
 
 def test_judge_from_typed_events() -> None:
     completed = End(status="completed", results={"map50": 0.5, "map50_95": 0.25})
-    ok = judge(Outcome(0), [completed], [])
+    ok = judge(Outcome(0), events=[completed], lines=[])
     assert ok.status == JobStatus.succeeded and ok.job_values["final_map50"] == 0.5
-    no_map = judge(Outcome(0), [End(status="completed", results={"map50": None})], [])
+    no_map = judge(Outcome(0), events=[End(status="completed", results={"map50": None})], lines=[])
     assert (no_map.status, no_map.kind) == (JobStatus.failed, FailureKind.user_error)
-    assert judge(Outcome(0), [], []).kind == FailureKind.infra
-    assert judge(Outcome(143, Stop.cancel), [], []).status == JobStatus.cancelled
-    pre = judge(Outcome(143, Stop.shutdown), [], [])
+    assert judge(Outcome(0), events=[], lines=[]).kind == FailureKind.infra
+    assert judge(Outcome(143, Stop.cancel), events=[], lines=[]).status == JobStatus.cancelled
+    pre = judge(Outcome(143, Stop.shutdown), events=[], lines=[])
     assert pre.retryable and pre.reason == "preempted: the worker shut down (exit code 143)"
     stopped = End(status="stopped")
 
     def kind(outcome: Outcome, *events: Any) -> tuple[FailureKind | None, bool]:
-        v = judge(outcome, events, ["last line"])
+        v = judge(outcome, events=events, lines=["last line"])
         return v.kind, v.retryable
 
     # torchrun stopped by SIGTERM exits 1, but rank 0 reported a stop with a checkpoint: a preemption
@@ -397,16 +399,20 @@ def test_judge_from_typed_events() -> None:
         RankExit(rank=0, exitcode=-15),
         RankExit(rank=1, exitcode=1, message="ValueError: x", first=True),
     ]
-    v = judge(Outcome(1), [*ranks, Failure(kind="error", message="bad", rank=1), stopped], [])
+    v = judge(Outcome(1), events=[*ranks, Failure(kind="error", message="bad", rank=1), stopped], lines=[])
     assert (v.kind, v.retryable, v.reason) == (FailureKind.user_error, False, "rank 1: bad")
-    assert judge(Outcome(1), ranks, []).reason == "rank 1: ValueError: x"  # its error file's message
+    assert (
+        judge(Outcome(1), events=ranks, lines=[]).reason == "rank 1: ValueError: x"
+    )  # its error file's message
     killed_first = [RankExit(rank=0, exitcode=-15, first=True), killed]  # a tie torchrun broke the wrong way
-    v = judge(Outcome(1), [*killed_first, gloo], [])
+    v = judge(Outcome(1), events=[*killed_first, gloo], lines=[])
     assert (v.kind, v.reason) == (
         FailureKind.preempted,
         "preempted: rank 1 was killed by SIGKILL (exit code 1)",
     )
-    assert judge(Outcome(2), [], ["daik: error: x", ""]).reason == "daik: error: x"  # no event: the log
+    assert (
+        judge(Outcome(2), events=[], lines=["daik: error: x", ""]).reason == "daik: error: x"
+    )  # no event: the log
     # the supervisor's own stops
     assert kind(Outcome(143, Stop.deadline), stopped) == (FailureKind.timeout, False)
     assert kind(Outcome(143, Stop.stalled), stopped) == (FailureKind.timeout, True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
 from worker.resources import (
     DeviceError,
     DevicePool,
@@ -30,12 +31,27 @@ TWO_GPUS = Visible(("0", "1"), frozenset({"0", "1", "GPU-aaa", "GPU-bbb"}), "nvi
 
 
 def test_the_pool_defaults_to_the_visible_gpus_and_the_concurrency_fills_it() -> None:
-    assert plan_devices(None, 1, None, allow_absent=False, visible=TWO_GPUS) == (("0", "1"), 2)
-    assert plan_devices("GPU-bbb", 1, None, allow_absent=False, visible=TWO_GPUS) == (("GPU-bbb",), 1)
-    assert plan_devices("0,1", 2, None, allow_absent=False, visible=TWO_GPUS) == (("0", "1"), 1)
-    assert plan_devices("0, 1", 1, 1, allow_absent=False, visible=TWO_GPUS) == (("0", "1"), 1)
-    assert plan_devices(None, 0, None, allow_absent=False, visible=NO_GPU) == ((), 1)  # a CPU worker
-    assert plan_devices("4,5", 1, 2, allow_absent=True, visible=NO_GPU) == (("4", "5"), 2)
+    assert plan_devices(None, gpus=1, concurrency=None, allow_absent=False, visible=TWO_GPUS) == (
+        ("0", "1"),
+        2,
+    )
+    assert plan_devices("GPU-bbb", gpus=1, concurrency=None, allow_absent=False, visible=TWO_GPUS) == (
+        ("GPU-bbb",),
+        1,
+    )
+    assert plan_devices("0,1", gpus=2, concurrency=None, allow_absent=False, visible=TWO_GPUS) == (
+        ("0", "1"),
+        1,
+    )
+    assert plan_devices("0, 1", gpus=1, concurrency=1, allow_absent=False, visible=TWO_GPUS) == (
+        ("0", "1"),
+        1,
+    )
+    assert plan_devices(None, gpus=0, concurrency=None, allow_absent=False, visible=NO_GPU) == (
+        (),
+        1,
+    )  # a CPU worker
+    assert plan_devices("4,5", gpus=1, concurrency=2, allow_absent=True, visible=NO_GPU) == (("4", "5"), 2)
     assert find_visible({"CUDA_VISIBLE_DEVICES": "3, 5"}) == Visible(
         ("3", "5"), frozenset({"3", "5"}), "CUDA_VISIBLE_DEVICES"
     )
@@ -58,25 +74,25 @@ def test_a_pool_that_cannot_work_is_refused_naming_the_flag(
     devices: str | None, gpus: int, concurrency: int | None, message: str
 ) -> None:
     with pytest.raises(DeviceError) as err:
-        plan_devices(devices, gpus, concurrency, allow_absent=False, visible=TWO_GPUS)
+        plan_devices(devices, gpus=gpus, concurrency=concurrency, allow_absent=False, visible=TWO_GPUS)
     assert str(err.value).startswith(message)
 
 
 def test_no_visible_gpu_is_refused_unless_the_devices_are_named_and_absent_ones_allowed() -> None:
     with pytest.raises(DeviceError, match=r"--gpus 1: no GPU is visible \(no nvidia-smi on this host\)"):
-        plan_devices(None, 1, None, allow_absent=True, visible=NO_GPU)
+        plan_devices(None, gpus=1, concurrency=None, allow_absent=True, visible=NO_GPU)
     with pytest.raises(DeviceError, match="DAIK_ALLOW_ABSENT_DEVICES=1"):
-        plan_devices("0", 1, None, allow_absent=False, visible=NO_GPU)
+        plan_devices("0", gpus=1, concurrency=None, allow_absent=False, visible=NO_GPU)
 
 
 def test_threads_per_job() -> None:
     cores = len(os.sched_getaffinity(0))
-    assert threads_per_job(6, 2, {}) == 6
-    assert threads_per_job(None, 2, {"OMP_NUM_THREADS": "3"}) == 3
-    assert threads_per_job(None, 2, {}) == max(1, cores // 2)
-    assert threads_per_job(None, 10 * cores, {"OMP_NUM_THREADS": "x"}) == 1
+    assert threads_per_job(6, concurrency=2, environ={}) == 6
+    assert threads_per_job(None, concurrency=2, environ={"OMP_NUM_THREADS": "3"}) == 3
+    assert threads_per_job(None, concurrency=2, environ={}) == max(1, cores // 2)
+    assert threads_per_job(None, concurrency=10 * cores, environ={"OMP_NUM_THREADS": "x"}) == 1
     with pytest.raises(DeviceError, match="--cpus must be >= 1, got 0"):
-        threads_per_job(0, 1, {})
+        threads_per_job(0, concurrency=1, environ={})
 
 
 def test_a_trainer_gets_only_what_it_needs() -> None:
@@ -95,7 +111,7 @@ def test_a_trainer_gets_only_what_it_needs() -> None:
         "WANDB_API_KEY": "named",
     }
     grant = Grant(devices=("2", "3"), threads=8, pooled=True)
-    env = trainer_environ(environ, ["WANDB_API_KEY"], 2, grant)
+    env = trainer_environ(environ, extra_names=["WANDB_API_KEY"], gpus=2, grant=grant)
     assert env == {
         "PATH": "/usr/bin",
         "HOME": "/home/u",
@@ -107,11 +123,13 @@ def test_a_trainer_gets_only_what_it_needs() -> None:
         "WANDB_API_KEY": "named",
         "PYTHONUNBUFFERED": "1",
     }
-    assert trainer_environ(environ, [], 0, grant)["CUDA_VISIBLE_DEVICES"] == ""  # a CPU job: no GPU
+    assert (
+        trainer_environ(environ, extra_names=[], gpus=0, grant=grant)["CUDA_VISIBLE_DEVICES"] == ""
+    )  # a CPU job: no GPU
     # outside a worker (no pool): the worker's own devices and threads pass through
-    assert trainer_environ(environ, [], 1, None)["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert trainer_environ(environ, extra_names=[], gpus=1, grant=None)["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
     with pytest.raises(DeviceError, match="the job needs 3 GPUs and this worker grants 2 per job"):
-        trainer_environ(environ, [], 3, grant)
+        trainer_environ(environ, extra_names=[], gpus=3, grant=grant)
 
 
 def test_trainer_environ_passes_experiment_tracking_settings() -> None:
@@ -128,7 +146,7 @@ def test_trainer_environ_passes_experiment_tracking_settings() -> None:
         "DAIK_DATABASE_URL": "postgresql://daik:pw@db/daik",
         "DAIK_ADMIN_TOKEN": "secret",
     }
-    env = trainer_environ(environ, [], 0, None)
+    env = trainer_environ(environ, extra_names=[], gpus=0, grant=None)
     for name in (
         "DAIK_MLFLOW_TRACKING_URI",
         "DAIK_MLFLOW_EXPERIMENT",
@@ -168,10 +186,7 @@ def test_devices_are_held_while_any_process_of_the_job_lives(tmp_path: Path) -> 
     other.release()
     trainer.send_signal(signal.SIGKILL)  # a crash: the kernel drops its locks
     trainer.wait()
-    deadline = time.monotonic() + 5
-    while pool.in_use() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool.in_use() == []
+    wait_for(lambda: pool.in_use() == [], 5, what="the devices to be free")
 
 
 def test_a_job_waiting_for_devices_gives_up_on_shutdown(tmp_path: Path) -> None:

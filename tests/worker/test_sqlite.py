@@ -35,7 +35,9 @@ def test_claim_report_and_finish_on_sqlite(lite: tuple[sessionmaker[Session], Se
     first = claim_job(db, settings, job_id)
     assert first is not None and first.attempt == 1 and claim_job(db, settings, job_id) is None
     epoch = Epoch(epoch=1, step=4, metrics={"loss": 2.0})
-    Reporter(db, first.fence, settings.artifact_dir).write([Start(epochs=2, iters_per_epoch=4), epoch])
+    Reporter(db, first.fence, artifact_root=settings.artifact_dir).write(
+        [Start(epochs=2, iters_per_epoch=4), epoch]
+    )
     with session_scope(db) as s:  # the worker died and the job went back to the queue
         s.execute(update(Job).where(Job.id == job_id).values(status="queued"))
     second = claim_job(db, settings, job_id)
@@ -51,14 +53,16 @@ def test_claim_report_and_finish_on_sqlite(lite: tuple[sessionmaker[Session], Se
         put("loss", 4, 3.0, 2)
         put("loss", 4, 9.0, 1)
         put("lr", 8, 0.1, 1)
-    Reporter(db, second.fence, settings.artifact_dir).write(
+    Reporter(db, second.fence, artifact_root=settings.artifact_dir).write(
         [Start(epochs=2, iters_per_epoch=4, epoch=1, step=4)]  # resumed at step 4
     )
     with db() as s:
         assert [(m.key, m.value, m.attempt) for m in s.scalars(select(Metric))] == [("loss", 3.0, 2)]
         assert [(a.key, a.step, a.attempt) for a in s.scalars(select(MetricArchive))] == [("lr", 8, 1)]
     verdict = Verdict(JobStatus.succeeded, "succeeded", job_values={"final_map50": 0.5, "results": {"a": 1}})
-    assert end_attempt(db, settings, second, verdict, exit_code=0, log_tail="ok") == JobStatus.succeeded
+    assert (
+        end_attempt(db, settings, second, verdict=verdict, exit_code=0, log_tail="ok") == JobStatus.succeeded
+    )
     job = get_job(db, job_id)
     assert (job.status, job.final_map50, job.results) == ("succeeded", 0.5, {"a": 1})
     # the second claim closed the first attempt as lost

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.models import Checkpoint, EvalResult, Job, JobStatus, Metric
 from service.db.session import session_scope
 from service.settings import Settings
+from tests.waiting import wait_for
 from tests.worker.conftest import (
     add_job,
     fake_command,
@@ -36,13 +37,6 @@ def _run_in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[obj
     t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
     t.start()
     return t, out
-
-
-def _wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _trainer_pid(db: sessionmaker[Session], job_id: uuid.UUID) -> int | None:
@@ -105,7 +99,7 @@ def _cancel_test(
     job_id = add_job(db, artifact_root=settings.artifact_dir)
     cmd = fake_command("--hang", "--child", *behaviour)
     thread, result = _run_in_thread(lambda: train(db, settings, job_id, command=cmd, poll_s=POLL))
-    _wait_for(lambda: _hanging(db, job_id))
+    wait_for(lambda: _hanging(db, job_id), what="the trainer to hang")
     pgid = _trainer_pid(db, job_id)
     assert pgid is not None
     child = int((settings.artifact_dir / "jobs" / str(job_id) / "attempt-1" / "child.pid").read_text())
@@ -221,7 +215,7 @@ def test_an_attempt_that_lost_the_job_stops_its_trainer_and_writes_nothing(
     job_id = add_job(db, artifact_root=settings.artifact_dir)
     cmd = fake_command("--hang", "--child")
     thread, result = _run_in_thread(lambda: train(db, settings, job_id, command=cmd, poll_s=POLL))
-    _wait_for(lambda: _hanging(db, job_id))
+    wait_for(lambda: _hanging(db, job_id), what="the trainer to hang")
     pgid = _trainer_pid(db, job_id)
     assert pgid is not None
     with session_scope(db) as s:  # the reaper re-queued it and another worker claimed it: attempt 2
@@ -243,7 +237,7 @@ def test_the_worker_shutting_down_requeues_its_job(
     stop = threading.Event()
     cmd = fake_command("--hang")
     thread, result = _run_in_thread(lambda: train(db, settings, job_id, stop=stop, command=cmd, poll_s=POLL))
-    _wait_for(lambda: _hanging(db, job_id))
+    wait_for(lambda: _hanging(db, job_id), what="the trainer to hang")
     stop.set()
     thread.join(timeout=30)
     assert result == [JobStatus.queued]

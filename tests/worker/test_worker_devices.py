@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from service.db.models import Job, Worker
 from service.db.session import session_scope
 from service.queue import send_train
 from service.settings import Settings
+from tests.waiting import holds_for
 from tests.worker.conftest import PG_URL, REDIS_URL, Procs, add_job, get_job, wait_for
 
 pytestmark = pytest.mark.slow
@@ -130,8 +130,8 @@ def test_each_job_trains_on_its_own_devices_with_its_threads_and_no_secrets(
         procs,
         timeout=30,
     )
-    time.sleep(1.0)
-    assert get_job(db, c).status == "queued"  # the pool is full: the third job waits
+    # the pool is full: the third job waits
+    assert holds_for(lambda: get_job(db, c).status == "queued", 1.0, interval=0.2)
 
     # cancelled: its device goes to the waiting job
     freed = envs[a]["CUDA_VISIBLE_DEVICES"]

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from service.db.models import Checkpoint, EvalResult, Job, Metric, Worker
 from service.db.session import session_scope
 from service.queue import send_train
 from service.settings import Settings
+from tests.waiting import wait_for
 from tests.worker.conftest import PG_URL, REDIS_URL, get_job, group_gone, job_events, sent_jobs
 
 pytestmark = pytest.mark.slow
@@ -95,12 +95,10 @@ def _workers(db: sessionmaker[Session]) -> list[Worker]:
 
 
 def _wait_for(what: str, cond: Callable[[], Any], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-            pytest.fail(f"timed out waiting for {what}; worker log:\n{tail}")
-        time.sleep(0.25)
+    def tail() -> str:
+        return "worker log:\n" + (log.read_text(errors="replace")[-4000:] if log.exists() else "")
+
+    wait_for(cond, timeout, interval=0.25, what=what, on_timeout=tail)
 
 
 def test_a_real_worker_runs_the_real_trainer_and_requeues_on_warm_shutdown(
