@@ -68,8 +68,6 @@ from torch.utils.data import Dataset
 
 from daik_core.config import AugmentSpec, SplitSpec
 from daik_core.data.dota import DotaLabel, DotaObject, find_images, label_to_arrays, read_label_file
-
-# decode_image and read_image_size are also imported from here (engine.predict)
 from daik_core.data.image_header import decode_image, read_image_size
 from daik_core.data.split import format_rate, patch_windows, resize_image, scaled_size, split_label
 from daik_core.data.transforms import (
@@ -96,8 +94,6 @@ __all__ = [
     "Sample",
     "SampleMeta",
     "Window",
-    "decode_image",
-    "read_image_size",
 ]
 
 #: How many problems the validation error lists one by one.

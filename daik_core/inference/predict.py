@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from daik_core.data.dataset import decode_image
 from daik_core.data.dota import IMAGE_SUFFIXES, find_images, write_task1_dir
+from daik_core.data.image_header import decode_image
 from daik_core.data.split import patch_windows
 from daik_core.data.transforms import Objects, letterbox
 from daik_core.engine.checkpoint import load_detector
