@@ -21,8 +21,7 @@ from service.artifacts.schemas import (
     PlotOut,
 )
 from service.auth.dependencies import require
-from service.dependencies import SessionDep, SettingsDep
-from service.jobs.dependencies import ValidJob
+from service.dependencies import SessionDep, SettingsDep, ValidJob
 from service.problems import Problem, problem_responses
 
 MEDIA_TYPES = {

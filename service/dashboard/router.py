@@ -60,7 +60,7 @@ from service.dashboard.service import (
 from service.datasets.service import list_datasets
 from service.db.models import ApiToken, Batch, Job, JobStatus
 from service.dependencies import SessionDep, SettingsDep
-from service.jobs import service as jobs
+from service.jobs import queries as jobs
 from service.jobs.feed import latest_event_id
 from service.problems import Problem
 from service.schedules import service as schedules

@@ -405,7 +405,7 @@ def test_stream_rejects_a_bad_last_event_id(
 
 def _latest_metrics_case(session: Session) -> None:
     """Two jobs, keys written out of step order, a NaN (NULL) last: the newest step of each key wins."""
-    from service.jobs.service import latest_metrics
+    from service.jobs.queries import latest_metrics
 
     a, b, none = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for jid in (a, b):
