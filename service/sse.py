@@ -57,7 +57,7 @@ def sanitize(value: Any) -> Any:
     return value
 
 
-def format_event(event_id: int, event_type: str, data: Any) -> str:
+def format_event(event_id: int, event_type: str, *, data: Any) -> str:
     """One SSE message; ``data`` as compact JSON (sanitized)."""
     payload = json.dumps(sanitize(data), separators=(",", ":"))
     return f"id: {event_id}\nevent: {event_type}\ndata: {payload}\n\n"
@@ -76,7 +76,7 @@ async def event_stream(
     while True:
         polled = await anyio.to_thread.run_sync(poll)
         for event_id, event_type, data in polled.events:
-            yield format_event(event_id, event_type, data)
+            yield format_event(event_id, event_type, data=data)
         if polled.finished:
             return
         if polled.more:

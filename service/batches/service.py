@@ -127,7 +127,7 @@ def grid_size(grid: Any) -> int | None:
     return None
 
 
-def check_size(body: BatchCreate, max_cells: int, prefix: str = "") -> None:
+def check_size(body: BatchCreate, *, max_cells: int, prefix: str = "") -> None:
     """A 422 naming ``grid`` and ``seeds`` when the batch would have more than ``max_cells`` configurations x
     seeds (``DAIK_MAX_BATCH_CELLS``); checked before the grid is built, so a vast grid costs nothing."""
     cells = grid_size(body.grid)
@@ -177,7 +177,7 @@ class _Planned:
     body: JobCreate
 
 
-def plan_jobs(body: BatchCreate, cells: Sequence[Cell], field: str = "grid") -> list[_Planned]:
+def plan_jobs(body: BatchCreate, cells: Sequence[Cell], *, field: str = "grid") -> list[_Planned]:
     """One ``POST /jobs`` body per (trained cell, seed): ``daik ablate``'s :func:`cell_spec` over the base,
     with the base's teacher (as the client named it) on the cells that need one. Touches no database:
     also the check of a schedule's template. 422s name ``{field}[i]``."""
@@ -269,7 +269,7 @@ def insert_batch(
 ) -> tuple[Batch, list[Job]]:
     """Validate ``body`` and add the batch with all its jobs to the session (flushed, not committed): the
     caller commits, then dispatches the jobs (:func:`create_batch`, the schedule dispatcher)."""
-    check_size(body, settings.max_batch_cells)
+    check_size(body, max_cells=settings.max_batch_cells)
     reject_nul(body.model_dump(mode="json"))
     cells = parse_cells(body.grid)
     stored = body.model_dump(mode="json")
@@ -438,7 +438,7 @@ def _jobs_of(session: Session, batch: Batch, statuses: Sequence[JobStatus]) -> l
     )
 
 
-def act(session: Session, settings: Settings, batch: Batch, verb: str, if_match: str | None) -> Batch:
+def act(session: Session, settings: Settings, batch: Batch, *, verb: str, if_match: str | None) -> Batch:
     """Apply ``verb`` (:data:`VERBS`) to the batch (module docstring): ``If-Match``, when sent, must name
     the current ETag (412); an illegal verb for the status is a 409; the status a verb leads to, asked
     again, changes nothing. The new status is committed before any job is touched."""
@@ -497,7 +497,7 @@ def _quietly(session: Session, job: Job, action: Callable[[], Job]) -> None:
 # ----------------------------------------------------------------------------------------------- results
 
 
-def _record(config: str, seed: int, job: Job, per_class: dict[str, Any] | None) -> RunRecord:
+def _record(config: str, *, seed: int, job: Job, per_class: dict[str, Any] | None) -> RunRecord:
     """The job's final evaluation as ``daik ablate``'s record: its stored final mAP50 / mAP50:95, per-class
     AP50 from the trainer's results (else its last evaluation), parameters and GFLOPs."""
     res = job.results or {}
@@ -537,14 +537,14 @@ def records(session: Session, batch: Batch) -> list[RunRecord]:
         .order_by(BatchCell.id)
     ).all()
     per_class = _last_per_class(session, [job.id for _, _, job in rows])
-    out = [_record(config, seed, job, per_class.get(job.id)) for config, seed, job in rows]
+    out = [_record(config, seed=seed, job=job, per_class=per_class.get(job.id)) for config, seed, job in rows]
     teacher_cell = next((c for c in _cells_of(batch) if c.teacher), None)
     if teacher_cell is not None and batch.teacher_job_id is not None:
         teacher = session.get(Job, batch.teacher_job_id)
         if teacher is not None and teacher.status == JobStatus.succeeded.value:
             seed = int(((teacher.spec or {}).get("hparams") or {}).get("seed") or 0)
             extra = _last_per_class(session, [teacher.id]).get(teacher.id)
-            out.append(_record(teacher_cell.name, seed, teacher, extra))
+            out.append(_record(teacher_cell.name, seed=seed, job=teacher, per_class=extra))
     return out
 
 

@@ -42,7 +42,7 @@ def cancel_job(session: Session, job: Job, *, force: bool = False) -> Job:
             session,
             job,
             "status",
-            {"status": JobStatus.cancelled.value, "attempt": job.attempt, "error": None},
+            data={"status": JobStatus.cancelled.value, "attempt": job.attempt, "error": None},
         )
     else:
         check_transition(current, JobStatus.cancelling)
@@ -53,7 +53,7 @@ def cancel_job(session: Session, job: Job, *, force: bool = False) -> Job:
             session,
             job,
             "status",
-            {"status": JobStatus.cancelling.value, "attempt": job.attempt, "error": None},
+            data={"status": JobStatus.cancelling.value, "attempt": job.attempt, "error": None},
         )
     session.commit()
     return job
@@ -96,7 +96,7 @@ def retry_job(session: Session, settings: Settings, job: Job, *, start: str = "c
         session,
         job,
         "status",
-        {"status": JobStatus.queued.value, "attempt": job.attempt, "error": None, "retry": start},
+        data={"status": JobStatus.queued.value, "attempt": job.attempt, "error": None, "retry": start},
     )
     session.commit()
     dispatch(session, settings, job)

@@ -72,7 +72,7 @@ def latest_metrics(
     return out
 
 
-def job_out(job: Job, latest: dict[str, float | None], waiting: str | None = None) -> JobOut:
+def job_out(job: Job, latest: dict[str, float | None], *, waiting: str | None = None) -> JobOut:
     return JobOut(
         waiting=waiting,
         id=job.id,
@@ -198,7 +198,7 @@ def is_terminal_event(event: JobEvent) -> bool:
 
 
 def fetch_events(
-    session: Session, job_id: uuid.UUID, after_id: int, limit: int = 500
+    session: Session, job_id: uuid.UUID, *, after_id: int, limit: int = 500
 ) -> tuple[str | None, list[JobEvent]]:
     """The job's status (read first, so a terminal status implies its events are visible below) and its
     events after ``after_id``, in order."""

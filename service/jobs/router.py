@@ -92,7 +92,7 @@ def get_job(request: Request, job: ValidJob, session: SessionDep, settings: Sett
     latest = _cache(request).get_or_compute(
         (job_version(job), "latest"), lambda: queries.latest_metrics(session, [job.id])[job.id]
     )
-    return queries.job_out(job, dict(latest), waiting)
+    return queries.job_out(job, dict(latest), waiting=waiting)
 
 
 @router.get(
@@ -141,7 +141,7 @@ def cancel_job(
     """Queued: cancelled at once. Running: ``cancelling`` until the worker has stopped the trainer.
     Already cancelled or cancelling: 202, nothing changes. Finished: 409. Only the token that submitted
     the job, or one with ``admin``, may cancel it (403)."""
-    require_owner(token, job.created_by, f"job {job.id}")
+    require_owner(token, owner_id=job.created_by, what=f"job {job.id}")
     job = lifecycle.cancel_job(session, job, force=force)
     return queries.job_out(job, queries.latest_metrics(session, [job.id])[job.id])
 
@@ -163,7 +163,7 @@ def retry_job(
     (default) or from scratch (``{"start": "scratch"}``). Already queued: 202, nothing changes. Running,
     cancelling or succeeded: 409. Only the token that submitted the job, or one with ``admin``, may retry
     it (403)."""
-    require_owner(token, job.created_by, f"job {job.id}")
+    require_owner(token, owner_id=job.created_by, what=f"job {job.id}")
     start = body.start if body is not None else "checkpoint"
     job = lifecycle.retry_job(session, settings, job, start=start)
     return queries.job_out(job, queries.latest_metrics(session, [job.id])[job.id])
@@ -197,7 +197,7 @@ def _job_poll(factory: sessionmaker[Session], job_id: uuid.UUID, after: int) -> 
     def poll() -> Polled:
         nonlocal after
         with factory() as session:  # a short session per poll: no connection is held between polls
-            job_status, rows = queries.fetch_events(session, job_id, after, SSE_BATCH)
+            job_status, rows = queries.fetch_events(session, job_id, after_id=after, limit=SSE_BATCH)
             events = [(e.id, e.type, e.data) for e in rows]
         for n, (event_id, event_type, data) in enumerate(events):
             after = event_id

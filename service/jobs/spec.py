@@ -51,7 +51,7 @@ def resolve_spec(
     spec["dataset"].update(_resolve_dataset(session, settings, body.dataset))
     if body.student.weights is not None:
         spec["student"]["weights"] = str(
-            resolve_artifact_file(settings, body.student.weights, "student.weights")
+            resolve_artifact_file(settings, body.student.weights, field="student.weights")
         )
     if body.teacher is not None:
         spec["teacher"] = {"checkpoint": str(_teacher_checkpoint(session, settings, body))}
@@ -63,7 +63,9 @@ def resolve_spec(
             if body.teacher is not None and body.teacher.job is not None
             else "teacher.checkpoint"
         )
-        _check_teacher_fits(resolved, _teacher_spec(session, body, Path(resolved.teacher.checkpoint)), field)
+        _check_teacher_fits(
+            resolved, _teacher_spec(session, body, Path(resolved.teacher.checkpoint)), field=field
+        )
     return resolved.model_dump(mode="json")
 
 
@@ -82,13 +84,13 @@ def _resolve_dataset(session: Session, settings: Settings, ds: DatasetSpec) -> d
                 f"{ds.train!r} is neither a registered dataset nor a folder under the data root",
             )
         train_value, val_value, classes = ds.train, ds.val, ds.classes
-    train = resolve_data_folder(settings, train_value, "dataset.train")
+    train = resolve_data_folder(settings, train_value, field="dataset.train")
     if val_value is None:
         raise invalid(
             "dataset.val",
             "a validation folder is needed: the service reports every job's final mAP on it",
         )
-    val = resolve_data_folder(settings, val_value, "dataset.val")
+    val = resolve_data_folder(settings, val_value, field="dataset.val")
     return {
         "train": str(train),
         "val": str(val),
@@ -116,7 +118,7 @@ def _teacher_checkpoint(session: Session, settings: Settings, body: JobCreate) -
     if body.teacher.job is not None:
         return _teacher_job_checkpoint(session, settings, body.teacher.job)
     assert body.teacher.checkpoint is not None
-    return resolve_artifact_file(settings, body.teacher.checkpoint, "teacher.checkpoint")
+    return resolve_artifact_file(settings, body.teacher.checkpoint, field="teacher.checkpoint")
 
 
 def _teacher_spec(session: Session, body: JobCreate, checkpoint: Path) -> JobSpec | None:
@@ -142,7 +144,7 @@ def _teacher_spec(session: Session, body: JobCreate, checkpoint: Path) -> JobSpe
         return None
 
 
-def _check_teacher_fits(student: JobSpec, teacher: JobSpec | None, field: str) -> None:
+def _check_teacher_fits(student: JobSpec, teacher: JobSpec | None, *, field: str) -> None:
     """422 when the teacher was trained on other classes or another reg_max than the student's."""
     if teacher is None:
         return

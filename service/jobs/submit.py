@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_EPOCHS = 100_000  # job.total_epochs is a 32-bit column; no real schedule comes near this
 
 
-def add_event(session: Session, job: Job, type: str, data: dict[str, Any]) -> JobEvent:
+def add_event(session: Session, job: Job, type: str, *, data: dict[str, Any]) -> JobEvent:
     event = JobEvent(job_id=job.id, type=type, data=data, attempt=job.attempt)
     session.add(event)
     return event
@@ -81,7 +81,7 @@ def build_job(
 def add_queued_event(session: Session, job: Job) -> None:
     """The first ``status`` event of a new job (flushed: the event refers to the job row)."""
     session.flush()
-    add_event(session, job, "status", {"status": JobStatus.queued.value, "attempt": 0, "error": None})
+    add_event(session, job, "status", data={"status": JobStatus.queued.value, "attempt": 0, "error": None})
 
 
 def submit_job(
