@@ -32,11 +32,11 @@ from service.db.session import make_engine, make_sessionmaker
 from service.health import router as health_router
 from service.jobs.cache import ReadCache
 from service.jobs.feed import router as jobs_feed_router
-from service.jobs.router import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS
 from service.jobs.router import router as jobs_router
 from service.problems import PROBLEM_MEDIA_TYPE, BodySizeLimit, install
 from service.schedules.router import router as schedules_router
 from service.settings import Settings
+from service.sse import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS
 from service.workers.router import router as workers_router
 
 __all__ = ["app_from_env", "create_app", "serve"]

@@ -61,17 +61,21 @@ def dispatch_schedules(
             if schedule is None:
                 break
             assert schedule.next_fire_at is not None
-            fire_time = latest_due(schedule.cron, schedule.timezone, schedule.next_fire_at, now)
+            fire_time = latest_due(
+                schedule.cron, timezone=schedule.timezone, first_due=schedule.next_fire_at, now=now
+            )
             refusal = owner_refusal(session, schedule, now)
             if refusal is None:
-                batch, jobs, error = fire(session, settings, schedule, fire_time)
+                batch, jobs, error = fire(session, settings, schedule, fire_time=fire_time)
             else:
                 batch, jobs, error = None, [], refusal
             schedule.last_fire_at = fire_time
             schedule.last_fire_status = "failed" if batch is None else "created"
             schedule.last_fire_error = error
             if refusal is None:
-                schedule.next_fire_at = next_fire(schedule.cron, schedule.timezone, max(now, fire_time))
+                schedule.next_fire_at = next_fire(
+                    schedule.cron, timezone=schedule.timezone, after=max(now, fire_time)
+                )
             else:  # stops firing: its owner can no longer act
                 schedule.enabled = False
                 schedule.next_fire_at = None

@@ -21,8 +21,7 @@ from service.artifacts.schemas import (
     PlotOut,
 )
 from service.auth.dependencies import require
-from service.dependencies import SessionDep, SettingsDep
-from service.jobs.dependencies import ValidJob
+from service.dependencies import SessionDep, SettingsDep, ValidJob
 from service.problems import Problem, problem_responses
 
 MEDIA_TYPES = {
@@ -139,7 +138,7 @@ def download_file(
 ) -> FileResponse:
     """One file of the job's run folder. Only regular files inside it: a path with ``..``, an absolute
     path or one through a symlink is answered 404, as a missing file is."""
-    path = service.job_file(settings, job.id, file_path)
+    path = service.job_file(settings, job.id, value=file_path)
     if path is None:
         raise Problem(404, f"job {job.id} has no file {file_path!r}")
     return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"))
@@ -174,7 +173,7 @@ def get_plot(job: ValidJob, name: Annotated[str, Path(max_length=40)], settings:
     """One picture by its name (only the names of ``GET /jobs/{id}/plots``: no other file is served)."""
     if name not in service.PLOT_NAMES:
         raise Problem(404, f"{name!r} is not a plot name ({', '.join(service.PLOT_NAMES)})")
-    path = service.job_output_file(settings, job, name)
+    path = service.job_output_file(settings, job, name=name)
     if path is None:
         raise Problem(404, f"job {job.id} has no {name} (plots are drawn when the run completes)")
     return FileResponse(

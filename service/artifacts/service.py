@@ -68,9 +68,9 @@ def job_output_dir(settings: Settings, job_id: uuid.UUID) -> Path:
     return settings.artifact_dir.resolve() / "jobs" / str(job_id)
 
 
-def resolve_artifact_file(settings: Settings, value: str, field: str) -> Path:
+def resolve_artifact_file(settings: Settings, value: str, *, field: str) -> Path:
     """A file under the artifact root (relative to it, or absolute under it), or a 422 naming ``field``."""
-    path = confine(settings.artifact_dir, value, field, "artifact root")
+    path = confine(settings.artifact_dir, value, field=field, root_name="artifact root")
     if not path.is_file():
         raise invalid(field, f"no file {value!r} under the artifact root")
     return path
@@ -197,7 +197,7 @@ def list_job_files(settings: Settings, job_id: uuid.UUID) -> tuple[list[JobFile]
     return out, truncated
 
 
-def job_file(settings: Settings, job_id: uuid.UUID, value: str) -> Path | None:
+def job_file(settings: Settings, job_id: uuid.UUID, *, value: str) -> Path | None:
     """The regular file ``value`` (relative, ``/``-separated) of the job's run folder, or None: for an
     absolute path, ``..``, a backslash or NUL, a symlink anywhere on the way, or anything that is not a
     regular file inside the folder."""
@@ -281,7 +281,7 @@ def log_tail(
         candidates = sorted({*numbers, *(n for n in on_disk if n is not None)}, reverse=True)
     for number in candidates:
         rel = f"attempt-{number}/{LOG_FILE}"
-        path = job_file(settings, job_id, rel)
+        path = job_file(settings, job_id, value=rel)
         if path is not None:
             return LogTail(number, rel, _tail_lines(path, tail))
         text = stored.get(number)
@@ -290,7 +290,7 @@ def log_tail(
     return LogTail(candidates[0] if candidates else None, None, [])
 
 
-def job_output_file(settings: Settings, job: Job, name: str) -> Path | None:
+def job_output_file(settings: Settings, job: Job, *, name: str) -> Path | None:
     """The file ``name`` of the job's latest attempt (the trainer's output is the attempt's folder,
     ``attempt-<n>``; a job run before attempts had their own folders has it in its output folder), when
     the file resolves inside the artifact root (symlinks followed). ``name`` is a bare file name."""
@@ -311,7 +311,7 @@ def list_plots(settings: Settings, job: Job) -> list[tuple[str, Path]]:
     """The pictures of :data:`PLOT_NAMES` that the job's run has written, in that order."""
     found = []
     for name in PLOT_NAMES:
-        path = job_output_file(settings, job, name)
+        path = job_output_file(settings, job, name=name)
         if path is not None:
             found.append((name, path))
     return found

@@ -9,6 +9,7 @@ thread hop or a database round trip; otherwise the check runs in a worker thread
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -57,7 +58,9 @@ async def current_token(
     cached = cache.lookup_plain(plain)
     if cached is not None:
         return cached
-    return await anyio.to_thread.run_sync(authenticate_cached, cache, factory, plain, settings)
+    return await anyio.to_thread.run_sync(
+        partial(authenticate_cached, cache, factory, plain, settings=settings)
+    )
 
 
 CurrentToken = Annotated[ApiToken, Depends(current_token)]

@@ -32,7 +32,7 @@ router = APIRouter(
 def create_token(body: TokenCreate, session: SessionDep) -> TokenCreated:
     reject_nul(body.name, "name")
     expires = dt.timedelta(days=body.expires_days) if body.expires_days is not None else None
-    row, plain = service.create_token(session, body.name, body.scopes, expires)
+    row, plain = service.create_token(session, body.name, scopes=body.scopes, expires_in=expires)
     session.commit()
     return TokenCreated(**TokenOut.model_validate(row).model_dump(), token=plain)
 

@@ -100,7 +100,7 @@ def owns(token: ApiToken, owner_id: int | None) -> bool:
     return ADMIN in token.scopes or (owner_id is not None and owner_id == token.id)
 
 
-def require_owner(token: ApiToken, owner_id: int | None, what: str) -> None:
+def require_owner(token: ApiToken, *, owner_id: int | None, what: str) -> None:
     """A 403 problem unless ``token`` :func:`owns` ``what`` (e.g. ``job 1f3e...``)."""
     if not owns(token, owner_id):
         owner = "an admin" if owner_id is None else "another token"
@@ -121,7 +121,7 @@ def check_token_name(name: str) -> str:
 
 
 def create_token(
-    session: Session, name: str, scopes: Sequence[str], expires_in: dt.timedelta | None = None
+    session: Session, name: str, *, scopes: Sequence[str], expires_in: dt.timedelta | None = None
 ) -> tuple[ApiToken, str]:
     """Insert a token row (flushed, not committed) and return it with the plain token, which is not
     stored anywhere. ``ValueError`` for a reserved or empty name or an unknown scope."""
@@ -184,10 +184,10 @@ def ensure_bootstrap_token(session: Session, settings: Settings) -> ApiToken | N
 def authenticate(session: Session, plain: str, settings: Settings) -> ApiToken:
     """The token row of a bearer token, or a 401 problem (unknown, expired, revoked). Updates
     ``last_used_at`` (at most once a minute) and commits that."""
-    return _authenticate_digest(session, hash_token(plain), plain, settings)
+    return _authenticate_digest(session, hash_token(plain), plain=plain, settings=settings)
 
 
-def _authenticate_digest(session: Session, digest: str, plain: str, settings: Settings) -> ApiToken:
+def _authenticate_digest(session: Session, digest: str, *, plain: str, settings: Settings) -> ApiToken:
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).one_or_none()
     bootstrap = settings.bootstrap_token
     # the API registers the bootstrap token at start; if the database was not ready then, do it now
@@ -265,7 +265,7 @@ class TokenCache:
 
 
 def authenticate_cached(
-    cache: TokenCache, session_factory: Callable[[], Session], plain: str, settings: Settings
+    cache: TokenCache, session_factory: Callable[[], Session], plain: str, *, settings: Settings
 ) -> ApiToken:
     """:func:`authenticate` through ``cache``: a token verified less than ``cache.ttl`` seconds ago costs no
     database round trip. The token returned is detached (read its columns, do not lazy-load)."""
@@ -274,7 +274,7 @@ def authenticate_cached(
     if cached is not None:
         return cached
     with session_factory() as session:
-        row = _authenticate_digest(session, digest, plain, settings)
+        row = _authenticate_digest(session, digest, plain=plain, settings=settings)
         session.expunge(row)
     cache.store(digest, row)
     return row
@@ -310,7 +310,9 @@ def authenticate_id_cached(
     return row
 
 
-def create_token_cli(settings: Settings, name: str, scopes: Sequence[str], expires_days: float | None) -> int:
+def create_token_cli(
+    settings: Settings, name: str, *, scopes: Sequence[str], expires_days: float | None
+) -> int:
     """``daik token create``: print the new token (once) on stdout, what it is on stderr; one-line errors
     and a non-zero exit status on bad input or an unready database."""
     from service.db.session import make_engine, make_sessionmaker
@@ -332,7 +334,7 @@ def create_token_cli(settings: Settings, name: str, scopes: Sequence[str], expir
     try:
         with make_sessionmaker(engine)() as session:
             expires = dt.timedelta(days=expires_days) if expires_days is not None else None
-            row, plain = create_token(session, name, scopes, expires)
+            row, plain = create_token(session, name, scopes=scopes, expires_in=expires)
             session.commit()
     except SQLAlchemyError as err:
         reason = type(getattr(err, "orig", None) or err).__name__

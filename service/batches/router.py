@@ -103,8 +103,8 @@ def _verb(verb: str, doc: str) -> None:
         response: Response,
         if_match: IfMatch = None,
     ) -> BatchOut:
-        require_owner(token, batch.created_by, f"batch {batch.id}")
-        batch = service.act(session, settings, batch, verb, if_match)
+        require_owner(token, owner_id=batch.created_by, what=f"batch {batch.id}")
+        batch = service.act(session, settings, batch, verb=verb, if_match=if_match)
         return _out(session, batch, response)
 
     endpoint.__doc__ = f"{doc} Only the token that made the batch, or one with ``admin``, may (403)."

@@ -1,8 +1,8 @@
 """Batches: materialise an ablation grid x seeds as jobs, steer them, and tabulate their results.
 
 Plain functions over a Session. A batch's jobs are made by the jobs service's own path
-(:func:`service.jobs.service.build_job`: validation, dataset and teacher resolution, capacity), committed
-with the batch, then sent (:func:`service.jobs.service.dispatch`). Each (configuration, seed) is a
+(:func:`service.jobs.submit.build_job`: validation, dataset and teacher resolution, capacity), committed
+with the batch, then sent (:func:`service.jobs.submit.dispatch`). Each (configuration, seed) is a
 ``batch_cell`` row, unique per (batch, ``config_hash`` of the resolved spec): :func:`materialise` run again
 creates nothing twice. The grid's teacher row trains nothing; its score is the teacher job's.
 
@@ -25,9 +25,7 @@ succeeded job (its stored final mAP and per-class AP from the trainer's ``result
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -36,8 +34,7 @@ from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from daik_core.ablation.grid import BASELINE, GRIDS, Cell, cell_spec, config_hash, needs_teacher, parse_grid
@@ -62,22 +59,16 @@ from service.errors import (
     VALIDATION_TYPE,
     FieldError,
     Problem,
-    check_replay,
     invalid,
     reject_nul,
     validation_problem,
 )
 from service.etags import check_if_match, etag
+from service.idempotency import create_once, request_hash
+from service.jobs.lifecycle import cancel_job, retry_job
 from service.jobs.schemas import JobCreate
-from service.jobs.service import (
-    add_queued_event,
-    build_job,
-    cancel_job,
-    decode_cursor,
-    dispatch,
-    request_hash,
-    retry_job,
-)
+from service.jobs.submit import add_queued_event, build_job, dispatch
+from service.pagination import keyset_page
 from service.settings import Settings
 
 __all__ = [
@@ -136,7 +127,7 @@ def grid_size(grid: Any) -> int | None:
     return None
 
 
-def check_size(body: BatchCreate, max_cells: int, prefix: str = "") -> None:
+def check_size(body: BatchCreate, *, max_cells: int, prefix: str = "") -> None:
     """A 422 naming ``grid`` and ``seeds`` when the batch would have more than ``max_cells`` configurations x
     seeds (``DAIK_MAX_BATCH_CELLS``); checked before the grid is built, so a vast grid costs nothing."""
     cells = grid_size(body.grid)
@@ -186,7 +177,7 @@ class _Planned:
     body: JobCreate
 
 
-def plan_jobs(body: BatchCreate, cells: Sequence[Cell], field: str = "grid") -> list[_Planned]:
+def plan_jobs(body: BatchCreate, cells: Sequence[Cell], *, field: str = "grid") -> list[_Planned]:
     """One ``POST /jobs`` body per (trained cell, seed): ``daik ablate``'s :func:`cell_spec` over the base,
     with the base's teacher (as the client named it) on the cells that need one. Touches no database:
     also the check of a schedule's template. 422s name ``{field}[i]``."""
@@ -278,7 +269,7 @@ def insert_batch(
 ) -> tuple[Batch, list[Job]]:
     """Validate ``body`` and add the batch with all its jobs to the session (flushed, not committed): the
     caller commits, then dispatches the jobs (:func:`create_batch`, the schedule dispatcher)."""
-    check_size(body, settings.max_batch_cells)
+    check_size(body, max_cells=settings.max_batch_cells)
     reject_nul(body.model_dump(mode="json"))
     cells = parse_cells(body.grid)
     stored = body.model_dump(mode="json")
@@ -303,15 +294,6 @@ def insert_batch(
     return batch, materialise(session, settings, batch, token=token)
 
 
-def _replay(batch: Batch, digest: str) -> tuple[Batch, bool]:
-    check_replay(batch.request_hash, digest)
-    return batch, False
-
-
-def _by_key(session: Session, key: str) -> Batch | None:
-    return session.scalars(select(Batch).where(Batch.idempotency_key == key)).one_or_none()
-
-
 def dispatch_jobs(session: Session, settings: Settings, jobs: Iterable[Job]) -> None:
     for job in jobs:
         dispatch(session, settings, job)
@@ -327,24 +309,17 @@ def create_batch(
 ) -> tuple[Batch, bool]:
     """``POST /batches``: the batch and its jobs in one transaction, then the jobs sent; or the batch made
     earlier with the same ``Idempotency-Key`` (same body: replayed; another body: 422; in flight: 409)."""
-    digest = request_hash(body)
-    if idempotency_key is not None:
-        existing = _by_key(session, idempotency_key)
-        if existing is not None:
-            return _replay(existing, digest)
-    try:
-        batch, jobs = insert_batch(session, settings, body, idempotency_key=idempotency_key, token=token)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        if idempotency_key is None:
-            raise
-        existing = _by_key(session, idempotency_key)
-        if existing is None:
-            raise Problem(409, "a request with this Idempotency-Key is in progress; retry it") from None
-        return _replay(existing, digest)
-    dispatch_jobs(session, settings, jobs)
-    return batch, True
+    jobs: list[Job] = []
+
+    def create() -> Batch:
+        batch, made = insert_batch(session, settings, body, idempotency_key=idempotency_key, token=token)
+        jobs.extend(made)
+        return batch
+
+    batch, created = create_once(session, Batch, body=body, idempotency_key=idempotency_key, create=create)
+    if created:
+        dispatch_jobs(session, settings, jobs)
+    return batch, created
 
 
 # -------------------------------------------------------------------------------------------------- read
@@ -431,11 +406,6 @@ def batch_out(session: Session, batch: Batch, stats: BatchStats, *, with_cells: 
     )
 
 
-def _encode_cursor(batch: Batch) -> str:
-    raw = json.dumps([batch.created_at.isoformat(), batch.id.hex], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def list_batches(
     session: Session,
     *,
@@ -451,13 +421,7 @@ def list_batches(
         q = q.where(Batch.status.in_(statuses))
     if schedule_id is not None:
         q = q.where(Batch.schedule_id == schedule_id)
-    if cursor is not None:
-        at, last_id = decode_cursor(cursor)
-        q = q.where(or_(Batch.created_at < at, and_(Batch.created_at == at, Batch.id < last_id)))
-    rows = list(session.scalars(q.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)))
-    if len(rows) > limit:
-        return rows[:limit], _encode_cursor(rows[limit - 1])
-    return rows, None
+    return keyset_page(session, Batch, q, limit=limit, cursor=cursor)
 
 
 # ------------------------------------------------------------------------------------------------- verbs
@@ -474,7 +438,7 @@ def _jobs_of(session: Session, batch: Batch, statuses: Sequence[JobStatus]) -> l
     )
 
 
-def act(session: Session, settings: Settings, batch: Batch, verb: str, if_match: str | None) -> Batch:
+def act(session: Session, settings: Settings, batch: Batch, *, verb: str, if_match: str | None) -> Batch:
     """Apply ``verb`` (:data:`VERBS`) to the batch (module docstring): ``If-Match``, when sent, must name
     the current ETag (412); an illegal verb for the status is a 409; the status a verb leads to, asked
     again, changes nothing. The new status is committed before any job is touched."""
@@ -533,7 +497,7 @@ def _quietly(session: Session, job: Job, action: Callable[[], Job]) -> None:
 # ----------------------------------------------------------------------------------------------- results
 
 
-def _record(config: str, seed: int, job: Job, per_class: dict[str, Any] | None) -> RunRecord:
+def _record(config: str, *, seed: int, job: Job, per_class: dict[str, Any] | None) -> RunRecord:
     """The job's final evaluation as ``daik ablate``'s record: its stored final mAP50 / mAP50:95, per-class
     AP50 from the trainer's results (else its last evaluation), parameters and GFLOPs."""
     res = job.results or {}
@@ -573,14 +537,14 @@ def records(session: Session, batch: Batch) -> list[RunRecord]:
         .order_by(BatchCell.id)
     ).all()
     per_class = _last_per_class(session, [job.id for _, _, job in rows])
-    out = [_record(config, seed, job, per_class.get(job.id)) for config, seed, job in rows]
+    out = [_record(config, seed=seed, job=job, per_class=per_class.get(job.id)) for config, seed, job in rows]
     teacher_cell = next((c for c in _cells_of(batch) if c.teacher), None)
     if teacher_cell is not None and batch.teacher_job_id is not None:
         teacher = session.get(Job, batch.teacher_job_id)
         if teacher is not None and teacher.status == JobStatus.succeeded.value:
             seed = int(((teacher.spec or {}).get("hparams") or {}).get("seed") or 0)
             extra = _last_per_class(session, [teacher.id]).get(teacher.id)
-            out.append(_record(teacher_cell.name, seed, teacher, extra))
+            out.append(_record(teacher_cell.name, seed=seed, job=teacher, per_class=extra))
     return out
 
 

@@ -25,6 +25,8 @@ from service.client import default_server
 if TYPE_CHECKING:
     from service.client.http import ApiClient
 
+    Actions = argparse._SubParsersAction[argparse.ArgumentParser]
+
 __all__ = ["register"]
 
 CLIENT_EXTRA = "pip install 'daik[service]'"
@@ -570,12 +572,28 @@ def _with_server(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return call
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Actions) -> None:
+    """``daik jobs ...`` and ``daik batches ...``: one function per group of subcommands below."""
     common = _common()
 
     p = sub.add_parser("jobs", help="jobs on a DAIK server: submit, ls, get, metrics, logs, download, ...")
     jobs = p.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    _add_jobs_submit(jobs, common)
+    _add_jobs_ls(jobs, common)
+    _add_jobs_reads(jobs, common)
+    _add_jobs_verbs(jobs, common)
+    _add_jobs_download(jobs, common)
 
+    p = sub.add_parser("batches", help="ablation batches on a DAIK server: submit, ls, get, results, ...")
+    batches = p.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
+    _add_batches_submit(batches, common)
+    _add_batches_ls(batches, common)
+    _add_batches_reads(batches, common)
+    _add_batches_verbs(batches, common)
+
+
+def _add_jobs_submit(jobs: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik jobs submit``."""
     q = jobs.add_parser("submit", parents=[common], help="submit a job spec (YAML)")
     q.add_argument("spec", metavar="SPEC.yaml", help="a job spec; its paths are the server's (see README)")
     q.add_argument("--name", default=None, help="the job's name (default: the spec's)")
@@ -583,6 +601,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--idempotency-key", default=None, help="resubmitting with the same key makes no new job")
     q.set_defaults(handler=_with_server(_jobs_submit))
 
+
+def _add_jobs_ls(jobs: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik jobs ls``."""
     q = jobs.add_parser("ls", parents=[common], help="list jobs, newest first")
     q.add_argument("--status", action="append", choices=JOB_STATUSES, help="repeat for several")
     q.add_argument("--kind", choices=("train", "distill"), default=None)
@@ -592,6 +613,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--all", action="store_true", help="every page")
     q.set_defaults(handler=_with_server(_jobs_ls))
 
+
+def _add_jobs_reads(jobs: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik jobs get | files | metrics | logs``: one job's state, files, series and log."""
     for name, handler, text in (
         ("get", _jobs_get, "a job's status, progress and scores"),
         ("files", _jobs_files, "the files of a job's run folder"),
@@ -612,6 +636,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--attempt", type=int, default=None, help="which attempt (default the latest)")
     q.set_defaults(handler=_with_server(_jobs_logs))
 
+
+def _add_jobs_verbs(jobs: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik jobs cancel | retry``."""
     q = jobs.add_parser("cancel", parents=[common], help="cancel a job (running: stops with a checkpoint)")
     q.add_argument("id", metavar="ID")
     q.add_argument("--force", action="store_true", help="stop the trainer at once, without the grace period")
@@ -622,6 +649,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--scratch", action="store_true", help="start afresh (default: from its last checkpoint)")
     q.set_defaults(handler=_with_server(_jobs_retry))
 
+
+def _add_jobs_download(jobs: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik jobs download``."""
     q = jobs.add_parser("download", parents=[common], help="download a job's weights, results, plots, ...")
     q.add_argument("id", metavar="ID")
     q.add_argument(
@@ -635,9 +665,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("-o", "--output", default=".", help="folder to write to (default: the current one)")
     q.set_defaults(handler=_with_server(_jobs_download))
 
-    p = sub.add_parser("batches", help="ablation batches on a DAIK server: submit, ls, get, results, ...")
-    batches = p.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
 
+def _add_batches_submit(batches: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik batches submit``."""
     q = batches.add_parser("submit", parents=[common], help="a grid x seeds of a base job spec (YAML)")
     q.add_argument(
         "spec",
@@ -650,6 +680,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--idempotency-key", default=None)
     q.set_defaults(handler=_with_server(_batches_submit))
 
+
+def _add_batches_ls(batches: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik batches ls``."""
     q = batches.add_parser("ls", parents=[common], help="list batches, newest first")
     q.add_argument(
         "--status",
@@ -662,6 +695,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--all", action="store_true", help="every page")
     q.set_defaults(handler=_with_server(_batches_ls))
 
+
+def _add_batches_reads(batches: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik batches get | results``."""
     q = batches.add_parser("get", parents=[common], help="a batch and each (configuration, seed)'s job")
     q.add_argument("id", metavar="ID")
     q.set_defaults(handler=_with_server(_batches_get))
@@ -671,6 +707,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--format", choices=("md", "csv", "json"), default="md", help="default md")
     q.set_defaults(handler=_with_server(_batches_results))
 
+
+def _add_batches_verbs(batches: Actions, common: argparse.ArgumentParser) -> None:
+    """``daik batches pause | resume | stop | cancel | rerun-failed``."""
     for verb in BATCH_VERBS:
         q = batches.add_parser(verb, parents=[common], help=f"{verb} the batch")
         q.add_argument("id", metavar="ID")

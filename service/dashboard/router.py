@@ -19,6 +19,7 @@ that does not exist is a 404 page; a token without ``jobs:read`` a 403 page.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -60,7 +61,7 @@ from service.dashboard.service import (
 from service.datasets.service import list_datasets
 from service.db.models import ApiToken, Batch, Job, JobStatus
 from service.dependencies import SessionDep, SettingsDep
-from service.jobs import service as jobs
+from service.jobs import queries as jobs
 from service.jobs.feed import latest_event_id
 from service.problems import Problem
 from service.schedules import service as schedules
@@ -209,11 +210,13 @@ async def login(request: Request) -> Response:
         return _render(request, "login.html", context, status_code=401)
     try:
         token = await anyio.to_thread.run_sync(
-            authenticate_cached,
-            request.app.state.token_cache,
-            request.app.state.sessionmaker,
-            plain,
-            request.app.state.settings,
+            partial(
+                authenticate_cached,
+                request.app.state.token_cache,
+                request.app.state.sessionmaker,
+                plain,
+                settings=request.app.state.settings,
+            )
         )
     except Problem as err:
         context = {"next": next_path, "error": f"sign-in refused: {err.detail}", "user": None}
@@ -394,7 +397,7 @@ def gallery_image(
 ) -> FileResponse:
     """A validation image of the gallery, from the data root only (see :func:`gallery_image_file`)."""
     job = _job_or_404(session, job_id)
-    path = gallery_image_file(settings, job, index)
+    path = gallery_image_file(settings, job, index=index)
     if path is None:
         raise PageError(404, f"job {job.id} has no gallery image {index}")
     return FileResponse(

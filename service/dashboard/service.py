@@ -291,7 +291,7 @@ def read_gallery(settings: Settings, job: Job) -> list[GalleryImage]:
     return out
 
 
-def gallery_image_file(settings: Settings, job: Job, index: int) -> Path | None:
+def gallery_image_file(settings: Settings, job: Job, *, index: int) -> Path | None:
     """The file of the gallery's ``index``-th image: ``image`` (relative, without ``..``) under the job's
     validation folder, which must resolve inside the data root, as an image file. None for anything else
     (no gallery, no such entry, an absolute path, ``..``, a symlink out of the root, not an image)."""

@@ -37,7 +37,7 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
 
-def confine(root: Path, value: str, field: str, root_name: str) -> Path:
+def confine(root: Path, value: str, *, field: str, root_name: str) -> Path:
     """``value`` (relative to ``root``, or absolute under it) resolved, symlinks followed; a 422 problem
     naming ``field`` when it contains ``..`` or lands outside ``root``."""
     if "\x00" in value:
@@ -59,9 +59,9 @@ def _shown(settings: Settings, path: Path) -> str:
     return path.relative_to(settings.data_dir.resolve()).as_posix() or "."
 
 
-def resolve_data_folder(settings: Settings, value: str, field: str) -> Path:
+def resolve_data_folder(settings: Settings, value: str, *, field: str) -> Path:
     """A dataset folder under the data root in DOTA layout, or a 422 problem naming ``field``."""
-    folder = confine(settings.data_dir, value, field, "data root")
+    folder = confine(settings.data_dir, value, field=field, root_name="data root")
     shown = _shown(settings, folder)
     if not folder.is_dir():
         raise invalid(field, f"no folder {shown!r} under the data root")
@@ -111,8 +111,8 @@ def create_dataset(session: Session, settings: Settings, body: DatasetCreate) ->
     reject_nul(body.model_dump())
     if get_dataset(session, body.name) is not None:
         raise Problem(409, f"a dataset named {body.name!r} exists", title="Conflict")
-    train = resolve_data_folder(settings, body.train, "train")
-    val = resolve_data_folder(settings, body.val, "val") if body.val is not None else None
+    train = resolve_data_folder(settings, body.train, field="train")
+    val = resolve_data_folder(settings, body.val, field="val") if body.val is not None else None
     row = Dataset(
         name=body.name,
         train_path=_shown(settings, train),

@@ -15,13 +15,10 @@ for a job id.
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
@@ -30,8 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.dependencies import require
 from service.db.models import JobEvent
 from service.dependencies import SessionmakerDep
-from service.jobs.router import SSE_KEEPALIVE_SECONDS, SSE_POLL_SECONDS, _sanitize
 from service.problems import problem_responses
+from service.sse import Polled, event_stream, sse_200, sse_response
 
 __all__ = ["feed_events", "feed_item", "latest_event_id", "router"]
 
@@ -73,42 +70,26 @@ def feed_item(job_id: uuid.UUID, type_: str, data: Any) -> tuple[str, dict[str, 
     return "progress", {"job_id": str(job_id), "progress": data.get("progress"), "epoch": data.get("epoch")}
 
 
-def _poll(
-    factory: sessionmaker[Session], after: int | None
-) -> tuple[int, list[tuple[int, uuid.UUID, str, Any]]]:
-    with factory() as session:
-        if after is None:
-            return latest_event_id(session), []
-        return after, feed_events(session, after)
-
-
-async def _feed_stream(
-    request: Request, factory: sessionmaker[Session], after: int | None
-) -> AsyncIterator[str]:
-    poll = float(getattr(request.app.state, "sse_poll_seconds", SSE_POLL_SECONDS))
-    keepalive = float(getattr(request.app.state, "sse_keepalive_seconds", SSE_KEEPALIVE_SECONDS))
-    lifetime = float(getattr(request.app.state, "feed_max_seconds", FEED_MAX_SECONDS))
-    yield "retry: 3000\n\n"
-    last_sent = started = time.monotonic()
+def _feed_poll(factory: sessionmaker[Session], after: int | None) -> Callable[[], Polled]:
+    """The source of the feed: the status / progress events after ``after`` (the first poll without one
+    only notes where the feed starts: the newest event); never finished (the stream's lifetime ends it)."""
     cursor = after
-    while True:
-        cursor, events = await anyio.to_thread.run_sync(_poll, factory, cursor)
-        for event_id, job_id, type_, data in events:
-            cursor = event_id
-            kind, payload = feed_item(job_id, type_, data)
-            text = json.dumps(_sanitize(payload), separators=(",", ":"))
-            yield f"id: {event_id}\nevent: {kind}\ndata: {text}\n\n"
-        if len(events) == FEED_BATCH:
-            continue
-        now = time.monotonic()
-        if events:
-            last_sent = now
-        elif now - last_sent >= keepalive:
-            yield ": keep-alive\n\n"
-            last_sent = now
-        if await request.is_disconnected() or now - started >= lifetime:
-            return
-        await anyio.sleep(poll)
+
+    def poll() -> Polled:
+        nonlocal cursor
+        with factory() as session:  # a short session per poll: no connection is held between polls
+            if cursor is None:
+                cursor = latest_event_id(session)
+                return Polled()
+            rows = feed_events(session, cursor)
+        if rows:
+            cursor = rows[-1][0]
+        return Polled(
+            [(event_id, *feed_item(job_id, type_, data)) for event_id, job_id, type_, data in rows],
+            more=len(rows) == FEED_BATCH,
+        )
+
+    return poll
 
 
 @router.get(
@@ -116,11 +97,10 @@ async def _feed_stream(
     dependencies=[Depends(require("jobs:read"))],
     response_class=StreamingResponse,
     responses={
-        200: {
-            "description": "Server-Sent Events of all jobs: `event` = status or progress, `data` = JSON with "
-            "`job_id`; `id` resumes with Last-Event-ID; ends after 5 minutes (reconnect to go on)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+        200: sse_200(
+            "Server-Sent Events of all jobs: `event` = status or progress, `data` = JSON with "
+            "`job_id`; `id` resumes with Last-Event-ID; ends after 5 minutes (reconnect to go on)"
+        ),
         **problem_responses(422),
     },
 )
@@ -133,8 +113,5 @@ def jobs_feed(
     ] = None,
 ) -> StreamingResponse:
     start = last_event_id_header if last_event_id_header is not None else after
-    return StreamingResponse(
-        _feed_stream(request, factory, start),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    lifetime = float(getattr(request.app.state, "feed_max_seconds", FEED_MAX_SECONDS))
+    return sse_response(event_stream(request, _feed_poll(factory, start), lifetime=lifetime))

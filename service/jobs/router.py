@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import math
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import anyio
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -18,19 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.dependencies import require
 from service.auth.service import require_owner
 from service.db.models import TERMINAL_STATES, ApiToken, JobStatus
-from service.dependencies import IdempotencyKeyHeader, SessionDep, SessionmakerDep, SettingsDep
-from service.jobs import service
+from service.dependencies import IdempotencyKeyHeader, SessionDep, SessionmakerDep, SettingsDep, ValidJob
+from service.jobs import lifecycle, queries
 from service.jobs.cache import ReadCache, job_version
-from service.jobs.dependencies import ValidJob
 from service.jobs.schemas import AttemptList, AttemptOut, JobCreate, JobList, JobOut, MetricsOut, RetryIn
+from service.jobs.submit import submit_job
 from service.problems import problem_responses
+from service.sse import Polled, event_stream, sse_200, sse_response
 from service.workers.service import waiting_reason
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=problem_responses(401, 403))
 
-SSE_POLL_SECONDS = 0.5  # how often the stream looks for new job_event rows (app.state.sse_poll_seconds)
-SSE_KEEPALIVE_SECONDS = 15.0  # a comment line after this long without data (app.state.sse_keepalive_seconds)
-SSE_BATCH = 500
+SSE_BATCH = 500  # events read per poll of a job's stream
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 JobsRead = Depends(require("jobs:read"))
@@ -55,12 +50,12 @@ def create_job(
     token: Annotated[ApiToken, Depends(require("jobs:write"))],
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
-    job, created = service.submit_job(session, settings, body, idempotency_key=idempotency_key, token=token)
+    job, created = submit_job(session, settings, body, idempotency_key=idempotency_key, token=token)
     response.headers["Location"] = f"/jobs/{job.id}"
     if created:
-        return service.job_out(job, {})  # a new job has no metrics yet
+        return queries.job_out(job, {})  # a new job has no metrics yet
     response.headers["Idempotent-Replayed"] = "true"
-    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+    return queries.job_out(job, queries.latest_metrics(session, [job.id])[job.id])
 
 
 @router.get("", response_model=JobList, dependencies=[JobsRead], responses=problem_responses(422))
@@ -78,7 +73,7 @@ def list_jobs(
     ] = None,
 ) -> JobList:
     """Jobs, newest first, a page at a time (keyset pagination: no duplicates or gaps under inserts)."""
-    jobs, next_cursor = service.list_jobs(
+    jobs, next_cursor = queries.list_jobs(
         session,
         statuses=[s.value for s in status or ()],
         kind=kind,
@@ -87,17 +82,17 @@ def list_jobs(
         limit=limit,
         cursor=cursor,
     )
-    latest = service.latest_metrics(session, [j.id for j in jobs])
-    return JobList(items=[service.job_out(j, latest[j.id]) for j in jobs], next_cursor=next_cursor)
+    latest = queries.latest_metrics(session, [j.id for j in jobs])
+    return JobList(items=[queries.job_out(j, latest[j.id]) for j in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, dependencies=[JobsRead], responses=problem_responses(404))
 def get_job(request: Request, job: ValidJob, session: SessionDep, settings: SettingsDep) -> JobOut:
     waiting = waiting_reason(session, settings, job)
     latest = _cache(request).get_or_compute(
-        (job_version(job), "latest"), lambda: service.latest_metrics(session, [job.id])[job.id]
+        (job_version(job), "latest"), lambda: queries.latest_metrics(session, [job.id])[job.id]
     )
-    return service.job_out(job, dict(latest), waiting)
+    return queries.job_out(job, dict(latest), waiting=waiting)
 
 
 @router.get(
@@ -121,7 +116,7 @@ def get_metrics(
     key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
 
     def read() -> bytes:
-        data = service.get_metrics(session, job.id, keys=key_list, from_step=from_step, max_points=max_points)
+        data = queries.get_metrics(session, job.id, keys=key_list, from_step=from_step, max_points=max_points)
         # already in MetricsOut's shape with finite floats: serialised directly with orjson (validating
         # thousands of points again, or the standard json module, would cost more than the query);
         # response_model keeps the OpenAPI schema
@@ -146,9 +141,9 @@ def cancel_job(
     """Queued: cancelled at once. Running: ``cancelling`` until the worker has stopped the trainer.
     Already cancelled or cancelling: 202, nothing changes. Finished: 409. Only the token that submitted
     the job, or one with ``admin``, may cancel it (403)."""
-    require_owner(token, job.created_by, f"job {job.id}")
-    job = service.cancel_job(session, job, force=force)
-    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+    require_owner(token, owner_id=job.created_by, what=f"job {job.id}")
+    job = lifecycle.cancel_job(session, job, force=force)
+    return queries.job_out(job, queries.latest_metrics(session, [job.id])[job.id])
 
 
 @router.post(
@@ -168,10 +163,10 @@ def retry_job(
     (default) or from scratch (``{"start": "scratch"}``). Already queued: 202, nothing changes. Running,
     cancelling or succeeded: 409. Only the token that submitted the job, or one with ``admin``, may retry
     it (403)."""
-    require_owner(token, job.created_by, f"job {job.id}")
+    require_owner(token, owner_id=job.created_by, what=f"job {job.id}")
     start = body.start if body is not None else "checkpoint"
-    job = service.retry_job(session, settings, job, start=start)
-    return service.job_out(job, service.latest_metrics(session, [job.id])[job.id])
+    job = lifecycle.retry_job(session, settings, job, start=start)
+    return queries.job_out(job, queries.latest_metrics(session, [job.id])[job.id])
 
 
 @router.get(
@@ -185,7 +180,7 @@ def list_attempts(job: ValidJob, session: SessionDep) -> AttemptList:
     and the end of its log."""
     return AttemptList(
         items=[
-            AttemptOut.model_validate(a, from_attributes=True) for a in service.list_attempts(session, job.id)
+            AttemptOut.model_validate(a, from_attributes=True) for a in queries.list_attempts(session, job.id)
         ]
     )
 
@@ -195,53 +190,25 @@ def _cache(request: Request) -> ReadCache:
     return cache
 
 
-def _sanitize(value: Any) -> Any:
-    """JSON without NaN / Infinity (which JSON.parse rejects)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_sanitize(v) for v in value]
-    return value
+def _job_poll(factory: sessionmaker[Session], job_id: uuid.UUID, after: int) -> Callable[[], Polled]:
+    """The source of a job's stream: its events after ``after``; finished after a terminal status event, or
+    when the job is finished (its terminal event was sent before ``after``) or deleted."""
 
-
-def _poll(
-    factory: sessionmaker[Session], job_id: uuid.UUID, after: int
-) -> tuple[str | None, list[tuple[int, str, Any]]]:
-    with factory() as session:  # a short session per poll: no connection is held between polls
-        job_status, events = service.fetch_events(session, job_id, after, SSE_BATCH)
-        return job_status, [(e.id, e.type, e.data) for e in events]
-
-
-async def _event_stream(
-    request: Request, factory: sessionmaker[Session], job_id: uuid.UUID, after: int
-) -> AsyncIterator[str]:
-    poll = float(getattr(request.app.state, "sse_poll_seconds", SSE_POLL_SECONDS))
-    keepalive = float(getattr(request.app.state, "sse_keepalive_seconds", SSE_KEEPALIVE_SECONDS))
-    yield "retry: 3000\n\n"
-    last_sent = time.monotonic()
-    while True:
-        job_status, events = await anyio.to_thread.run_sync(_poll, factory, job_id, after)
-        for event_id, event_type, data in events:
+    def poll() -> Polled:
+        nonlocal after
+        with factory() as session:  # a short session per poll: no connection is held between polls
+            job_status, rows = queries.fetch_events(session, job_id, after_id=after, limit=SSE_BATCH)
+            events = [(e.id, e.type, e.data) for e in rows]
+        for n, (event_id, event_type, data) in enumerate(events):
             after = event_id
-            payload = json.dumps(_sanitize(data), separators=(",", ":"))
-            yield f"id: {event_id}\nevent: {event_type}\ndata: {payload}\n\n"
             if event_type == "status" and isinstance(data, dict) and data.get("status") in _TERMINAL:
-                return
-        if len(events) == SSE_BATCH:
-            continue  # more are waiting
-        if job_status is None or job_status in _TERMINAL:
-            return  # finished before `after` (its terminal event was already sent), or deleted
-        now = time.monotonic()
-        if events:
-            last_sent = now
-        elif now - last_sent >= keepalive:
-            yield ": keep-alive\n\n"
-            last_sent = now
-        if await request.is_disconnected():
-            return
-        await anyio.sleep(poll)
+                return Polled(events[: n + 1], finished=True)
+        more = len(events) == SSE_BATCH
+        return Polled(
+            events, more=more, finished=not more and (job_status is None or job_status in _TERMINAL)
+        )
+
+    return poll
 
 
 @router.get(
@@ -249,11 +216,10 @@ async def _event_stream(
     dependencies=[JobsRead],
     response_class=StreamingResponse,
     responses={
-        200: {
-            "description": "Server-Sent Events: `id` = event id, `event` = type (status, progress, epoch, "
-            "eval, checkpoint), `data` = JSON; ends after a terminal status event",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+        200: sse_200(
+            "Server-Sent Events: `id` = event id, `event` = type (status, progress, epoch, "
+            "eval, checkpoint), `data` = JSON; ends after a terminal status event"
+        ),
         **problem_responses(404, 422),
     },
 )
@@ -272,8 +238,4 @@ def job_events(
     after = last_event_id_header if last_event_id_header is not None else (last_event_id or 0)
     job_id = job.id
     session.close()  # the stream polls with its own short sessions; hold no connection for its lifetime
-    return StreamingResponse(
-        _event_stream(request, factory, job_id, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(event_stream(request, _job_poll(factory, job_id, after)))

@@ -79,7 +79,7 @@ def update_schedule(
     if_match: IfMatch = None,
 ) -> ScheduleOut:
     """Only the token that made the schedule, or one with ``admin``, may change it (403)."""
-    require_owner(token, schedule.created_by, f"schedule {schedule.id}")
+    require_owner(token, owner_id=schedule.created_by, what=f"schedule {schedule.id}")
     schedule = service.update_schedule(session, schedule, body, if_match, max_cells=settings.max_batch_cells)
     return _out(session, schedule, response)
 
@@ -96,6 +96,6 @@ def delete_schedule(
     if_match: IfMatch = None,
 ) -> Response:
     """Only the token that made the schedule, or one with ``admin``, may delete it (403)."""
-    require_owner(token, schedule.created_by, f"schedule {schedule.id}")
+    require_owner(token, owner_id=schedule.created_by, what=f"schedule {schedule.id}")
     service.delete_schedule(session, schedule, if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

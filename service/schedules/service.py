@@ -64,12 +64,12 @@ def _check_cron(expr: str, field: str = "cron") -> None:
         raise invalid(field, f"{expr!r} is not a cron expression: {err}") from None
 
 
-def next_fire(expr: str, timezone: str, after: dt.datetime) -> dt.datetime:
+def next_fire(expr: str, *, timezone: str, after: dt.datetime) -> dt.datetime:
     """The first fire time strictly after ``after``, in UTC (evaluated in ``timezone``: DST-safe)."""
     return next(CronSim(expr, after.astimezone(_zone(timezone)))).astimezone(dt.timezone.utc)
 
 
-def latest_due(expr: str, timezone: str, first_due: dt.datetime, now: dt.datetime) -> dt.datetime:
+def latest_due(expr: str, *, timezone: str, first_due: dt.datetime, now: dt.datetime) -> dt.datetime:
     """The latest fire time in ``[first_due, now]`` (missed fire times coalesce into it); ``first_due``
     when it is the only one."""
     # cron times fall on whole minutes: "at most now" is "before the minute after now's"
@@ -79,7 +79,7 @@ def latest_due(expr: str, timezone: str, first_due: dt.datetime, now: dt.datetim
 
 
 def _template_body(
-    template: dict[str, Any], field: str = "template", max_cells: int | None = None
+    template: dict[str, Any], *, field: str = "template", max_cells: int | None = None
 ) -> tuple[BatchCreate, str | None]:
     """The template as a ``POST /batches`` body (a ``latest_succeeded`` teacher stands in as a placeholder
     job id) and the teacher job name to resolve at fire time; 422 naming ``template.…`` fields, also when
@@ -100,8 +100,8 @@ def _template_body(
     except ValidationError as err:
         raise validation_problem(err, field) from None
     if max_cells is not None:
-        check_size(body, max_cells, f"{field}.")
-    plan_jobs(body, parse_cells(body.grid, f"{field}.grid"), f"{field}.grid")
+        check_size(body, max_cells=max_cells, prefix=f"{field}.")
+    plan_jobs(body, parse_cells(body.grid, f"{field}.grid"), field=f"{field}.grid")
     return body, name
 
 
@@ -168,7 +168,7 @@ def list_schedules(session: Session) -> list[Schedule]:
     return list(session.scalars(select(Schedule).order_by(Schedule.name)))
 
 
-def _validate(cron: str, timezone: str, template: dict[str, Any], max_cells: int | None) -> None:
+def _validate(cron: str, *, timezone: str, template: dict[str, Any], max_cells: int | None) -> None:
     _check_cron(cron)
     _zone(timezone)
     reject_nul(template, "template")
@@ -189,7 +189,7 @@ def create_schedule(
 ) -> Schedule:
     """Store a schedule owned by ``token`` (its fires make batches and jobs owned by it too); a template of
     more than ``max_cells`` configurations x seeds is a 422."""
-    _validate(body.cron, body.timezone, body.template, max_cells)
+    _validate(body.cron, timezone=body.timezone, template=body.template, max_cells=max_cells)
     now = now or utcnow()
     schedule = Schedule(
         id=uuid.uuid4(),
@@ -199,7 +199,7 @@ def create_schedule(
         enabled=body.enabled,
         template=body.template,
         version=1,
-        next_fire_at=next_fire(body.cron, body.timezone, now) if body.enabled else None,
+        next_fire_at=next_fire(body.cron, timezone=body.timezone, after=now) if body.enabled else None,
         created_by=token.id if token is not None else None,
     )
     session.add(schedule)
@@ -231,12 +231,14 @@ def update_schedule(
     cron = changes.get("cron", schedule.cron)
     timezone = changes.get("timezone", schedule.timezone)
     template = changes.get("template", schedule.template)
-    _validate(cron, timezone, template, max_cells)
+    _validate(cron, timezone=timezone, template=template, max_cells=max_cells)
     timing = {"cron", "timezone", "enabled"} & set(changes)
     for key, value in changes.items():
         setattr(schedule, key, value)
     if timing:
-        schedule.next_fire_at = next_fire(cron, timezone, now or utcnow()) if schedule.enabled else None
+        schedule.next_fire_at = (
+            next_fire(cron, timezone=timezone, after=now or utcnow()) if schedule.enabled else None
+        )
     schedule.version += 1
     schedule.updated_at = utcnow()
     try:
@@ -277,7 +279,7 @@ def owner_refusal(session: Session, schedule: Schedule, now: dt.datetime) -> str
 
 
 def fire(
-    session: Session, settings: Settings, schedule: Schedule, fire_time: dt.datetime
+    session: Session, settings: Settings, schedule: Schedule, *, fire_time: dt.datetime
 ) -> tuple[Batch | None, list[Job], str | None]:
     """Make the batch of ``schedule`` at ``fire_time`` inside a savepoint of the caller's transaction:
     ``(batch, its new jobs, None)``; ``(existing batch, [], None)`` when that fire time already has one

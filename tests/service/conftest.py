@@ -128,7 +128,9 @@ def make_token(db: sessionmaker[Session]) -> TokenFactory:
 
     def factory(*scopes: str, expires_in: dt.timedelta | None = None, name: str = "test") -> str:
         with db() as session:
-            _row, plain = create_token(session, name, list(scopes or ("admin",)), expires_in)
+            _row, plain = create_token(
+                session, name, scopes=list(scopes or ("admin",)), expires_in=expires_in
+            )
             session.commit()
         return plain
 

@@ -48,7 +48,7 @@ def _schedule(
 
 def _token(db: sessionmaker[Session], name: str, expires_in: dt.timedelta | None = None) -> int:
     with db() as s:
-        row, _plain = create_token(s, name, ["jobs:read", "jobs:write"], expires_in)
+        row, _plain = create_token(s, name, scopes=["jobs:read", "jobs:write"], expires_in=expires_in)
         s.commit()
         return row.id
 
@@ -85,7 +85,7 @@ def test_two_dispatchers_at_one_fire_time_make_one_batch(
     # firing the same time again (a dispatcher with a stale view): the unique (schedule, fire time) holds
     with db() as s:
         sched = s.get_one(Schedule, sid)
-        batch, jobs, error = fire(s, settings, sched, T0 + dt.timedelta(minutes=5))
+        batch, jobs, error = fire(s, settings, sched, fire_time=T0 + dt.timedelta(minutes=5))
         s.commit()
         assert batch is not None and jobs == [] and error is None
         assert s.scalar(select(func.count()).select_from(Batch).where(Batch.schedule_id == sid)) == 1
@@ -106,18 +106,20 @@ def test_missed_fire_times_coalesce_into_the_latest(
 def test_next_fire_is_dst_safe_in_berlin() -> None:
     berlin = "Europe/Berlin"
     # spring forward (29 March 2026): 02:30 does not exist, cron fires at 03:00 CEST = 01:00 UTC
-    assert next_fire("30 2 * * *", berlin, dt.datetime(2026, 3, 28, 12, 0, tzinfo=UTC)) == dt.datetime(
-        2026, 3, 29, 1, 0, tzinfo=UTC
-    )
+    assert next_fire(
+        "30 2 * * *", timezone=berlin, after=dt.datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    ) == dt.datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     # fall back (25 October 2026): 02:30 happens twice; it fires once, at the first (00:30 UTC) ...
-    first = next_fire("30 2 * * *", berlin, dt.datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
+    first = next_fire("30 2 * * *", timezone=berlin, after=dt.datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
     assert first == dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
     # ... and next on the 26th at 02:30 CET = 01:30 UTC, not again an hour later
-    assert next_fire("30 2 * * *", berlin, first) == dt.datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
-    # a summer day: 02:30 CEST = 00:30 UTC
-    assert next_fire("30 2 * * *", berlin, dt.datetime(2026, 7, 1, 12, 0, tzinfo=UTC)) == dt.datetime(
-        2026, 7, 2, 0, 30, tzinfo=UTC
+    assert next_fire("30 2 * * *", timezone=berlin, after=first) == dt.datetime(
+        2026, 10, 26, 1, 30, tzinfo=UTC
     )
+    # a summer day: 02:30 CEST = 00:30 UTC
+    assert next_fire(
+        "30 2 * * *", timezone=berlin, after=dt.datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    ) == dt.datetime(2026, 7, 2, 0, 30, tzinfo=UTC)
 
 
 def test_a_missing_latest_succeeded_teacher_records_a_failed_fire(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import redis
 from service.local import Supervisor, daik_command
 from tests.e2e.conftest import clean_env, free_port, logs_of
 from tests.servers import REDIS_SERVER_URL, recreate_database, redis_db
-from tests.service.helpers import write_dota
+from tests.service.helpers import wait_for, write_dota
 
 CLIENT_DATABASE = "daik_test_client"
 CLIENT_REDIS_DB = redis_db(10)
@@ -88,17 +87,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 "DAIK_TRAINER_ENV": "DAIK_FAKE_TRAINER",
             },
         )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
+
+        def ready() -> bool:
             exited = sup.first_exited()
             assert exited is None, f"{exited.name} exited\n{logs_of(sup)}"
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the API did not come up\n{logs_of(sup)}"
-            time.sleep(0.3)
+                return False
+
+        wait_for(ready, READY_TIMEOUT, interval=0.3, what=lambda: f"the API did not come up\n{logs_of(sup)}")
         write_dota(roots / "data" / "ds" / "train", images=2)
         write_dota(roots / "data" / "ds" / "val", images=1)
         yield Service(url, token, roots, gate, sup)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import yaml
 from daik_core.cli import main
 from tests.e2e.conftest import clean_env, free_port
 from tests.service.client.conftest import Service
-from tests.service.helpers import PNG_1X1
+from tests.service.helpers import PNG_1X1, wait_for
 
 JOB_TIMEOUT = 180.0  # the worker starts a fake trainer (a Python process) on a busy 2-core machine
 
@@ -87,13 +86,19 @@ def _daik(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def _wait_status(cli: Cli, service: Service, job_id: str, wanted: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
-        job: dict[str, Any] = cli.json("jobs", "get", job_id)
-        if job["status"] in wanted:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}\n{service.logs()}"
-        time.sleep(0.5)
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        last.update(cli.json("jobs", "get", job_id))
+        return dict(last) if last["status"] in wanted else None
+
+    job: dict[str, Any] = wait_for(
+        reached,
+        JOB_TIMEOUT,
+        interval=0.5,
+        what=lambda: f"job {job_id} still {last['status']}\n{service.logs()}",
+    )
+    return job
 
 
 def test_submit_list_cancel_finish_and_download(cli: Cli, service: Service, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_listing_and_lookup_stay_in_the_folder(settings: Settings, tmp_path: Pat
         ("attempt-2/weights/best.pt", 7, "checkpoint", 2),
         ("notes.txt", 1, "other", None),
     ]
-    assert files.job_file(settings, job_id, "attempt-2/weights/best.pt") == (
+    assert files.job_file(settings, job_id, value="attempt-2/weights/best.pt") == (
         root / "attempt-2" / "weights" / "best.pt"
     )
     for bad in (
@@ -70,7 +70,7 @@ def test_listing_and_lookup_stay_in_the_folder(settings: Settings, tmp_path: Pat
         "attempt-2",
         "",
     ):
-        assert files.job_file(settings, job_id, bad) is None, bad
+        assert files.job_file(settings, job_id, value=bad) is None, bad
     assert files.list_job_files(settings, uuid.uuid4()) == ([], False)  # not started: no folder
 
 

@@ -18,8 +18,8 @@ from service.dashboard.service import flatten_spec, spec_differences
 from service.db.models import Metric
 from service.settings import Settings
 from tests.service.conftest import TokenFactory
+from tests.service.dashboard.test_dashboard import login, ui  # noqa: F401  (the fixture)
 from tests.service.helpers import PNG_1X1, assert_problem, set_job
-from tests.service.test_dashboard import login, ui  # noqa: F401  (the fixture)
 
 Submit = Callable[..., dict[str, Any]]
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg"

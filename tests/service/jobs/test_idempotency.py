@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Job
-from service.jobs import service as jobs_service
+from service.jobs import submit as jobs_submit
 from tests.service.helpers import assert_problem, job_body, queued_messages
 
 
@@ -79,13 +79,13 @@ def test_racing_duplicates_create_one_job(
     and the other seven replay it. Exactly one row; every answer names it."""
     n = 8
     gate = threading.Barrier(n, timeout=30)
-    resolve = jobs_service.resolve_spec
+    resolve = jobs_submit.resolve_spec
 
     def resolve_after_everyone_looked(*args: Any, **kwargs: Any) -> Any:
         gate.wait()
         return resolve(*args, **kwargs)
 
-    monkeypatch.setattr(jobs_service, "resolve_spec", resolve_after_everyone_looked)
+    monkeypatch.setattr(jobs_submit, "resolve_spec", resolve_after_everyone_looked)
     responses: list[httpx.Response] = []
     errors: list[BaseException] = []
     lock = threading.Lock()

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.dashboard.service import bar_chart
 from service.db.models import Batch, Schedule
 from tests.service.conftest import TokenFactory
+from tests.service.dashboard.test_dashboard import login
 from tests.service.helpers import assert_problem, bearer, job_body, set_job
-from tests.service.test_dashboard import login
 
 GRID = [{"name": "baseline", "losses": {}}, {"name": "+AAL", "losses": {"aal": {"enabled": True}}}]
 # seed -> (mAP50, mAP50:95, AP50 of "plane") of each configuration's job

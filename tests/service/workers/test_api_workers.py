@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from service.auth.service import BOOTSTRAP_NAME
 from service.db.models import ApiToken
 from service.local import Supervisor, daik_command
 from tests.service.conftest import REDIS_DB, REDIS_SERVER_URL
+from tests.service.helpers import wait_for
 
 
 def _free_port() -> int:
@@ -43,21 +43,22 @@ def test_api_with_two_workers_serves(
     sup = Supervisor(env, grace=10)
     api = sup.start("api", daik_command("api", "--port", str(port), "--workers", "2"), tmp_path / "api.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def healthy() -> bool:
             assert not api.exited(), api.log_tail(40)
             try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, api.log_tail(40)
-            time.sleep(0.2)
+                return False
+
+        wait_for(healthy, 60, interval=0.2, what=lambda: api.log_tail(40))
         # both workers start (and register the bootstrap token) before the log says so
-        deadline = time.monotonic() + 30
-        while api.log_tail(200).count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, api.log_tail(40)
-            time.sleep(0.2)
+        wait_for(
+            lambda: api.log_tail(200).count("Application startup complete") >= 2,
+            30,
+            interval=0.2,
+            what=lambda: api.log_tail(40),
+        )
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
             for _ in range(20):  # new connections: both processes answer some

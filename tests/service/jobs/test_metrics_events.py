@@ -339,6 +339,7 @@ def test_stream_delivers_live_events(
     written: list[int] = []
 
     def worker() -> None:  # writes while the stream is open, as the worker would
+        # the pauses are the scenario: events arriving one by one across the stream's polls, not a wait
         time.sleep(0.3)
         written.extend(
             _add_events(
@@ -377,7 +378,7 @@ def test_stream_sends_keepalive_comments(
     (queued_id,) = _event_ids(db, job["id"])
 
     def finish() -> None:
-        time.sleep(0.6)
+        time.sleep(0.6)  # the scenario itself: 0.6 s of silence, in which the keep-alive comments come
         _add_events(db, job["id"], ("status", {"status": "cancelled", "attempt": 0, "error": None}))
         set_job(db, job["id"], status="cancelled")
 
@@ -405,7 +406,7 @@ def test_stream_rejects_a_bad_last_event_id(
 
 def _latest_metrics_case(session: Session) -> None:
     """Two jobs, keys written out of step order, a NaN (NULL) last: the newest step of each key wins."""
-    from service.jobs.service import latest_metrics
+    from service.jobs.queries import latest_metrics
 
     a, b, none = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for jid in (a, b):
