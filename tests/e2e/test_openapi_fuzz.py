@@ -6,7 +6,7 @@ content types, headers and schemas.
 Left out: ``positive_data_acceptance`` (a schema-valid job naming a dataset that does not exist is rightly a
 422) and the token revocation route (it would revoke the token the run authenticates with, leaving every
 later request a 401; revocation has its own tests), and the jobs feed ``/jobs/events`` (a stream held
-open for minutes by design; tests/service/test_dashboard.py reads it)."""
+open for minutes by design; tests/service/dashboard/test_dashboard.py reads it)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,19 +82,3 @@ def queued_messages(broker: redis.Redis, queue: str) -> list[tuple[str, list[Any
         body = json.loads(base64.b64decode(message["body"]))
         out.append((message["headers"]["task"], list(body[0])))
     return out
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, *, interval: float = 0.05, what: Any = None
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds;
-    ``what`` (a value, or a callable for one computed at the failure) says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            message = what() if callable(what) else what
-            raise AssertionError(f"not within {timeout} s: {message or predicate}")
-        time.sleep(interval)

@@ -21,7 +21,8 @@ import redis
 from service.local import Supervisor, daik_command
 from tests.e2e.conftest import clean_env, free_port, logs_of
 from tests.servers import REDIS_SERVER_URL, recreate_database, redis_db
-from tests.service.helpers import wait_for, write_dota
+from tests.service.helpers import write_dota
+from tests.waiting import wait_for
 
 CLIENT_DATABASE = "daik_test_client"
 CLIENT_REDIS_DB = redis_db(10)
@@ -96,7 +97,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, READY_TIMEOUT, interval=0.3, what=lambda: f"the API did not come up\n{logs_of(sup)}")
+        wait_for(
+            ready, READY_TIMEOUT, interval=0.3, what="the API to come up", on_timeout=lambda: logs_of(sup)
+        )
         write_dota(roots / "data" / "ds" / "train", images=2)
         write_dota(roots / "data" / "ds" / "val", images=1)
         yield Service(url, token, roots, gate, sup)

@@ -22,7 +22,8 @@ import yaml
 from daik_core.cli import main
 from tests.e2e.conftest import clean_env, free_port
 from tests.service.client.conftest import Service
-from tests.service.helpers import PNG_1X1, wait_for
+from tests.service.helpers import PNG_1X1
+from tests.waiting import wait_for
 
 JOB_TIMEOUT = 180.0  # the worker starts a fake trainer (a Python process) on a busy 2-core machine
 
@@ -96,7 +97,8 @@ def _wait_status(cli: Cli, service: Service, job_id: str, wanted: set[str]) -> d
         reached,
         JOB_TIMEOUT,
         interval=0.5,
-        what=lambda: f"job {job_id} still {last['status']}\n{service.logs()}",
+        what=f"job {job_id} to reach {sorted(wanted)}",
+        on_timeout=lambda: f"still {last['status']}\n{service.logs()}",
     )
     return job
 

@@ -16,7 +16,7 @@ from service.auth.service import BOOTSTRAP_NAME
 from service.db.models import ApiToken
 from service.local import Supervisor, daik_command
 from tests.service.conftest import REDIS_DB, REDIS_SERVER_URL
-from tests.service.helpers import wait_for
+from tests.waiting import wait_for
 
 
 def _free_port() -> int:
@@ -51,13 +51,14 @@ def test_api_with_two_workers_serves(
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, 60, interval=0.2, what=lambda: api.log_tail(40))
+        wait_for(healthy, 60, interval=0.2, what="the API to answer", on_timeout=lambda: api.log_tail(40))
         # both workers start (and register the bootstrap token) before the log says so
         wait_for(
             lambda: api.log_tail(200).count("Application startup complete") >= 2,
             30,
             interval=0.2,
-            what=lambda: api.log_tail(40),
+            what="both API processes to start",
+            on_timeout=lambda: api.log_tail(40),
         )
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
