@@ -376,6 +376,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from daik_core.ablation.runner import (
         ablation_meta,
         collect_records,
+        environment_warning,
         run_ablation,
         scoring_split,
         write_table,
@@ -400,6 +401,9 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
             raise DaikError(f"ablate --table-only: no finished run in {out} scored on {split}")
         meta = ablation_meta(spec, seeds, split, teacher if teacher and teacher.is_file() else None)
         rows = write_table(out, records, [c.name for c in cells], **meta)
+        warning = environment_warning(records)
+        if warning is not None:
+            print(warning, file=sys.stderr)
     else:
         stop = StopFlag()
 

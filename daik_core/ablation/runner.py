@@ -36,6 +36,12 @@ median of 20 timed forward passes of one image (fused network, no NMS) after 3 w
 ``latency_threads`` intra-op threads. The table's JSON also records the schedule of the students and of
 the teacher (:func:`ablation_meta`); a teacher trained under another schedule is warned about, since the
 teacher-student gap then mixes capacity with training time.
+
+Compute environments: each record keeps the environments its run trained in (the trainer's
+``results.json``, :mod:`daik_core.engine.environment`), the table's JSON lists them (``environments``), and
+a table whose runs come from more than one is warned about (:func:`environment_warning`): runs are
+bit-repeatable only within one environment, so a grid split across machines (``--only-seeds``) pairs runs
+whose differences also carry the machines' floating-point noise.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ __all__ = [
     "PlannedRun",
     "ablation_meta",
     "collect_records",
+    "environment_warning",
     "evaluate_final",
     "model_cost",
     "plan_runs",
@@ -80,6 +87,7 @@ __all__ = [
     "score_run",
     "split_tag",
     "train_run",
+    "training_environments",
     "training_hash",
     "write_table",
 ]
@@ -286,13 +294,7 @@ def score_run(
         costs[key] = model_cost(model, spec.hparams.imgsz, latency_threads)
     cost = costs[key]
     seed = run.seed if run.spec is not None else _teacher_seed(weights)
-    train_time = None
-    results = run.folder / "results.json"
-    if run.spec is not None and results.is_file():
-        try:
-            train_time = json.loads(results.read_text()).get("train_time_s")
-        except ValueError:
-            train_time = None
+    trained = _trained(run)
     record = RunRecord(
         config=run.cell.name,
         seed=seed,
@@ -309,13 +311,59 @@ def score_run(
             "preset": meta.preset,
             "weights": str(weights),
             "epoch": scores["epoch"],
-            "train_time_s": train_time,
+            "train_time_s": trained.get("train_time_s"),
             "latency_threads": latency_threads,
+            "environments": trained.get("environments") or [],
         },
     )
     run.folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.record_path(val), json.dumps(record.to_dict(), indent=2) + "\n")
     return record
+
+
+def _trained(run: PlannedRun) -> dict[str, Any]:
+    """The run's ``results.json`` (``{}`` for the teacher row, or when missing or unreadable)."""
+    results = run.folder / "results.json"
+    if run.spec is None or not results.is_file():
+        return {}
+    try:
+        data = json.loads(results.read_text())
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def training_environments(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
+    """The distinct compute environments the trained runs of ``records`` ran in, by id (records written
+    before environments were recorded add none)."""
+    found: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        for env in rec.extra.get("environments") or []:
+            if isinstance(env, dict) and isinstance(env.get("id"), str):
+                found.setdefault(env["id"], env)
+    return found
+
+
+def environment_warning(records: Sequence[RunRecord]) -> str | None:
+    """A warning when the trained runs of ``records`` come from more than one compute environment (their
+    floating-point results differ as a seed's would, so paired differences carry that noise too)."""
+    envs = training_environments(records)
+    if len(envs) < 2:
+        return None
+    runs: dict[str, list[str]] = {k: [] for k in envs}
+    for rec in records:
+        for env in rec.extra.get("environments") or []:
+            if isinstance(env, dict) and env.get("id") in runs:
+                runs[env["id"]].append(f"{rec.config} seed {rec.seed}")
+    detail = "; ".join(
+        f"{k} ({envs[k].get('device_name') or envs[k].get('device')}, torch {envs[k].get('torch')}, "
+        f"{envs[k].get('threads')} threads): {', '.join(runs[k])}"
+        for k in envs
+    )
+    return (
+        f"ablate: warning: the runs of this table were trained in {len(envs)} compute environments, so "
+        f"they are not bit-comparable and a paired difference mixes in that noise: {detail}"
+    )
 
 
 def _teacher_seed(checkpoint: Path) -> int:
@@ -393,7 +441,9 @@ def write_table(out: Path, records: Sequence[RunRecord], order: Sequence[str], *
     ``ablation.png`` (mAP50 per configuration with 95 % intervals; a chart that cannot be drawn is a warning)
     in ``out``; ``meta`` becomes the JSON's top-level fields."""
     rows = summarize(records, order)
-    atomic_write_text(out / "ablation.json", json.dumps(table_json(rows, **meta), indent=2) + "\n")
+    envs = training_environments(records)
+    table = table_json(rows, **meta, environments=list(envs.values()))
+    atomic_write_text(out / "ablation.json", json.dumps(table, indent=2) + "\n")
     atomic_write_text(out / "ablation.csv", table_csv(rows))
     atomic_write_text(out / "ablation.md", table_markdown(rows))
     try:
@@ -541,6 +591,9 @@ def _run_plan(
         )
     records = collect_records(out, cells, split)
     rows = write_table(out, records, order, **meta)
+    warning = environment_warning(records)
+    if warning is not None:
+        print(warning, file=log)
     return AblationResult("completed", records, rows, out)
 
 

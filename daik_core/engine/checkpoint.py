@@ -18,6 +18,8 @@ Format (version :data:`FORMAT_VERSION`), a dict of plain Python values and tenso
     best_fitness      best validation mAP50 so far (None before the first evaluation)
     best_epoch        the epoch that reached it (None before)
     train_time_s      seconds of training so far, over every resume
+    environments      the compute environments the run trained in (:mod:`daik_core.engine.environment`),
+                      one per distinct environment of its resumes; absent from older checkpoints
     spec              the resolved job spec (``JobSpec.model_dump(mode="json")``)
     model_info        {"preset", "num_classes", "classes", "reg_max", "imgsz"}: enough to rebuild the
                       detector without the spec (``daik predict --weights best.pt``)

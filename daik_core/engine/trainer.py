@@ -93,6 +93,7 @@ from daik_core.engine.distributed import (
     resolve_device,
 )
 from daik_core.engine.ema import ModelEMA
+from daik_core.engine.environment import compute_environment
 from daik_core.engine.teacher import load_teacher
 from daik_core.engine.tracking import check_tracking, tracking_callbacks
 from daik_core.errors import DaikError
@@ -327,6 +328,8 @@ class Trainer:
         self.train_time = 0.0
         self.last_eval: EvalOutput | None = None
         self.last_eval_epoch: int | None = None
+        # the compute environments it trained in (daik_core.engine.environment); a resume elsewhere adds one
+        self.environments: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self) -> TrainResult:
@@ -358,6 +361,8 @@ class Trainer:
         self.criterion, self.distill = self._build_losses()
         self.optimizer, self.scaler, self.ema = self._build_optimizer()
         progress, rng_state = (_Progress(), None) if resume_path is None else self._load_resume(resume_path)
+        if all(e.get("id") != self.environment["id"] for e in self.environments):
+            self.environments.append(self.environment)
         self.net = self._wrap_ddp()
         self._prepare_output(resume_path)
         barrier()
@@ -400,6 +405,7 @@ class Trainer:
         self.use_amp = hp.amp and device.type == "cuda"
         self.channels_last = hp.channels_last and device.type == "cuda"
         self.classes = spec.dataset.class_names()
+        self.environment = compute_environment(device, self.dist.world_size)
         return resume_path
 
     def _build_teacher(self) -> Detector | None:
@@ -805,6 +811,7 @@ class Trainer:
                     "gflops": self.fused_info["gflops"],
                     "imgsz": hp.imgsz,
                     "train_time_s": self.train_time,
+                    "environments": self.environments,
                     "weights": {"last": str(self.last_path), "best": str(self.best_path)},
                 }
             )
@@ -853,6 +860,7 @@ class Trainer:
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
             "train_time_s": self.train_time,
+            "environments": self.environments,
             "spec": spec.model_dump(mode="json"),
             "model_info": {
                 "preset": spec.student.preset,
@@ -923,6 +931,7 @@ class Trainer:
         self.best_fitness = ckpt.get("best_fitness")
         self.best_epoch = ckpt.get("best_epoch")
         self.train_time = float(ckpt.get("train_time_s", 0.0))
+        self.environments = [e for e in ckpt.get("environments") or [] if isinstance(e, dict)]
         progress = _Progress.from_dict(ckpt.get("progress") or {}) if iteration else _Progress()
         progress.iteration = iteration
         return progress, ckpt.get("rng")

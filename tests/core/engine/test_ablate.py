@@ -16,6 +16,7 @@ from daik_core.ablation.runner import run_ablation
 from daik_core.cli import main
 from daik_core.engine import Trainer
 from daik_core.engine.callbacks import Callback, StopFlag
+from daik_core.engine.environment import compute_environment
 from tests.core.engine.conftest import make_spec
 
 GRID: list[dict[str, Any]] = [
@@ -57,6 +58,12 @@ def test_ablation_trains_scores_and_tabulates(
         assert rec.map50 is not None and 0.0 <= rec.map50 <= 1.0 and rec.map50_all is not None
         assert rec.params is not None and rec.params > 0 and rec.latency_ms is not None and rec.latency_ms > 0
         assert set(rec.ap50) <= set(spec.dataset.class_names())
+    # every trained run records this process's compute environment; one environment: no warning
+    here = compute_environment("cpu")
+    trained = [r for r in result.records if r.config != "teacher"]
+    assert all([e["id"] for e in r.extra["environments"]] == [here["id"]] for r in trained)
+    assert next(r for r in result.records if r.config == "teacher").extra["environments"] == []
+    assert "compute environments" not in log.getvalue()
     # the two seeds of a configuration are different runs
     w0 = (runs / "baseline" / "seed0" / "weights" / "last.pt").read_bytes()
     assert w0 != (runs / "baseline" / "seed1" / "weights" / "last.pt").read_bytes()
@@ -64,6 +71,7 @@ def test_ablation_trains_scores_and_tabulates(
     table = json.loads((out / "ablation.json").read_text())
     base = next(r for r in table["rows"] if r["config"] == "baseline")
     maps = [r.map50 for r in result.records if r.config == "baseline"]
+    assert [e["id"] for e in table["environments"]] == [here["id"]]
     assert base["map50"]["n"] == 2 and base["map50"]["mean"] == pytest.approx(sum(maps) / 2)  # type: ignore[arg-type]
     assert (out / "ablation.csv").read_text().splitlines()[0].startswith("config,seeds,map50_mean")
     assert "| +AD | 2 |" in (out / "ablation.md").read_text()

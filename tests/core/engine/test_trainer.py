@@ -21,6 +21,7 @@ from daik_core.cli import main
 from daik_core.config import parse_spec
 from daik_core.engine import Callback, StopFlag, Trainer, TrainInfo
 from daik_core.engine.checkpoint import load_detector
+from daik_core.engine.environment import compute_environment
 from daik_core.engine.trainer import legacy_loss_changes
 from daik_core.errors import DaikError
 from tests.core.engine.conftest import NO_AUGMENT, make_spec
@@ -131,6 +132,8 @@ def test_smoke_overfit_two_images(data_root: Path, tmp_path: Path) -> None:
     for key in ("map50", "map50_95", "ap50", "best_epoch", "params", "gflops", "train_time_s"):
         assert key in results, key
     assert results["best_epoch"] == 3 and results["params"] > 0 and results["gflops"] > 0
+    # the environment it trained in, with the id this process computes
+    assert [e["id"] for e in results["environments"]] == [compute_environment("cpu")["id"]]
     # one parameter count: the fused model's, at the start and in results.json
     ((_, info),) = [e for e in rec.events if e[0] == "start"]
     fused, _ = load_detector(out / "weights" / "best.pt")
@@ -171,6 +174,9 @@ def test_exact_resume_after_an_epoch_and_mid_epoch(data_root: Path, tmp_path: Pa
     ckpt = torch.load(mid / "weights" / "last.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["iteration"], ckpt["step"]) == (1, 1, 3)
     assert len(_metrics(mid)) == 1
+    # as if stopped on another machine: the resume keeps that environment and adds this one
+    elsewhere = {**ckpt["environments"][0], "id": "000000000000", "device_name": "elsewhere"}
+    torch.save({**ckpt, "environments": [elsewhere]}, mid / "weights" / "last.pt")
     second = Trainer(
         make_spec(data_root, mid, epochs=3, augment=augment), resume=mid / "weights" / "last.pt"
     ).fit()
@@ -185,6 +191,11 @@ def test_exact_resume_after_an_epoch_and_mid_epoch(data_root: Path, tmp_path: Pa
         ref = json.loads((straight / "results.json").read_text())
         for key in ("map50", "map50_95", "ap50", "best_epoch", "step"):
             assert got[key] == ref[key], key
+    here = compute_environment("cpu")["id"]
+    at_epoch_envs = json.loads((at_epoch / "results.json").read_text())["environments"]
+    assert [e["id"] for e in at_epoch_envs] == [here]  # resumed where it stopped: one environment
+    mid_envs = json.loads((mid / "results.json").read_text())["environments"]
+    assert [e["id"] for e in mid_envs] == ["000000000000", here]
 
 
 def test_resume_refuses_a_finished_run_and_a_fresh_start_over_a_run(data_root: Path, tmp_path: Path) -> None:

@@ -1,0 +1,41 @@
+"""The ablation's record of compute environments: the distinct environments of a table's runs, and the
+warning when one table mixes runs trained in different ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from daik_core.ablation.runner import environment_warning, training_environments, write_table
+from daik_core.ablation.table import RunRecord
+
+
+def _env(env_id: str, name: str) -> dict[str, object]:
+    return {"id": env_id, "device": "cpu", "device_name": name, "torch": "2.13.0", "threads": 1}
+
+
+def _record(config: str, seed: int, *envs: dict[str, object]) -> RunRecord:
+    return RunRecord(config, seed, 0.5, extra={"hash": "h", "environments": list(envs)})
+
+
+def test_one_environment_gives_no_warning() -> None:
+    a = _env("aaaaaaaaaaaa", "AMD EPYC")
+    records = [_record("baseline", 0, a), _record("DAIK", 0, a), RunRecord("teacher", 0, 0.7)]
+    assert training_environments(records) == {"aaaaaaaaaaaa": a}
+    assert environment_warning(records) is None
+    # records written before environments were recorded count for none
+    assert environment_warning([*records, RunRecord("DAIK", 1, 0.5, extra={"hash": "h"})]) is None
+
+
+def test_mixed_environments_are_named_with_their_runs(tmp_path: Path) -> None:
+    a, b = _env("aaaaaaaaaaaa", "AMD EPYC"), _env("bbbbbbbbbbbb", "Intel Xeon")
+    records = [_record("baseline", 0, a), _record("DAIK", 0, b), _record("DAIK", 1, a, b)]
+    assert list(training_environments(records)) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    warning = environment_warning(records)
+    assert warning is not None and "2 compute environments" in warning
+    assert "aaaaaaaaaaaa (AMD EPYC, torch 2.13.0, 1 threads): baseline seed 0, DAIK seed 1" in warning
+    assert "bbbbbbbbbbbb (Intel Xeon, torch 2.13.0, 1 threads): DAIK seed 0, DAIK seed 1" in warning
+    # the table's JSON lists them
+    write_table(tmp_path, records, ["baseline", "DAIK"], spec="s")
+    table = json.loads((tmp_path / "ablation.json").read_text())
+    assert [e["id"] for e in table["environments"]] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
