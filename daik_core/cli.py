@@ -376,11 +376,11 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from daik_core.ablation.runner import (
         ablation_meta,
         collect_records,
-        environment_warning,
         run_ablation,
         scoring_split,
         write_table,
     )
+    from daik_core.ablation.table import environment_warning
     from daik_core.config import load_spec, spec_overrides
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
@@ -403,7 +403,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         rows = write_table(out, records, [c.name for c in cells], **meta)
         warning = environment_warning(records)
         if warning is not None:
-            print(warning, file=sys.stderr)
+            print(f"ablate: warning: {warning}", file=sys.stderr)
     else:
         stop = StopFlag()
 

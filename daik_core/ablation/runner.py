@@ -38,10 +38,11 @@ the teacher (:func:`ablation_meta`); a teacher trained under another schedule is
 teacher-student gap then mixes capacity with training time.
 
 Compute environments: each record keeps the environments its run trained in (the trainer's
-``results.json``, :mod:`daik_core.engine.environment`), the table's JSON lists them (``environments``), and
-a table whose runs come from more than one is warned about (:func:`environment_warning`): runs are
-bit-repeatable only within one environment, so a grid split across machines (``--only-seeds``) pairs runs
-whose differences also carry the machines' floating-point noise.
+``results.json``, :mod:`daik_core.engine.environment`), the table's JSON lists them (``environments``),
+and a table whose runs come from more than one is warned about
+(:func:`~daik_core.ablation.table.environment_warning`): runs are bit-repeatable only within one
+environment, so a grid split across machines (``--only-seeds``) pairs runs whose differences also carry
+the machines' floating-point noise.
 """
 
 from __future__ import annotations
@@ -60,7 +61,16 @@ from typing import Any, TextIO
 import torch
 
 from daik_core.ablation.grid import Cell, cell_spec, config_hash, slug
-from daik_core.ablation.table import Row, RunRecord, summarize, table_csv, table_json, table_markdown
+from daik_core.ablation.table import (
+    Row,
+    RunRecord,
+    environment_warning,
+    summarize,
+    table_csv,
+    table_json,
+    table_markdown,
+    training_environments,
+)
 from daik_core.config import JobSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.engine.callbacks import Callback
@@ -79,7 +89,6 @@ __all__ = [
     "PlannedRun",
     "ablation_meta",
     "collect_records",
-    "environment_warning",
     "evaluate_final",
     "model_cost",
     "plan_runs",
@@ -87,7 +96,6 @@ __all__ = [
     "score_run",
     "split_tag",
     "train_run",
-    "training_environments",
     "training_hash",
     "write_table",
 ]
@@ -333,39 +341,6 @@ def _trained(run: PlannedRun) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def training_environments(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
-    """The distinct compute environments the trained runs of ``records`` ran in, by id (records written
-    before environments were recorded add none)."""
-    found: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        for env in rec.extra.get("environments") or []:
-            if isinstance(env, dict) and isinstance(env.get("id"), str):
-                found.setdefault(env["id"], env)
-    return found
-
-
-def environment_warning(records: Sequence[RunRecord]) -> str | None:
-    """A warning when the trained runs of ``records`` come from more than one compute environment (their
-    floating-point results differ as a seed's would, so paired differences carry that noise too)."""
-    envs = training_environments(records)
-    if len(envs) < 2:
-        return None
-    runs: dict[str, list[str]] = {k: [] for k in envs}
-    for rec in records:
-        for env in rec.extra.get("environments") or []:
-            if isinstance(env, dict) and env.get("id") in runs:
-                runs[env["id"]].append(f"{rec.config} seed {rec.seed}")
-    detail = "; ".join(
-        f"{k} ({envs[k].get('device_name') or envs[k].get('device')}, torch {envs[k].get('torch')}, "
-        f"{envs[k].get('threads')} threads): {', '.join(runs[k])}"
-        for k in envs
-    )
-    return (
-        f"ablate: warning: the runs of this table were trained in {len(envs)} compute environments, so "
-        f"they are not bit-comparable and a paired difference mixes in that noise: {detail}"
-    )
-
-
 def _teacher_seed(checkpoint: Path) -> int:
     _, meta = load_detector(checkpoint)
     hp = meta.spec.get("hparams") if isinstance(meta.spec, dict) else None
@@ -593,7 +568,7 @@ def _run_plan(
     rows = write_table(out, records, order, **meta)
     warning = environment_warning(records)
     if warning is not None:
-        print(warning, file=log)
+        print(f"ablate: warning: {warning}", file=log)
     return AblationResult("completed", records, rows, out)
 
 

@@ -27,12 +27,14 @@ __all__ = [
     "Row",
     "RunRecord",
     "Stat",
+    "environment_warning",
     "paired_delta",
     "summarize",
     "t_critical",
     "table_csv",
     "table_json",
     "table_markdown",
+    "training_environments",
     "versus",
 ]
 
@@ -423,3 +425,36 @@ def versus(records: Iterable[RunRecord], name: str, order: Sequence[str] | None 
             wins = sum(1 for s, v in mine.items() if s in by_config[other] and v > by_config[other][s])
             lines.append(f"{name} - {other}: {_delta(d)} mAP50, ahead on {wins} of {d.n} seeds")
     return lines
+
+
+def training_environments(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
+    """The distinct compute environments the trained runs of ``records`` ran in, by id (records written
+    before environments were recorded add none)."""
+    found: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        for env in rec.extra.get("environments") or []:
+            if isinstance(env, dict) and isinstance(env.get("id"), str):
+                found.setdefault(env["id"], env)
+    return found
+
+
+def environment_warning(records: Sequence[RunRecord]) -> str | None:
+    """A warning when the trained runs of ``records`` come from more than one compute environment (their
+    floating-point results differ as a seed's would, so paired differences carry that noise too)."""
+    envs = training_environments(records)
+    if len(envs) < 2:
+        return None
+    runs: dict[str, list[str]] = {k: [] for k in envs}
+    for rec in records:
+        for env in rec.extra.get("environments") or []:
+            if isinstance(env, dict) and env.get("id") in runs:
+                runs[env["id"]].append(f"{rec.config} seed {rec.seed}")
+    detail = "; ".join(
+        f"{k} ({envs[k].get('device_name') or envs[k].get('device')}, torch {envs[k].get('torch')}, "
+        f"{envs[k].get('threads')} threads): {', '.join(runs[k])}"
+        for k in envs
+    )
+    return (
+        f"the runs of this table were trained in {len(envs)} compute environments, so "
+        f"they are not bit-comparable and a paired difference mixes in that noise: {detail}"
+    )

@@ -38,7 +38,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from daik_core.ablation.grid import BASELINE, GRIDS, Cell, cell_spec, config_hash, needs_teacher, parse_grid
-from daik_core.ablation.table import Row, RunRecord, summarize
+from daik_core.ablation.table import Row, RunRecord, environment_warning, summarize, training_environments
 from daik_core.config import DistillSpec, JobSpec
 from daik_core.errors import DaikError
 from service.batches.schemas import BatchCellOut, BatchCreate, BatchOut
@@ -511,7 +511,7 @@ def _record(config: str, *, seed: int, job: Job, per_class: dict[str, Any] | Non
             "ap50": ap50,
             "params": res.get("params"),
             "gflops": res.get("gflops"),
-            "extra": {"job_id": str(job.id)},
+            "extra": {"job_id": str(job.id), "environments": res.get("environments") or []},
         }
     )
 
@@ -562,5 +562,8 @@ def results(session: Session, batch: Batch) -> tuple[list[Row], dict[str, Any]]:
         "seeds": body.seed_list(),
         "batch": str(batch.id),
         "complete": stats.jobs > 0 and stats.counts[JobStatus.succeeded.value] == stats.jobs,
+        # the compute environments of its jobs (workers on different machines differ); see daik_core.engine
+        "environments": list(training_environments(recs).values()),
+        "warnings": [w for w in (environment_warning(recs),) if w is not None],
     }
     return rows, meta

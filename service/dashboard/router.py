@@ -456,6 +456,7 @@ def batch_page(request: Request, batch_id: str, user: User, session: SessionDep)
         "rows": rows,
         "classes": classes,
         "complete": meta["complete"],
+        "warnings": meta["warnings"],
         "chart": chart,
         "statuses": STATUSES,
         "verbs": batches.VERBS,

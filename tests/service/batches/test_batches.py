@@ -188,6 +188,8 @@ def test_list_pages_with_a_cursor(client: TestClient, admin: dict[str, str], dot
 
 # --- results: 2 configurations x 3 seeds, checked by hand -------------------------------------------------
 
+ENV_A = {"id": "aaaaaaaaaaaa", "device": "cuda", "device_name": "gpu-a", "torch": "2.13.0", "threads": 4}
+ENV_B = {"id": "bbbbbbbbbbbb", "device": "cuda", "device_name": "gpu-b", "torch": "2.13.0", "threads": 4}
 BASE_MAP50 = {0: 0.50, 1: 0.52, 2: 0.54}
 AAL_MAP50 = {0: 0.53, 1: 0.56, 2: 0.56}
 
@@ -204,7 +206,13 @@ def test_results_match_hand_computed_values_and_daik_ablate(
             status="succeeded",
             final_map50=m50,
             final_map50_95=m50 / 2,
-            results={"ap50": {"plane": m50 + 0.1, "ship": m50 - 0.1}, "params": 1000, "gflops": 1.5},
+            results={
+                "ap50": {"plane": m50 + 0.1, "ship": m50 - 0.1},
+                "params": 1000,
+                "gflops": 1.5,
+                # one job trained on another worker's machine
+                "environments": [ENV_B if (cell["config"], cell["seed"]) == ("+AAL", 2) else ENV_A],
+            },
         )
     r = client.get(f"/batches/{batch['id']}/results", headers=admin)
     assert r.status_code == 200
@@ -223,6 +231,13 @@ def test_results_match_hand_computed_values_and_daik_ablate(
     assert math.isclose(delta["ci95"][0], 0.03 - half) and math.isclose(delta["ci95"][1], 0.03 + half)
     assert math.isclose(aal["delta_map50_95"]["mean"], 0.015)
     assert base["delta_map50"] is None
+    # the table names its jobs' compute environments and warns that they differ
+    assert [e["id"] for e in table["environments"]] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    (warning,) = table["warnings"]
+    assert (
+        "2 compute environments" in warning
+        and "bbbbbbbbbbbb (gpu-b, torch 2.13.0, 4 threads): +AAL seed 2" in warning
+    )
 
     # the same records through daik ablate's writer give the same table, in every format
     from daik_core.ablation.runner import write_table

@@ -45,9 +45,21 @@ def _batch(client: TestClient, admin: dict[str, str], dota: dict[str, str], seed
     return out
 
 
-def _finish_known(db: sessionmaker[Session], batch: dict[str, Any]) -> None:
-    for cell in batch["cells"]:
+def _env(env_id: str) -> dict[str, Any]:
+    return {
+        "id": env_id,
+        "device": "cuda",
+        "device_name": f"gpu-{env_id[0]}",
+        "torch": "2.13.0",
+        "threads": 4,
+    }
+
+
+def _finish_known(db: sessionmaker[Session], batch: dict[str, Any], envs: int = 1) -> None:
+    """Every job succeeded with the KNOWN scores; ``envs`` 2: the last job trained on another machine."""
+    for k, cell in enumerate(batch["cells"]):
         m50, m5095, plane = KNOWN[cell["config"]][cell["seed"]]
+        other = envs == 2 and k == len(batch["cells"]) - 1
         set_job(
             db,
             cell["job_id"],
@@ -55,7 +67,7 @@ def _finish_known(db: sessionmaker[Session], batch: dict[str, Any]) -> None:
             progress=1.0,
             final_map50=m50,
             final_map50_95=m5095,
-            results={"ap50": {"plane": plane}},
+            results={"ap50": {"plane": plane}, "environments": [_env("b" * 12 if other else "a" * 12)]},
         )
 
 
@@ -100,6 +112,7 @@ def test_batch_page_shows_the_ablation_table_chart_and_jobs(
         "+0.0400 [+0.0152, +0.0648]",  # 0.05/0.04/0.03: ± the same 0.0248
     ]
     assert _row(html, "class-table", "baseline") == ["baseline", "0.6200 ± 0.0200"]
+    assert 'class="warning"' not in html  # one compute environment: nothing to note
     assert _row(html, "class-table", "+AAL") == ["+AAL", "0.7000 ± 0.0000"]
     # the same numbers as the API's results
     api = ui.get(f"/batches/{batch['id']}/results").json()
@@ -244,3 +257,20 @@ def test_schedules_page_and_its_toggle(
     assert 'data-enabled="false"' in html and "– (disabled)" in html and ">Enable</button>" in html
     r = ui.patch(url, json={"enabled": True}, headers={**if_match, "X-CSRF-Token": csrf})
     assert_problem(r, 412)  # the page's ETag before the first toggle
+
+
+def test_batch_page_notes_jobs_trained_in_different_compute_environments(
+    ui: TestClient, make_token: TokenFactory, dota: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    writer = make_token("jobs:read", "jobs:write", name="writer")
+    batch = _batch(ui, bearer(writer), dota)
+    _finish_known(db, batch, envs=2)
+    login(ui, writer)
+    html = ui.get(f"/ui/batches/{batch['id']}").text
+    (note,) = re.findall(r'<p class="warning" role="note">(.*?)</p>', html, re.S)
+    last = batch["cells"][-1]
+    assert "2 compute environments" in note
+    assert (
+        f"bbbbbbbbbbbb (gpu-b, torch 2.13.0, 4 threads): {last['config']} seed {last['seed']}"
+        in html.replace("&#43;", "+")
+    )

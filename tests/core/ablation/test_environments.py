@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from daik_core.ablation.runner import environment_warning, training_environments, write_table
-from daik_core.ablation.table import RunRecord
+from daik_core.ablation.runner import write_table
+from daik_core.ablation.table import RunRecord, environment_warning, training_environments
 
 
 def _env(env_id: str, name: str) -> dict[str, object]:
