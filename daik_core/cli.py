@@ -380,7 +380,6 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         scoring_split,
         write_table,
     )
-    from daik_core.ablation.table import environment_warning
     from daik_core.config import load_spec, spec_overrides
     from daik_core.engine.callbacks import Callback, ProgressCallback, StopFlag
 
@@ -400,10 +399,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         if not records:
             raise DaikError(f"ablate --table-only: no finished run in {out} scored on {split}")
         meta = ablation_meta(spec, seeds, split, teacher if teacher and teacher.is_file() else None)
-        rows = write_table(out, records, [c.name for c in cells], **meta)
-        warning = environment_warning(records)
-        if warning is not None:
-            print(f"ablate: warning: {warning}", file=sys.stderr)
+        rows = write_table(out, records, [c.name for c in cells], sys.stderr, **meta)
     else:
         stop = StopFlag()
 

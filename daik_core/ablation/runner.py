@@ -411,12 +411,18 @@ def _same_folder(a: str, b: str) -> bool:
     return a == b or Path(a).resolve() == Path(b).resolve()
 
 
-def write_table(out: Path, records: Sequence[RunRecord], order: Sequence[str], **meta: Any) -> list[Row]:
+def write_table(
+    out: Path, records: Sequence[RunRecord], order: Sequence[str], log: TextIO | None = None, **meta: Any
+) -> list[Row]:
     """Summarise ``records`` and write ``ablation.json``, ``ablation.csv``, ``ablation.md`` and the bar chart
     ``ablation.png`` (mAP50 per configuration with 95 % intervals; a chart that cannot be drawn is a warning)
-    in ``out``; ``meta`` becomes the JSON's top-level fields."""
+    in ``out``; ``meta`` becomes the JSON's top-level fields. When the runs mix compute environments, an
+    ``ablate: warning:`` line goes to ``log``."""
     rows = summarize(records, order)
     envs = training_environments(records)
+    warning = environment_warning(records)
+    if warning is not None and log is not None:
+        print(f"ablate: warning: {warning}", file=log)
     table = table_json(rows, **meta, environments=list(envs.values()))
     atomic_write_text(out / "ablation.json", json.dumps(table, indent=2) + "\n")
     atomic_write_text(out / "ablation.csv", table_csv(rows))
@@ -538,7 +544,7 @@ def _run_plan(
             if result is not None and result.status != "completed":
                 print(f"ablate {label}: stopped; run the same command again to continue", file=log)
                 records = collect_records(out, cells, split)
-                rows = write_table(out, records, order, **meta)
+                rows = write_table(out, records, order, log, **meta)
                 return AblationResult("stopped", records, rows, out)
             if result is not None:
                 run_seconds.append(time.perf_counter() - t_run)
@@ -565,10 +571,7 @@ def _run_plan(
             file=log,
         )
     records = collect_records(out, cells, split)
-    rows = write_table(out, records, order, **meta)
-    warning = environment_warning(records)
-    if warning is not None:
-        print(f"ablate: warning: {warning}", file=log)
+    rows = write_table(out, records, order, log, **meta)
     return AblationResult("completed", records, rows, out)
 
 

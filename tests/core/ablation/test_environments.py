@@ -3,6 +3,7 @@ warning when one table mixes runs trained in different ones."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -35,7 +36,12 @@ def test_mixed_environments_are_named_with_their_runs(tmp_path: Path) -> None:
     assert warning is not None and "2 compute environments" in warning
     assert "aaaaaaaaaaaa (AMD EPYC, torch 2.13.0, 1 threads): baseline seed 0, DAIK seed 1" in warning
     assert "bbbbbbbbbbbb (Intel Xeon, torch 2.13.0, 1 threads): DAIK seed 0, DAIK seed 1" in warning
-    # the table's JSON lists them
-    write_table(tmp_path, records, ["baseline", "DAIK"], spec="s")
+    # the table's JSON lists them, and writing it prints the warning on the log it is given
+    log = io.StringIO()
+    write_table(tmp_path, records, ["baseline", "DAIK"], log, spec="s")
     table = json.loads((tmp_path / "ablation.json").read_text())
     assert [e["id"] for e in table["environments"]] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    assert log.getvalue() == f"ablate: warning: {warning}\n"
+    one = io.StringIO()
+    write_table(tmp_path, records[:1], ["baseline", "DAIK"], one, spec="s")
+    assert one.getvalue() == ""

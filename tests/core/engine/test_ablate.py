@@ -94,6 +94,15 @@ def test_ablation_trains_scores_and_tabulates(
     printed = capsys.readouterr().out
     assert "| +AD | 2 |" in printed and "| baseline | 2 |" in printed
     assert (out / "ablation.md").is_file()
+    # ... and warns on stderr once a record comes from another compute environment
+    record_file = next((runs / "plus-ad" / "seed1").glob("record-*.json"))
+    record = json.loads(record_file.read_text())
+    record["extra"]["environments"] = [{**here, "id": "0123456789ab", "device_name": "Other CPU"}]
+    record_file.write_text(json.dumps(record))
+    assert main([*argv, "--out", str(out), "--table-only"]) == 0
+    err = capsys.readouterr().err
+    assert "ablate: warning: the runs of this table were trained in 2 compute environments" in err
+    assert "0123456789ab (Other CPU, torch" in err and "+AD seed 1" in err
 
     # the JSON records the schedules of students and teacher, and the folders
     assert table["train"] == spec.dataset.train and table["val"] == spec.dataset.val
