@@ -81,7 +81,7 @@ from daik_core.engine.trainer import Trainer, TrainResult
 from daik_core.errors import DaikError
 from daik_core.eval.dota import DotaEvalWarning, evaluate_dota
 from daik_core.files import atomic_write_text
-from daik_core.inference.evaluate import dataset_ground_truth, detections_to_task1, predict_dataset
+from daik_core.inference.evaluate import PredictSettings, evaluate_model
 from daik_core.models import Detector, model_info
 
 __all__ = [
@@ -156,9 +156,7 @@ def evaluate_final(
         skip_unknown=spec.dataset.skip_unknown,
         train=False,
     )
-    per_image = predict_dataset(
-        model.to(device),
-        dataset,
+    settings = PredictSettings(
         batch_size=hp.batch,
         device=device,
         conf_thr=hp.conf_thr,
@@ -166,12 +164,13 @@ def evaluate_final(
         max_det=hp.max_det,
         amp=device.type == "cuda",
     )
-    detections = detections_to_task1(per_image, dataset.classes)
-    gt = dataset_ground_truth(dataset)
+    out = evaluate_model(model.to(device), dataset, settings, metric="voc07")
+    voc = out.result
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DotaEvalWarning)
-        voc = evaluate_dota(gt, detections, dataset.classes, metric="voc07")
-        area = evaluate_dota(gt, detections, dataset.classes, metric="area", map_50_95=False)
+        warnings.simplefilter("ignore", DotaEvalWarning)  # every detection is on an annotated image
+        area = evaluate_dota(
+            out.ground_truth, out.detections, dataset.classes, metric="area", map_50_95=False
+        )
     return {
         "map50": voc.map,
         "map50_all": area.map,

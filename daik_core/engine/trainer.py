@@ -98,7 +98,7 @@ from daik_core.engine.teacher import load_teacher
 from daik_core.engine.tracking import check_tracking, tracking_callbacks
 from daik_core.errors import DaikError
 from daik_core.files import atomic_write_text
-from daik_core.inference.evaluate import EvalOutput, evaluate_model
+from daik_core.inference.evaluate import EvalOutput, PredictSettings, evaluate_model
 from daik_core.inference.gallery import build_gallery, write_gallery
 from daik_core.losses.detection import DetectionLoss
 from daik_core.losses.distillation import DistillationLoss, sad_rank_metric
@@ -750,9 +750,7 @@ class Trainer:
         hp = self.spec.hparams
         assert self.val_set is not None
         model = self.ema.module if self.ema is not None else self.model
-        return evaluate_model(
-            model,
-            self.val_set,
+        settings = PredictSettings(
             batch_size=self.batch,
             device=self.device,
             conf_thr=hp.conf_thr,
@@ -762,6 +760,7 @@ class Trainer:
             channels_last=self.channels_last,
             workers=hp.workers,
         )
+        return evaluate_model(model, self.val_set, settings)
 
     # -------------------------------------------------------------------------------------- the end
     def _stop(self, progress: _Progress) -> TrainResult:

@@ -8,13 +8,20 @@ It reads checkpoints through :mod:`daik_core.engine.checkpoint` and never import
 imports it, to evaluate during training).
 """
 
-from daik_core.inference.evaluate import EvalOutput, evaluate_checkpoint, evaluate_model, predict_dataset
+from daik_core.inference.evaluate import (
+    EvalOutput,
+    PredictSettings,
+    evaluate_checkpoint,
+    evaluate_model,
+    predict_dataset,
+)
 from daik_core.inference.options import InferenceOptions, InferenceSettings
 
 __all__ = [
     "EvalOutput",
     "InferenceOptions",
     "InferenceSettings",
+    "PredictSettings",
     "evaluate_checkpoint",
     "evaluate_model",
     "predict_dataset",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from daik_core.structures.boxes import obb_to_poly
 
 __all__ = [
     "EvalOutput",
+    "PredictSettings",
     "dataset_ground_truth",
     "detections_to_task1",
     "evaluate_checkpoint",
@@ -114,41 +114,47 @@ def detections_to_task1(
     }
 
 
+@dataclass(frozen=True)
+class PredictSettings:
+    """How :func:`predict_dataset` runs a model over a dataset: windows per batch, device, the postprocess
+    of each window (score threshold ``conf_thr``, class-aware rotated NMS at ``nms_iou``, at most
+    ``max_det`` boxes), the NMS IoU ``merge_iou`` merging the windows of an image, AMP and channels-last
+    (CUDA only) and data-loader workers."""
+
+    batch_size: int = 8
+    device: torch.device | str = "cpu"
+    conf_thr: float = 0.001
+    nms_iou: float = DEFAULT_NMS_IOU
+    max_det: int = 1000
+    merge_iou: float = 0.1
+    amp: bool = False
+    channels_last: bool = False
+    workers: int = 0
+
+
 @torch.no_grad()
 def predict_dataset(
-    model: nn.Module,
-    dataset: DotaDataset,
-    *,
-    batch_size: int = 8,
-    device: torch.device | str = "cpu",
-    conf_thr: float = 0.001,
-    nms_iou: float = DEFAULT_NMS_IOU,
-    max_det: int = 1000,
-    merge_iou: float = 0.1,
-    amp: bool = False,
-    channels_last: bool = False,
-    workers: int = 0,
-    progress: bool = False,
-    on_batch: Callable[[], None] | None = None,
+    model: nn.Module, dataset: DotaDataset, settings: PredictSettings | None = None, *, progress: bool = False
 ) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
     """Detections on every source image of ``dataset`` in source pixels (steps 1-3 of the module
     docstring): ``{image_id: (boxes (N, 5) obb float64, scores (N,), labels (N,) int64)}`` on the CPU, every
-    image present (possibly empty), in dataset order. ``amp`` / ``channels_last`` apply on CUDA only."""
-    device = torch.device(device)
+    image present (possibly empty), in dataset order."""
+    opts = settings if settings is not None else PredictSettings()
+    device = torch.device(opts.device)
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
-    use_amp = amp and device.type == "cuda"
-    loader = build_dataloader(dataset, batch_size, workers=workers, shuffle=False, seed=0)
+    use_amp = opts.amp and device.type == "cuda"
+    loader = build_dataloader(dataset, opts.batch_size, workers=opts.workers, shuffle=False, seed=0)
     found: dict[int, _ImageDets] = {i: _ImageDets([], [], []) for i in range(dataset.num_images)}
     try:
         for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
             images = batch.images.to(device, non_blocking=True)
-            if channels_last and device.type == "cuda":
+            if opts.channels_last and device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 out = net(images)
-            dets = postprocess(out, conf_thr=conf_thr, iou_thr=nms_iou, max_det=max_det)
+            dets = postprocess(out, conf_thr=opts.conf_thr, iou_thr=opts.nms_iou, max_det=opts.max_det)
             for det, meta in zip(dets, batch.metas, strict=True):
                 image = dataset.windows[meta.index].image
                 slot = found[image]
@@ -157,8 +163,6 @@ def predict_dataset(
                     slot.boxes.append(meta.to_source(det.boxes.double().cpu()))
                     slot.scores.append(det.scores.float().cpu())
                     slot.labels.append(det.labels.cpu())
-            if on_batch is not None:
-                on_batch()
     finally:
         net.train(was_training)
 
@@ -174,7 +178,7 @@ def predict_dataset(
             continue
         boxes, scores, labels = torch.cat(slot.boxes), torch.cat(slot.scores), torch.cat(slot.labels)
         if slot.windows > 1:  # tiled: duplicates of the overlapping windows
-            keep = nms_rotated(boxes, scores, merge_iou, labels)
+            keep = nms_rotated(boxes, scores, opts.merge_iou, labels)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         out_dets[rec.image_id] = (boxes, scores, labels)
     return out_dets
@@ -183,37 +187,16 @@ def predict_dataset(
 def evaluate_model(
     model: nn.Module,
     dataset: DotaDataset,
+    settings: PredictSettings | None = None,
     *,
-    batch_size: int = 8,
-    device: torch.device | str = "cpu",
-    conf_thr: float = 0.001,
-    nms_iou: float = DEFAULT_NMS_IOU,
-    max_det: int = 1000,
-    merge_iou: float = 0.1,
     iou_thr: float = 0.5,
     metric: str = "voc07",
-    amp: bool = False,
-    channels_last: bool = False,
-    workers: int = 0,
     progress: bool = False,
 ) -> EvalOutput:
     """DOTA Task1 evaluation of ``model`` on ``dataset`` (see the module docstring); the model's training
     mode is restored afterwards."""
     t0 = time.perf_counter()
-    per_image = predict_dataset(
-        model,
-        dataset,
-        batch_size=batch_size,
-        device=device,
-        conf_thr=conf_thr,
-        nms_iou=nms_iou,
-        max_det=max_det,
-        merge_iou=merge_iou,
-        amp=amp,
-        channels_last=channels_last,
-        workers=workers,
-        progress=progress,
-    )
+    per_image = predict_dataset(model, dataset, settings, progress=progress)
     detections = detections_to_task1(per_image, dataset.classes)
     gt = dataset_ground_truth(dataset)
     with warnings.catch_warnings():
@@ -285,18 +268,14 @@ def evaluate_checkpoint(
         train=False,
     )
     spec = meta.spec
-    return evaluate_model(
-        model.to(dev),
-        dataset,
+    settings = PredictSettings(
         batch_size=opts.batch,
         device=dev,
         conf_thr=float(_hparam(spec, "conf_thr", 0.001)) if opts.conf is None else opts.conf,
         nms_iou=float(_hparam(spec, "nms_iou", 0.45)) if opts.iou is None else opts.iou,
         max_det=int(_hparam(spec, "max_det", 1000)) if opts.max_det is None else opts.max_det,
         merge_iou=opts.merge_iou,
-        iou_thr=iou_thr,
-        metric=metric,
         amp=dev.type == "cuda",
         workers=workers,
-        progress=progress,
     )
+    return evaluate_model(model.to(dev), dataset, settings, iou_thr=iou_thr, metric=metric, progress=progress)

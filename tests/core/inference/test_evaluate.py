@@ -16,7 +16,7 @@ import daik_core.inference.evaluate as evaluate_mod
 from daik_core.config import SplitSpec
 from daik_core.data.dataset import DotaDataset
 from daik_core.data.synth import SYNTH_CLASSES
-from daik_core.inference.evaluate import evaluate_model, predict_dataset
+from daik_core.inference.evaluate import PredictSettings, evaluate_model, predict_dataset
 from daik_core.models.detector import Detections
 from daik_core.structures.boxes import obb_to_poly
 
@@ -47,7 +47,7 @@ def test_oracle_untiled_maps_back_exactly(data_root: Path, monkeypatch: pytest.M
     # 160 px images letterboxed to 96: scale 0.6, so the boxes must be mapped back
     dataset = DotaDataset(data_root / "val", SYNTH_CLASSES, 96, train=False)
     _oracle(monkeypatch, dataset)
-    per_image = predict_dataset(_Null(), dataset, batch_size=2)
+    per_image = predict_dataset(_Null(), dataset, PredictSettings(batch_size=2))
     for i, rec in enumerate(dataset.images):
         boxes, _, labels = per_image[rec.image_id]
         objs = dataset.source_objects(i)
@@ -58,7 +58,7 @@ def test_oracle_untiled_maps_back_exactly(data_root: Path, monkeypatch: pytest.M
         for g, w in zip(sorted(got.tolist()), sorted(objs.polys.tolist()), strict=True):
             assert np.allclose(sorted(map(tuple, g)), sorted(map(tuple, w)), atol=0.05)
     _oracle(monkeypatch, dataset)
-    out = evaluate_model(_Null(), dataset, batch_size=2)
+    out = evaluate_model(_Null(), dataset, PredictSettings(batch_size=2))
     assert out.result.map == pytest.approx(1.0)
 
 
@@ -67,7 +67,7 @@ def test_oracle_tiled_is_merged_on_source_images(data_root: Path, monkeypatch: p
     dataset = DotaDataset(data_root / "val", SYNTH_CLASSES, 64, split=split, train=False)
     assert len(dataset) > dataset.num_images  # really tiled
     _oracle(monkeypatch, dataset)
-    out = evaluate_model(_Null(), dataset, batch_size=3)
+    out = evaluate_model(_Null(), dataset, PredictSettings(batch_size=3))
     assert out.result.map == pytest.approx(1.0)
     num_gt = sum(len(dataset.source_objects(i)) for i in range(dataset.num_images))
     num_det = sum(len(d) for d in out.detections.values())
