@@ -380,27 +380,39 @@ def _delta(d: Delta | None) -> str:
 
 
 def table_markdown(rows: Sequence[Row], *, per_class: bool = True) -> str:
-    """The main table (means ± std over seeds, paired differences with 95 % intervals, cost) and, with
-    ``per_class``, a second table of the per-class AP50 means."""
+    """The main table (means ± std over seeds, paired differences with 95 % intervals, cost, mean training
+    time) and, with ``per_class``, a table of the per-class AP50 means and one of mAP50 by seed."""
     lines = [
         "| configuration | seeds | mAP50 (VOC07) | mAP50 (all-point) | mAP50:95 "
-        "| Δ mAP50 vs baseline [95% CI] | Δ mAP50:95 | gap closed | params (M) | GFLOPs | CPU latency (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Δ mAP50 vs baseline [95% CI] | Δ mAP50:95 | gap closed | params (M) | GFLOPs | CPU latency (ms) "
+        "| train time (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        minutes = r.train_time_s.mean
         lines.append(
             f"| {r.config} | {len(r.seeds)} | {_pm(r.map50)} | {_pm(r.map50_all)} | {_pm(r.map50_95)} "
             f"| {_delta(r.delta_map50)} | {_delta(r.delta_map50_95)} "
             f"| {'-' if r.gap_closed is None else f'{100 * r.gap_closed:.0f} %'} "
             f"| {'-' if r.params is None else f'{r.params / 1e6:.2f}'} "
             f"| {'-' if r.gflops is None else f'{r.gflops:.2f}'} "
-            f"| {'-' if r.latency_ms is None else f'{r.latency_ms:.1f}'} |"
+            f"| {'-' if r.latency_ms is None else f'{r.latency_ms:.1f}'} "
+            f"| {'-' if minutes is None else f'{minutes / 60:.0f}'} |"
         )
+    if not per_class:
+        return "\n".join(lines) + "\n"
     classes = _classes(rows)
-    if per_class and classes:
+    if classes:
         lines += ["", "| configuration | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
         for r in rows:
             cells = [_cell(r.ap50[c].mean if c in r.ap50 else None, 3) or "-" for c in classes]
+            lines.append(f"| {r.config} | " + " | ".join(cells) + " |")
+    seeds = sorted({s for r in rows for s in r.map50_by_seed})
+    if seeds:
+        lines += ["", "| mAP50 by seed | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
+        lines.append("|---|" + "---:|" * len(seeds))
+        for r in rows:
+            cells = [_cell(r.map50_by_seed.get(s)) or "-" for s in seeds]
             lines.append(f"| {r.config} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

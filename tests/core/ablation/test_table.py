@@ -30,7 +30,8 @@ def _records() -> list[RunRecord]:
                 "baseline", seed, b, b - 0.01, b / 2, {"plane": b, "ship": 2 * b}, 5_000_000, 10.0, 15.0
             )
         )
-        recs.append(RunRecord("DAIK", seed, d, d - 0.01, d / 2, {"plane": d}, 5_000_000, 10.0, 15.0))
+        extra = {"hash": "h", "train_time_s": 600.0 + 60 * seed}
+        recs.append(RunRecord("DAIK", seed, d, d - 0.01, d / 2, {"plane": d}, 5_000_000, 10.0, 15.0, extra))
     return recs
 
 
@@ -111,8 +112,13 @@ def test_markdown_and_json() -> None:
     md = table_markdown(rows)
     assert "| DAIK | 3 | 0.2567 ± 0.1159 |" in md
     assert "+0.0567 [+0.0050, +0.1084]" in md and "| 19 % |" in md
+    assert "| 15.0 | 11 |" in md  # CPU latency, then the mean training time in minutes (600, 660, 720 s)
+    assert "| 15.0 | - |" in md  # the baseline's records have no training time
     assert "| configuration | plane | ship |" in md  # the per-class table
-    assert "plane" not in table_markdown(rows, per_class=False)
+    assert "| mAP50 by seed | seed 0 | seed 1 | seed 2 |" in md
+    assert "| DAIK | 0.1500 | 0.2400 | 0.3800 |" in md and "| teacher | 0.5000 | - | - |" in md
+    brief = table_markdown(rows, per_class=False)
+    assert "plane" not in brief and "by seed" not in brief
     js = table_json(rows, spec="x")
     assert js["spec"] == "x" and js["rows"][2]["delta_map50"]["ci95"][0] == pytest.approx(0.004951, abs=1e-6)
 
