@@ -450,6 +450,16 @@ def training_environments(records: Sequence[RunRecord]) -> dict[str, dict[str, A
     return found
 
 
+def _describe_environment(env: dict[str, Any]) -> str:
+    """``AMD EPYC, AVX2 kernels, torch 2.13.0, 1 threads``: the processor's name alone does not tell two
+    machines apart whose kernels differ."""
+    parts = [str(env.get("device_name") or env.get("device"))]
+    if env.get("cpu_capability") and env.get("device") == "cpu":
+        parts.append(f"{env['cpu_capability']} kernels")
+    parts += [f"torch {env.get('torch')}", f"{env.get('threads')} threads"]
+    return ", ".join(parts)
+
+
 def environment_warning(records: Sequence[RunRecord]) -> str | None:
     """A warning when the trained runs of ``records`` come from more than one compute environment (their
     floating-point results differ as a seed's would, so paired differences carry that noise too)."""
@@ -461,11 +471,7 @@ def environment_warning(records: Sequence[RunRecord]) -> str | None:
         for env in rec.extra.get("environments") or []:
             if isinstance(env, dict) and env.get("id") in runs:
                 runs[env["id"]].append(f"{rec.config} seed {rec.seed}")
-    detail = "; ".join(
-        f"{k} ({envs[k].get('device_name') or envs[k].get('device')}, torch {envs[k].get('torch')}, "
-        f"{envs[k].get('threads')} threads): {', '.join(runs[k])}"
-        for k in envs
-    )
+    detail = "; ".join(f"{k} ({_describe_environment(envs[k])}): {', '.join(runs[k])}" for k in envs)
     return (
         f"the runs of this table were trained in {len(envs)} compute environments, so "
         f"they are not bit-comparable and a paired difference mixes in that noise: {detail}"

@@ -45,3 +45,12 @@ def test_mixed_environments_are_named_with_their_runs(tmp_path: Path) -> None:
     one = io.StringIO()
     write_table(tmp_path, records[:1], ["baseline", "DAIK"], one, spec="s")
     assert one.getvalue() == ""
+
+
+def test_warning_names_the_kernels_of_two_processors_of_one_name() -> None:
+    a = {**_env("aaaaaaaaaaaa", "AMD EPYC"), "cpu_capability": "AVX512"}
+    b = {**_env("bbbbbbbbbbbb", "AMD EPYC"), "cpu_capability": "AVX2"}
+    warning = environment_warning([_record("baseline", 0, a), _record("baseline", 1, b)])
+    assert warning is not None
+    assert "aaaaaaaaaaaa (AMD EPYC, AVX512 kernels, torch 2.13.0, 1 threads): baseline seed 0" in warning
+    assert "bbbbbbbbbbbb (AMD EPYC, AVX2 kernels, torch 2.13.0, 1 threads): baseline seed 1" in warning
