@@ -42,7 +42,9 @@ Compute environments: each record keeps the environments its run trained in (the
 and a table whose runs come from more than one is warned about
 (:func:`~daik_core.ablation.table.environment_warning`): runs are bit-repeatable only within one
 environment, so a grid split across machines (``--only-seeds``) pairs runs whose differences also carry
-the machines' floating-point noise.
+the machines' floating-point noise. Before training, a machine whose environment is not that of any run
+already trained in ``OUT`` is warned about (:func:`foreign_environment_warning`), so a run that will not
+pair with the finished ones is known before it costs hours.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from daik_core.ablation.grid import Cell, cell_spec, config_hash, slug
 from daik_core.ablation.table import (
     Row,
     RunRecord,
+    describe_environment,
     environment_warning,
     summarize,
     table_csv,
@@ -76,6 +79,7 @@ from daik_core.data.dataset import DotaDataset
 from daik_core.engine.callbacks import Callback
 from daik_core.engine.checkpoint import load_detector
 from daik_core.engine.distributed import resolve_device
+from daik_core.engine.environment import compute_environment
 from daik_core.engine.tracking import MlflowBatch
 from daik_core.engine.trainer import Trainer, TrainResult
 from daik_core.errors import DaikError
@@ -90,6 +94,7 @@ __all__ = [
     "ablation_meta",
     "collect_records",
     "evaluate_final",
+    "foreign_environment_warning",
     "model_cost",
     "plan_runs",
     "run_ablation",
@@ -487,6 +492,10 @@ def run_ablation(
     plan = plan_runs(spec, cells, seeds, out, teacher_path)
     meta = ablation_meta(spec, seeds, split, teacher_path, log)
     device = resolve_device(spec.hparams.device)
+    if any(r.spec is not None and not _trained(r) for r in plan):
+        warning = foreign_environment_warning(out, compute_environment(device))
+        if warning is not None:
+            print(f"ablate: warning: {warning}", file=log)
     out.mkdir(parents=True, exist_ok=True)
     # MLflow (when configured): one parent run for the ablation, a child run per trained run
     batch = MlflowBatch.for_ablation(spec, out)
@@ -572,6 +581,31 @@ def _run_plan(
     records = collect_records(out, cells, split)
     rows = write_table(out, records, order, log, **meta)
     return AblationResult("completed", records, rows, out)
+
+
+def foreign_environment_warning(out: Path, here: Mapping[str, Any]) -> str | None:
+    """A warning, before anything trains, when the runs already trained under ``out`` come from another
+    compute environment than ``here`` (:func:`~daik_core.engine.environment.compute_environment` of this
+    process): the runs trained now will not be bit-comparable with them. ``None`` when ``out`` holds no
+    trained run, or one of them was trained here."""
+    found: dict[str, tuple[dict[str, Any], int]] = {}
+    for results in sorted((out / "runs").glob("*/seed*/results.json")):
+        try:
+            envs = json.loads(results.read_text()).get("environments") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for env in envs:
+            if isinstance(env, dict) and isinstance(env.get("id"), str):
+                entry = found.get(env["id"])
+                found[env["id"]] = (env, 1 if entry is None else entry[1] + 1)
+    if not found or here.get("id") in found:
+        return None
+    theirs = "; ".join(f"{k} ({describe_environment(e)}): {n} run(s)" for k, (e, n) in found.items())
+    return (
+        f"this process's compute environment {here.get('id')} ({describe_environment(here)}) is not that "
+        f"of the runs already trained in {out} ({theirs}): the runs trained now will not be "
+        "bit-comparable with them, and a paired difference will carry that noise too"
+    )
 
 
 def _done(run: PlannedRun, val: Path) -> bool:

@@ -27,6 +27,7 @@ __all__ = [
     "Row",
     "RunRecord",
     "Stat",
+    "describe_environment",
     "environment_warning",
     "paired_delta",
     "summarize",
@@ -450,7 +451,7 @@ def training_environments(records: Sequence[RunRecord]) -> dict[str, dict[str, A
     return found
 
 
-def _describe_environment(env: dict[str, Any]) -> str:
+def describe_environment(env: Mapping[str, Any]) -> str:
     """``AMD EPYC, AVX2 kernels, torch 2.13.0, 1 threads``: the processor's name alone does not tell two
     machines apart whose kernels differ."""
     parts = [str(env.get("device_name") or env.get("device"))]
@@ -471,7 +472,7 @@ def environment_warning(records: Sequence[RunRecord]) -> str | None:
         for env in rec.extra.get("environments") or []:
             if isinstance(env, dict) and env.get("id") in runs:
                 runs[env["id"]].append(f"{rec.config} seed {rec.seed}")
-    detail = "; ".join(f"{k} ({_describe_environment(envs[k])}): {', '.join(runs[k])}" for k in envs)
+    detail = "; ".join(f"{k} ({describe_environment(envs[k])}): {', '.join(runs[k])}" for k in envs)
     return (
         f"the runs of this table were trained in {len(envs)} compute environments, so "
         f"they are not bit-comparable and a paired difference mixes in that noise: {detail}"

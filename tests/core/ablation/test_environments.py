@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from daik_core.ablation.runner import write_table
+from daik_core.ablation.runner import foreign_environment_warning, write_table
 from daik_core.ablation.table import RunRecord, environment_warning, training_environments
 
 
@@ -54,3 +54,21 @@ def test_warning_names_the_kernels_of_two_processors_of_one_name() -> None:
     assert warning is not None
     assert "aaaaaaaaaaaa (AMD EPYC, AVX512 kernels, torch 2.13.0, 1 threads): baseline seed 0" in warning
     assert "bbbbbbbbbbbb (AMD EPYC, AVX2 kernels, torch 2.13.0, 1 threads): baseline seed 1" in warning
+
+
+def test_a_machine_foreign_to_the_finished_runs_is_warned_about_before_training(tmp_path: Path) -> None:
+    a = {**_env("aaaaaaaaaaaa", "AMD EPYC"), "cpu_capability": "AVX512"}
+    b = {**_env("bbbbbbbbbbbb", "AMD EPYC"), "cpu_capability": "AVX2"}
+    assert foreign_environment_warning(tmp_path, a) is None  # nothing trained yet
+    for config, seed in (("baseline", 0), ("daik", 0), ("daik", 1)):
+        run = tmp_path / "runs" / config / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"status": "completed", "environments": [a]}))
+    (tmp_path / "runs" / "daik" / "seed2").mkdir()
+    (tmp_path / "runs" / "daik" / "seed2" / "results.json").write_text("{broken")  # skipped
+    assert foreign_environment_warning(tmp_path, a) is None  # the same machine
+    warning = foreign_environment_warning(tmp_path, b)
+    assert warning is not None
+    assert warning.startswith("this process's compute environment bbbbbbbbbbbb (AMD EPYC, AVX2 kernels")
+    assert "aaaaaaaaaaaa (AMD EPYC, AVX512 kernels, torch 2.13.0, 1 threads): 3 run(s)" in warning
+    assert "not be bit-comparable" in warning

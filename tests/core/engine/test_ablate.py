@@ -63,7 +63,7 @@ def test_ablation_trains_scores_and_tabulates(
     trained = [r for r in result.records if r.config != "teacher"]
     assert all([e["id"] for e in r.extra["environments"]] == [here["id"]] for r in trained)
     assert next(r for r in result.records if r.config == "teacher").extra["environments"] == []
-    assert "compute environments" not in log.getvalue()
+    assert "compute environments" not in log.getvalue() and "not bit-comparable" not in log.getvalue()
     # the two seeds of a configuration are different runs
     w0 = (runs / "baseline" / "seed0" / "weights" / "last.pt").read_bytes()
     assert w0 != (runs / "baseline" / "seed1" / "weights" / "last.pt").read_bytes()
@@ -102,7 +102,7 @@ def test_ablation_trains_scores_and_tabulates(
     assert main([*argv, "--out", str(out), "--table-only"]) == 0
     err = capsys.readouterr().err
     assert "ablate: warning: the runs of this table were trained in 2 compute environments" in err
-    assert "0123456789ab (Other CPU, torch" in err and "+AD seed 1" in err
+    assert f"0123456789ab (Other CPU, {here['cpu_capability']} kernels, torch" in err and "+AD seed 1" in err
 
     # the JSON records the schedules of students and teacher, and the folders
     assert table["train"] == spec.dataset.train and table["val"] == spec.dataset.val
@@ -148,7 +148,15 @@ def test_runs_trained_once_are_scored_on_each_split_apart(
     ]
     assert main([*argv, "--table-only", "--teacher", str(teacher)]) == 0
     assert json.loads((out / "ablation.json").read_text())["val"] == spec.dataset.val
-    # a grid run in parts: seed 1 of --seeds 2 alone (seed 0 is done and not touched)
+    # a grid run in parts: seed 1 of --seeds 2 alone (seed 0 is done and not touched); seed 0 was trained
+    # on "another machine", which is said before seed 1 trains
+    results_file = out / "runs" / "baseline" / "seed0" / "results.json"
+    results = json.loads(results_file.read_text())
+    here = results["environments"][0]
+    other = {**here, "id": "0123456789ab", "cpu_capability": "AVX512", "device_name": "Other CPU"}
+    results["environments"] = [other]
+    results_file.write_text(json.dumps(results))
+    capsys.readouterr()
     in_parts = [
         *argv,
         "--seeds",
@@ -162,6 +170,10 @@ def test_runs_trained_once_are_scored_on_each_split_apart(
         "baseline",
     ]
     assert main(in_parts) == 0
+    err = capsys.readouterr().err
+    assert f"ablate: warning: this process's compute environment {here['id']} (" in err
+    assert "0123456789ab (Other CPU, AVX512 kernels, torch" in err and "): 1 run(s)" in err
+    assert err.index("compute environment") < err.index("training ->")  # before it trains
     assert (out / "runs" / "baseline" / "seed1" / "weights" / "last.pt").is_file()
     assert weights.stat().st_mtime_ns == stamp
     table = json.loads((out / "ablation.json").read_text())
