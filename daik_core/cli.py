@@ -301,7 +301,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _ablate_cells(args: argparse.Namespace) -> list[Cell]:
     """The configurations of ``daik ablate``: ``--grid`` (a named grid or a YAML/JSON file), ``--only``."""
-    from daik_core.ablation.grid import parse_grid
+    from daik_core.ablation.grid import parse_grid, select_cells
 
     if args.grid.endswith((".json", ".yaml", ".yml")):
         import yaml
@@ -313,15 +313,7 @@ def _ablate_cells(args: argparse.Namespace) -> list[Cell]:
         cells = parse_grid(grid_value)
     else:
         cells = parse_grid(args.grid)
-    if args.only:
-        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in wanted if n not in {c.name for c in cells}]
-        if unknown:
-            raise DaikError(
-                f"--only: not in the grid: {', '.join(unknown)} (grid: {', '.join(c.name for c in cells)})"
-            )
-        cells = [c for c in cells if c.name in wanted]
-    return cells
+    return select_cells(cells, args.only) if args.only else cells
 
 
 def _ablate_seeds(args: argparse.Namespace, first: int) -> list[int]:
@@ -331,14 +323,15 @@ def _ablate_seeds(args: argparse.Namespace, first: int) -> list[int]:
     seeds = [first + i for i in range(args.seeds)]
     if not args.only_seeds:
         return seeds
+    given = ",".join(args.only_seeds)  # the option may be repeated
     try:
-        wanted_seeds = [int(x) for x in args.only_seeds.split(",") if x.strip()]
+        wanted_seeds = [int(x) for x in given.split(",") if x.strip()]
     except ValueError:
-        raise DaikError(f"--only-seeds: a comma-separated list of seeds, got {args.only_seeds!r}") from None
+        raise DaikError(f"--only-seeds: a comma-separated list of seeds, got {given!r}") from None
     outside = [x for x in wanted_seeds if x not in seeds]
     if outside or not wanted_seeds:
         raise DaikError(
-            f"--only-seeds: {args.only_seeds!r} is not part of --seeds {args.seeds} "
+            f"--only-seeds: {given!r} is not part of --seeds {args.seeds} "
             f"(seeds {', '.join(map(str, seeds))})"
         )
     return wanted_seeds
@@ -737,11 +730,18 @@ def _add_ablate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="score the runs on this DOTA folder instead of the spec's dataset.val (e.g. a tuning split); "
         "each split's scores are kept apart, the runs are trained once",
     )
-    p.add_argument("--only", default=None, help="comma-separated configuration names: run only these")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="configuration names, comma-separated or the option repeated: run only these",
+    )
     p.add_argument(
         "--only-seeds",
+        action="append",
         default=None,
-        help="comma-separated seeds of --seeds: run only these (e.g. to run part of a grid elsewhere)",
+        help="seeds of --seeds, comma-separated or the option repeated: run only these (e.g. to run part "
+        "of a grid elsewhere)",
     )
     p.add_argument("--epochs", type=int, default=None, help="override hparams.epochs")
     p.add_argument("--device", default=None, help="override hparams.device: auto | cpu | cuda[:N]")

@@ -44,6 +44,7 @@ __all__ = [
     "config_hash",
     "needs_teacher",
     "parse_grid",
+    "select_cells",
     "slug",
 ]
 
@@ -204,6 +205,26 @@ def parse_grid(grid: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> l
         seen.add(name_slug)
         _check_losses(cell.name, cell.losses, defaults)
     return cells
+
+
+def select_cells(cells: Sequence[Cell], only: Sequence[str]) -> list[Cell]:
+    """The configurations of ``cells`` named in ``only`` (``daik ablate --only``, which may be given more than
+    once), in grid order. Each value is one configuration's name, or a comma-separated list of names; a name
+    that itself holds a comma ("KD base (cls x1, tau 4)") is taken whole."""
+    names = {c.name for c in cells}
+    wanted: list[str] = []
+    for value in only:
+        if value.strip() in names:
+            wanted.append(value.strip())
+        else:
+            wanted += [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise DaikError(
+            f"--only: not in the grid: {', '.join(map(repr, unknown))} "
+            f"(grid: {', '.join(c.name for c in cells)})"
+        )
+    return [c for c in cells if c.name in wanted]
 
 
 def needs_teacher(base: JobSpec, cell: Cell) -> bool:

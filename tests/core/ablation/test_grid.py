@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from daik_core.ablation.grid import GRIDS, cell_spec, config_hash, parse_grid, slug
+from daik_core.ablation.grid import GRIDS, cell_spec, config_hash, parse_grid, select_cells, slug
 from daik_core.ablation.runner import training_hash
 from daik_core.config import parse_spec
 from daik_core.errors import DaikError
@@ -205,3 +205,21 @@ def test_run_hashes_are_pinned() -> None:
         assert (config_hash(spec), training_hash(spec)) == hashes, (base, name)
     daik = cell_spec(bases["job"], cells["DAIK"], 2, "o", "t2.pt")
     assert daik.teacher is not None and (daik.teacher.checkpoint, daik.teacher.job) == ("t2.pt", None)
+
+
+def test_select_cells_takes_names_whole_or_comma_separated_and_refuses_unknown_ones() -> None:
+    cells = parse_grid(
+        yaml.safe_load(
+            (Path(__file__).resolve().parents[3] / "configs/grids/synth-kd-tuning.yaml").read_text()
+        )
+    )
+    names = lambda sel: [c.name for c in sel]  # noqa: E731
+    assert names(select_cells(cells, ["DAIK,baseline"])) == ["baseline", "DAIK"]  # grid order
+    assert names(select_cells(cells, ["DAIK", "teacher"])) == ["teacher", "DAIK"]  # repeated option
+    # a name holding a comma is one configuration, alone or beside others
+    assert names(select_cells(cells, ["KD base (cls x1, tau 4)", "FitNet (x4)"])) == [
+        "KD base (cls x1, tau 4)", "FitNet (x4)"
+    ]  # fmt: skip
+    with pytest.raises(DaikError) as err:
+        select_cells(cells, ["KD base (cls x2, tau 4)"])
+    assert str(err.value).startswith("--only: not in the grid: 'KD base (cls x2', 'tau 4)' (grid: teacher, ")

@@ -237,7 +237,10 @@ def test_cli_refuses_bad_input_before_training(
     assert main(["ablate", str(spec_file), "--out", str(out)]) == 2
     assert "give teacher.checkpoint in the spec or --teacher" in capsys.readouterr().err
     assert main(["ablate", str(spec_file), "--only", "baseline,nope", "--out", str(out)]) == 2
-    assert "--only: not in the grid: nope" in capsys.readouterr().err
+    assert "--only: not in the grid: 'nope' (grid: teacher," in capsys.readouterr().err
     assert main(["ablate", str(spec_file), "--seeds", "2", "--only-seeds", "1,2", "--out", str(out)]) == 2
     assert "--only-seeds: '1,2' is not part of --seeds 2 (seeds 0, 1)" in capsys.readouterr().err
+    repeated = ["--only-seeds", "0", "--only-seeds", "2"]  # the option repeated is one list
+    assert main(["ablate", str(spec_file), "--seeds", "2", *repeated, "--out", str(out)]) == 2
+    assert "--only-seeds: '0,2' is not part of --seeds 2 (seeds 0, 1)" in capsys.readouterr().err
     assert not (out / "runs").exists()
