@@ -136,18 +136,20 @@ def test_a_redelivery_after_the_visibility_timeout_runs_the_job_once(
     procs.env["DAIK_VISIBILITY_TIMEOUT"] = "5"
     procs.env["DAIK_FAKE_TRAINER"] = "--epochs 8 --iters 2 --sleep 1"  # ~16 s: three timeouts long
     job_id = add_job(db, settings.artifact_dir)
+    # both workers up before the job is sent (a worker started mid-job can come up after a short job ends
+    # on a loaded machine); whichever takes the job, the other is idle and takes the redelivery
     procs.start("worker-a", "worker")
-    _wait_for("worker a to be up", lambda: len(_live_workers(db)) == 1, procs, timeout=120)
+    procs.start("worker-b", "worker")
+    _wait_for("both workers to be up", lambda: len(_live_workers(db)) == 2, procs, timeout=120)
     send_train(settings, job_id, gpus=0)
-    _wait_for("the job to train", lambda: get_job(db, job_id).epoch >= 1, procs, timeout=120)
-    procs.start("worker-b", "worker")  # idle: takes whatever the broker redelivers
+
+    def redelivered() -> bool:
+        logs = [(procs.tmp / f"worker-{w}.log").read_text(errors="replace") for w in "ab"]
+        return any("nothing to claim" in log for log in logs)
+
+    _wait_for("a worker to see the redelivered message", redelivered, procs, timeout=180)
+    assert get_job(db, job_id).finished_at is None, "the redelivery came after the job, not during it"
     _wait_for("the job to end", lambda: get_job(db, job_id).finished_at is not None, procs, timeout=180)
-    _wait_for(
-        "worker b to see the redelivered message",
-        lambda: "nothing to claim" in (procs.tmp / "worker-b.log").read_text(errors="replace"),
-        procs,
-        timeout=30,
-    )
     job = get_job(db, job_id)
     assert (job.status, job.attempt, len(job.attempts)) == ("succeeded", 1, 1), procs.logs()
     with db() as s:
