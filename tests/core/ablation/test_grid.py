@@ -166,6 +166,13 @@ def test_the_tuning_grid_of_the_results_shares_its_runs_with_the_kd_grid() -> No
     cosine = cell_spec(base, cells["KD base (cosine decay)"], 0, "o", "t.pt").losses
     assert cosine.decay == "cosine" and cosine.ld.enabled and cosine.cls_kd.enabled and not cosine.ad.enabled
     assert cell_spec(base, cells["CWD (x4)"], 0, "o", "t.pt").losses.feat.weight == 4.0
+    # FitNet runs at the weight that won its sweep, in the comparison and in the paper's ablation alike;
+    # CWD keeps the recipe's weight 1 (its own sweep's winner)
+    weight = lambda cell: cell_spec(base, cell, 0, "o", "t.pt").losses.feat.weight  # noqa: E731
+    assert weight(cells["FitNet (x1)"]) == 1.0 and weight(cells["FitNet (x4)"]) == 4.0
+    paper = {c.name: c for c in parse_grid("paper")}
+    assert weight(kd["FitNet"]) == weight(paper["FitNet"]) == weight(cells["FitNet"]) == 0.25
+    assert weight(kd["CWD"]) == weight(paper["CWD"]) == 1.0
 
 
 # the hashes of these run specs, computed before JobSpec.with_overrides built them: a finished ablation run
