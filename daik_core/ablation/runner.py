@@ -583,18 +583,31 @@ def _run_plan(
     return AblationResult("completed", records, rows, out)
 
 
+def _run_environments(folder: Path) -> list[Any]:
+    """The compute environments a trained run's folder records: its ``results.json``, or, where only the
+    scores are left (records restored from a committed table, weights deleted), a ``record-*.json``."""
+    for path in [folder / "results.json", *sorted(folder.glob("record-*.json"))]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        source = data if path.name == "results.json" else data.get("extra")
+        envs = source.get("environments") if isinstance(source, dict) else None
+        if envs:
+            return list(envs)
+    return []
+
+
 def foreign_environment_warning(out: Path, here: Mapping[str, Any]) -> str | None:
     """A warning, before anything trains, when the runs already trained under ``out`` come from another
     compute environment than ``here`` (:func:`~daik_core.engine.environment.compute_environment` of this
     process): the runs trained now will not be bit-comparable with them. ``None`` when ``out`` holds no
     trained run, or one of them was trained here."""
     found: dict[str, tuple[dict[str, Any], int]] = {}
-    for results in sorted((out / "runs").glob("*/seed*/results.json")):
-        try:
-            envs = json.loads(results.read_text()).get("environments") or []
-        except (OSError, ValueError, AttributeError):
-            continue
-        for env in envs:
+    for folder in sorted(p for p in (out / "runs").glob("*/seed*") if p.is_dir()):
+        for env in _run_environments(folder):
             if isinstance(env, dict) and isinstance(env.get("id"), str):
                 entry = found.get(env["id"])
                 found[env["id"]] = (env, 1 if entry is None else entry[1] + 1)

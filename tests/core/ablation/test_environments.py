@@ -72,3 +72,33 @@ def test_a_machine_foreign_to_the_finished_runs_is_warned_about_before_training(
     assert warning.startswith("this process's compute environment bbbbbbbbbbbb (AMD EPYC, AVX2 kernels")
     assert "aaaaaaaaaaaa (AMD EPYC, AVX512 kernels, torch 2.13.0, 1 threads): 3 run(s)" in warning
     assert "not be bit-comparable" in warning
+
+
+def test_runs_known_only_by_their_scores_count_as_trained_elsewhere(tmp_path: Path) -> None:
+    """A grid continued on another machine from a committed table holds the runs' scores (record-*.json)
+    without their results.json: their environments count as well."""
+    a = {**_env("aaaaaaaaaaaa", "AMD EPYC"), "cpu_capability": "AVX512"}
+    b = {**_env("bbbbbbbbbbbb", "AMD EPYC"), "cpu_capability": "AVX2"}
+    for config, seed in (("baseline", 0), ("daik", 0)):
+        run = tmp_path / "runs" / config / f"seed{seed}"
+        run.mkdir(parents=True)
+        for split in ("val-1", "tune-2"):  # two splits' scores of one run: one run
+            record = _record(config, seed, a).to_dict()
+            (run / f"record-{split}.json").write_text(json.dumps(record))
+    (tmp_path / "runs" / "teacher").mkdir()
+    (tmp_path / "runs" / "teacher" / "record-val-1.json").write_text(
+        json.dumps(RunRecord("teacher", 0, 0.7).to_dict())
+    )
+    warning = foreign_environment_warning(tmp_path, b)
+    assert (
+        warning is not None
+        and "aaaaaaaaaaaa (AMD EPYC, AVX512 kernels, torch 2.13.0, 1 threads): 2 run(s)" in warning
+    )
+    assert foreign_environment_warning(tmp_path, a) is None
+    # a results.json speaks for its run, before the records: here the run was trained on b
+    run = tmp_path / "runs" / "daik" / "seed0"
+    (run / "results.json").write_text(json.dumps({"status": "completed", "environments": [b]}))
+    assert foreign_environment_warning(tmp_path, b) is None
+    warning = foreign_environment_warning(tmp_path, {**_env("cccccccccccc", "Intel Xeon")})
+    assert warning is not None and "aaaaaaaaaaaa" in warning and "bbbbbbbbbbbb" in warning
+    assert ": 1 run(s)" in warning and ": 2 run(s)" not in warning
