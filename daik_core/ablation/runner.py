@@ -586,17 +586,16 @@ def _run_plan(
 def _run_environments(folder: Path) -> list[Any]:
     """The compute environments a trained run's folder records: its ``results.json``, or, where only the
     scores are left (records restored from a committed table, weights deleted), a ``record-*.json``."""
-    for path in [folder / "results.json", *sorted(folder.glob("record-*.json"))]:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        source = data if path.name == "results.json" else data.get("extra")
-        envs = source.get("environments") if isinstance(source, dict) else None
-        if envs:
-            return list(envs)
+    try:
+        envs = json.loads((folder / "results.json").read_text()).get("environments")
+    except (OSError, ValueError, AttributeError):
+        envs = None
+    if envs:
+        return list(envs)
+    for path in sorted(folder.glob("record-*.json")):
+        rec = _read_record(path)
+        if rec is not None and rec.extra.get("environments"):
+            return list(rec.extra["environments"])
     return []
 
 
