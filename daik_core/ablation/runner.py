@@ -420,14 +420,16 @@ def write_table(
 ) -> list[Row]:
     """Summarise ``records`` and write ``ablation.json``, ``ablation.csv``, ``ablation.md`` and the bar chart
     ``ablation.png`` (mAP50 per configuration with 95 % intervals; a chart that cannot be drawn is a warning)
-    in ``out``; ``meta`` becomes the JSON's top-level fields. When the runs mix compute environments, an
-    ``ablate: warning:`` line goes to ``log``."""
+    in ``out``; ``meta`` becomes the JSON's top-level fields, except ``seeds``: the seeds the student rows
+    hold (a table gathers every finished run, also those of other calls' ``--only-seeds``). When the runs
+    mix compute environments, an ``ablate: warning:`` line goes to ``log``."""
     rows = summarize(records, order)
     envs = training_environments(records)
     warning = environment_warning(records)
     if warning is not None and log is not None:
         print(f"ablate: warning: {warning}", file=log)
-    table = table_json(rows, **meta, environments=list(envs.values()))
+    held = sorted({s for row in rows if row.config != "teacher" for s in row.seeds})
+    table = table_json(rows, **{**meta, "seeds": held}, environments=list(envs.values()))
     atomic_write_text(out / "ablation.json", json.dumps(table, indent=2) + "\n")
     atomic_write_text(out / "ablation.csv", table_csv(rows))
     atomic_write_text(out / "ablation.md", table_markdown(rows))

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from daik_core.ablation.grid import parse_grid
-from daik_core.ablation.runner import run_ablation
+from daik_core.ablation.runner import run_ablation, write_table
+from daik_core.ablation.table import RunRecord
 from daik_core.cli import main
 from daik_core.engine import Trainer
 from daik_core.engine.callbacks import Callback, StopFlag
@@ -177,7 +178,8 @@ def test_runs_trained_once_are_scored_on_each_split_apart(
     assert (out / "runs" / "baseline" / "seed1" / "weights" / "last.pt").is_file()
     assert weights.stat().st_mtime_ns == stamp
     table = json.loads((out / "ablation.json").read_text())
-    assert table["seeds"] == [1] and [r["seeds"] for r in table["rows"]] == [[0, 1]]
+    # the table holds every finished seed, and says so at its top level too
+    assert table["seeds"] == [0, 1] and [r["seeds"] for r in table["rows"]] == [[0, 1]]
     capsys.readouterr()
     assert main([*argv, "--table-only", "--val", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
@@ -244,3 +246,11 @@ def test_cli_refuses_bad_input_before_training(
     assert main(["ablate", str(spec_file), "--seeds", "2", *repeated, "--out", str(out)]) == 2
     assert "--only-seeds: '0,2' is not part of --seeds 2 (seeds 0, 1)" in capsys.readouterr().err
     assert not (out / "runs").exists()
+
+
+def test_the_table_names_the_seeds_its_rows_hold(tmp_path: Path) -> None:
+    records = [RunRecord("teacher", 7, 0.7), RunRecord("baseline", 1, 0.3), RunRecord("DAIK", 2, 0.4)]
+    write_table(tmp_path, records, ["teacher", "baseline", "DAIK"], spec="s", seeds=[2])
+    table = json.loads((tmp_path / "ablation.json").read_text())
+    assert table["seeds"] == [1, 2]  # not the call's [2], nor the teacher's checkpoint seed
+    assert [r["seeds"] for r in table["rows"]] == [[7], [1], [2]]
