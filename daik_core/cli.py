@@ -391,7 +391,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
         records = collect_records(out, cells, split)
         if not records:
             raise DaikError(f"ablate --table-only: no finished run in {out} scored on {split}")
-        meta = ablation_meta(spec, seeds, split, teacher if teacher and teacher.is_file() else None)
+        meta = ablation_meta(spec, split, teacher if teacher and teacher.is_file() else None)
         rows = write_table(out, records, [c.name for c in cells], sys.stderr, **meta)
     else:
         stop = StopFlag()

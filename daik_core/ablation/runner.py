@@ -62,7 +62,7 @@ from typing import Any, TextIO
 
 import torch
 
-from daik_core.ablation.grid import Cell, cell_spec, config_hash, slug
+from daik_core.ablation.grid import TEACHER, Cell, cell_spec, config_hash, slug
 from daik_core.ablation.table import (
     Row,
     RunRecord,
@@ -362,16 +362,15 @@ def _schedule(hparams: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ablation_meta(
-    spec: JobSpec, seeds: Sequence[int], val: Path, teacher: Path | None, log: TextIO | None = None
+    spec: JobSpec, val: Path, teacher: Path | None, log: TextIO | None = None
 ) -> dict[str, Any]:
-    """The top-level fields of the table's JSON: the spec's name, the seeds, the training and validation
-    folders, the teacher checkpoint, and the schedules (``student_hparams`` from the spec,
-    ``teacher_hparams`` and ``teacher_train`` from the teacher checkpoint's own spec); ``equal_schedule``
-    tells whether teacher and students share epochs, batch and image size. A teacher trained under another
-    schedule or on other images is warned about on ``log``."""
+    """The top-level fields of the table's JSON (beside ``seeds``, which :func:`write_table` takes from the
+    rows): the spec's name, the training and validation folders, the teacher checkpoint, and the schedules
+    (``student_hparams`` from the spec, ``teacher_hparams`` and ``teacher_train`` from the teacher
+    checkpoint's own spec); ``equal_schedule`` tells whether teacher and students share epochs, batch and
+    image size. A teacher trained under another schedule or on other images is warned about on ``log``."""
     meta: dict[str, Any] = {
         "spec": spec.name,
-        "seeds": list(seeds),
         "train": spec.dataset.train,
         "val": str(val),
         "student_preset": spec.student.preset,
@@ -420,7 +419,7 @@ def write_table(
 ) -> list[Row]:
     """Summarise ``records`` and write ``ablation.json``, ``ablation.csv``, ``ablation.md`` and the bar chart
     ``ablation.png`` (mAP50 per configuration with 95 % intervals; a chart that cannot be drawn is a warning)
-    in ``out``; ``meta`` becomes the JSON's top-level fields, except ``seeds``: the seeds the student rows
+    in ``out``; ``meta`` becomes the JSON's top-level fields, with ``seeds``: the seeds the student rows
     hold (a table gathers every finished run, also those of other calls' ``--only-seeds``). When the runs
     mix compute environments, an ``ablate: warning:`` line goes to ``log``."""
     rows = summarize(records, order)
@@ -428,7 +427,7 @@ def write_table(
     warning = environment_warning(records)
     if warning is not None and log is not None:
         print(f"ablate: warning: {warning}", file=log)
-    held = sorted({s for row in rows if row.config != "teacher" for s in row.seeds})
+    held = sorted({s for row in rows if row.config != TEACHER for s in row.seeds})
     table = table_json(rows, **{**meta, "seeds": held}, environments=list(envs.values()))
     atomic_write_text(out / "ablation.json", json.dumps(table, indent=2) + "\n")
     atomic_write_text(out / "ablation.csv", table_csv(rows))
@@ -492,7 +491,7 @@ def run_ablation(
     if teacher_path is not None and not teacher_path.is_file():
         raise DaikError(f"ablate: teacher checkpoint {teacher_path} does not exist")
     plan = plan_runs(spec, cells, seeds, out, teacher_path)
-    meta = ablation_meta(spec, seeds, split, teacher_path, log)
+    meta = ablation_meta(spec, split, teacher_path, log)
     device = resolve_device(spec.hparams.device)
     if any(r.spec is not None and not _trained(r) for r in plan):
         warning = foreign_environment_warning(out, compute_environment(device))
